@@ -1,0 +1,73 @@
+"""The application factory: ``create_app(settings)`` composes routes, error handlers and lifespan.
+
+All state (database, service, worker pool, reaper) is created in the lifespan and reached from
+requests as ``request.state.service``; nothing lives in module globals, so tests and embedding
+applications can run several apps side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from jobqueue.api.errors import (
+    RequestError,
+    handle_domain_error,
+    handle_http_error,
+    handle_request_error,
+    internal_error_handler,
+)
+from jobqueue.api.routes import routes
+from jobqueue.errors import JobQueueError
+from jobqueue.handlers import default_registry
+from jobqueue.service import JobQueueService
+from jobqueue.settings import Settings, load_settings
+from jobqueue.worker import Reaper, Registry, WorkerPool
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, registry: Registry | None = None) -> Starlette:
+    """Build the ASGI app. ``registry`` replaces the example handlers of the in-process pool."""
+    settings = load_settings() if settings is None else settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        async with JobQueueService.open(settings) as service:
+            background: list[asyncio.Task[Any]] = [
+                asyncio.create_task(Reaper(service).run(), name="jobqueue-reaper")
+            ]
+            pool: WorkerPool | None = None
+            if settings.run_worker:
+                pool = WorkerPool(
+                    service,
+                    registry or default_registry(),
+                    job_types=settings.job_types,
+                )
+                background.append(asyncio.create_task(pool.run(), name="jobqueue-pool"))
+            try:
+                yield {"service": service, "pool": pool}
+            finally:
+                if pool is not None:
+                    pool.stop()
+                    await asyncio.gather(background[1], return_exceptions=True)
+                background[0].cancel()
+                await asyncio.gather(*background, return_exceptions=True)
+
+    return Starlette(
+        debug=settings.debug,
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            RequestError: handle_request_error,
+            JobQueueError: handle_domain_error,
+            HTTPException: handle_http_error,
+            Exception: internal_error_handler(settings.debug),
+        },
+    )

@@ -1,0 +1,104 @@
+"""One JSON error shape for every failure: ``{"error": code, "detail": text, "field": name?}``."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from jobqueue.api.responses import JSONResponse
+from jobqueue.errors import (
+    DatabaseError,
+    IdempotencyConflict,
+    InvalidTransition,
+    JobNotFound,
+    JobQueueError,
+    LeaseLost,
+    ValidationFailed,
+)
+from jobqueue.models import ErrorBody
+
+logger = logging.getLogger(__name__)
+
+#: HTTP status of each domain error.
+STATUS_CODES: dict[type[JobQueueError], int] = {
+    JobNotFound: 404,
+    InvalidTransition: 409,
+    LeaseLost: 409,
+    IdempotencyConflict: 422,
+    ValidationFailed: 422,
+    DatabaseError: 503,
+}
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+_FIELD_PATH = re.compile(r"at `\$\.?([^`]*)`")
+
+
+class RequestError(Exception):
+    """A malformed request (status 400/413/415/422), raised while reading the body or query."""
+
+    def __init__(self, status_code: int, error: str, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.body = ErrorBody(error=error, detail=detail, field=field)
+
+
+def validation_error(exc: msgspec.ValidationError) -> RequestError:
+    """A 422 naming the offending field from msgspec's ``... - at `$.field``` message."""
+    text = str(exc)
+    match = _FIELD_PATH.search(text)
+    field = match.group(1) if match and match.group(1) else None
+    if field is None and "missing required field" in text:
+        quoted = re.search(r"`([^`$]+)`", text)
+        field = quoted.group(1) if quoted else None
+    return RequestError(422, "validation_error", text, field)
+
+
+def error_response(status_code: int, body: ErrorBody) -> Response:
+    return JSONResponse(body, status_code=status_code)
+
+
+async def handle_request_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestError)
+    return error_response(exc.status_code, exc.body)
+
+
+async def handle_domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, JobQueueError)
+    status = next((code for kind, code in STATUS_CODES.items() if isinstance(exc, kind)), 500)
+    field = getattr(exc, "field", None)
+    return error_response(status, ErrorBody(error=exc.code, detail=str(exc), field=field))
+
+
+async def handle_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    detail = exc.detail
+    if exc.status_code == 404:
+        detail = f"no route for {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        detail = f"method {request.method} is not allowed on {request.url.path}"
+    response = error_response(exc.status_code, ErrorBody(error=code, detail=detail))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def internal_error_handler(debug: bool):  # noqa: ANN201 - Starlette handler factory
+    async def handle(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        detail = f"{type(exc).__name__}: {exc}" if debug else "internal server error"
+        return error_response(500, ErrorBody(error="internal_error", detail=detail))
+
+    return handle

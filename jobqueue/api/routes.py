@@ -1,0 +1,397 @@
+"""Endpoint functions. They parse and validate, call the service, and encode; nothing more.
+
+Routes never run jobs: they change rows through ``JobQueueService`` and return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+import jobqueue
+from jobqueue.api.errors import RequestError, validation_error
+from jobqueue.api.responses import JSONResponse
+from jobqueue.errors import ValidationFailed
+from jobqueue.handlers.generation import GENERATION_JOB_TYPE, MODELS, DEFAULT_MODEL, GenerateRequest
+from jobqueue.models import (
+    ClaimedJob,
+    JobCreate,
+    JobList,
+    JobStatus,
+    JobUpdate,
+    ProgressUpdate,
+    WorkerId,
+)
+from jobqueue.service import MAX_PAGE_SIZE, JobQueueService
+
+T = TypeVar("T")
+
+#: Largest request body accepted, in bytes.
+MAX_BODY_BYTES = 1024 * 1024
+#: Longest long-poll a remote worker may ask for, in seconds.
+MAX_CLAIM_WAIT = 60.0
+
+
+def get_job_queue_service(request: Request) -> JobQueueService:
+    """The service of the running app (set up in the lifespan), for any Starlette endpoint."""
+    return request.state.service  # type: ignore[no-any-return]
+
+
+# -- request parsing ------------------------------------------------------------------------------
+
+
+async def read_json(request: Request, kind: type[T]) -> T:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise RequestError(
+            415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json"
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise RequestError(413, "payload_too_large", f"body is larger than {MAX_BODY_BYTES} bytes")
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise RequestError(413, "payload_too_large", f"body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc) from None
+    except msgspec.DecodeError as exc:
+        raise RequestError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+
+
+def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise RequestError(422, "validation_error", f"{name} must be an integer, got {raw!r}", name) from None
+    if not low <= value <= high:
+        raise RequestError(422, "validation_error", f"{name} must be between {low} and {high}", name)
+    return value
+
+
+def _query_statuses(request: Request) -> list[JobStatus] | None:
+    values = [v for raw in request.query_params.getlist("status") for v in raw.split(",") if v]
+    statuses = []
+    for value in values:
+        try:
+            statuses.append(JobStatus(value))
+        except ValueError:
+            known = ", ".join(s.value for s in JobStatus)
+            raise RequestError(
+                422, "validation_error", f"unknown status {value!r}; expected one of: {known}", "status"
+            ) from None
+    return statuses or None
+
+
+def _idempotency_key(request: Request, body_key: str | None) -> str | None:
+    header = request.headers.get("idempotency-key")
+    if header is not None and not 1 <= len(header) <= 200:
+        raise RequestError(422, "validation_error", "Idempotency-Key must be 1 to 200 characters", "Idempotency-Key")
+    if header is not None and body_key is not None and header != body_key:
+        raise RequestError(
+            422, "validation_error", "Idempotency-Key header and idempotency_key field differ", "idempotency_key"
+        )
+    return header or body_key
+
+
+# -- service ----------------------------------------------------------------------------------------
+
+
+async def index(request: Request) -> Response:
+    return JSONResponse(
+        {
+            "name": "jobqueue",
+            "version": jobqueue.__version__,
+            "links": {
+                "jobs": "/api/jobs",
+                "stats": "/api/jobs/stats",
+                "health": "/health",
+                "generate": "/api/generate",
+            },
+        }
+    )
+
+
+async def health(request: Request) -> Response:
+    service = get_job_queue_service(request)
+    checks: dict[str, str] = {}
+    healthy = True
+    try:
+        await asyncio.wait_for(service.ping(), timeout=5)
+        checks["database"] = "ok"
+    except Exception as exc:  # any failure means the database is unusable: report, don't raise
+        checks["database"] = f"error: {exc}"
+        healthy = False
+    checks["redis"] = "not configured" if service.settings.redis_url is None else "configured"
+    body = {"status": "ok" if healthy else "unavailable", **checks}
+    return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+# -- jobs -------------------------------------------------------------------------------------------
+
+
+async def create_job(request: Request) -> Response:
+    body = await read_json(request, JobCreate)
+    service = get_job_queue_service(request)
+    job, created = await service.create_job(
+        body.job_type,
+        body.request_data,
+        body.priority,
+        max_attempts=body.max_attempts,
+        timeout=body.timeout,
+        run_at=body.run_at,
+        delay=body.delay,
+        idempotency_key=_idempotency_key(request, body.idempotency_key),
+    )
+    return JSONResponse(job, status_code=201 if created else 200)
+
+
+async def list_jobs(request: Request) -> Response:
+    limit = _query_int(request, "limit", 50, 1, MAX_PAGE_SIZE)
+    offset = _query_int(request, "offset", 0, 0, 2**62)
+    items, total = await get_job_queue_service(request).list_jobs(
+        status=_query_statuses(request),
+        job_type=request.query_params.get("job_type") or None,
+        worker_id=request.query_params.get("worker_id") or None,
+        limit=limit,
+        offset=offset,
+    )
+    return JSONResponse(JobList(items=items, total=total, limit=limit, offset=offset))
+
+
+async def get_job(request: Request) -> Response:
+    job = await get_job_queue_service(request).require_job(request.path_params["job_id"])
+    return JSONResponse(job)
+
+
+async def update_job(request: Request) -> Response:
+    body = await request.body()
+    update = await read_json(request, JobUpdate)
+    # Which fields were sent matters ("message": null clears, an absent message stays).
+    try:
+        sent = msgspec.json.decode(body, type=dict[str, Any])
+    except msgspec.DecodeError:  # already validated above; cannot happen
+        sent = {}
+    if update.status is None and "status" in sent:
+        raise RequestError(422, "validation_error", "status cannot be null", "status")
+    if update.progress is None and "progress" in sent:
+        raise RequestError(422, "validation_error", "progress cannot be null", "progress")
+    job = await get_job_queue_service(request).apply_update(
+        request.path_params["job_id"], update, set(sent)
+    )
+    return JSONResponse(job)
+
+
+async def report_progress(request: Request) -> Response:
+    body = await read_json(request, ProgressUpdate)
+    if body.status is not None and body.status not in _RUNNING_STATUSES:
+        raise RequestError(
+            422, "validation_error", "progress may only carry a running status", "status"
+        )
+    job = await get_job_queue_service(request).update_progress(
+        request.path_params["job_id"],
+        body.progress,
+        body.message,
+        status=body.status,
+        claim_token=body.claim_token,
+    )
+    return JSONResponse(job)
+
+
+async def delete_job(request: Request) -> Response:
+    await get_job_queue_service(request).delete_job(request.path_params["job_id"])
+    return Response(status_code=204)
+
+
+async def stats(request: Request) -> Response:
+    job_type = request.path_params.get("job_type")
+    return JSONResponse(await get_job_queue_service(request).get_stats(job_type))
+
+
+class CancelRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: Sent by the worker holding the job to confirm it stopped; the job then ends cancelled.
+    claim_token: str | None = None
+
+
+async def cancel_job(request: Request) -> Response:
+    service = get_job_queue_service(request)
+    job_id = request.path_params["job_id"]
+    token = None
+    if await request.body():
+        token = (await read_json(request, CancelRequest)).claim_token
+    if token is not None:
+        return JSONResponse(await service.acknowledge_cancel(job_id, token))
+    return JSONResponse(await service.cancel_job(job_id))
+
+
+async def retry_job(request: Request) -> Response:
+    return JSONResponse(await get_job_queue_service(request).retry_job(request.path_params["job_id"]))
+
+
+# -- the remote-worker protocol -------------------------------------------------------------------
+
+
+class ClaimRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    worker_id: WorkerId
+    job_types: list[str] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
+    #: Seconds to wait for a job when none is ready (long poll); 0 answers at once.
+    wait: Annotated[float, msgspec.Meta(ge=0, le=MAX_CLAIM_WAIT)] = 0
+
+
+class ClaimResponse(msgspec.Struct, kw_only=True):
+    jobs: list[ClaimedJob]
+    lease_seconds: float
+
+
+class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    claim_token: str
+
+
+class CompleteRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    claim_token: str
+    result_data: Any = None
+    message: str | None = None
+
+
+class FailRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    claim_token: str
+    error: Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
+    #: False fails the job for good even when attempts remain.
+    retry: bool = True
+    message: str | None = None
+
+
+class HeartbeatResponse(msgspec.Struct, kw_only=True):
+    cancel_requested: bool
+    lease_seconds: float
+
+
+async def claim_jobs(request: Request) -> Response:
+    body = await read_json(request, ClaimRequest)
+    service = get_job_queue_service(request)
+    deadline = time.monotonic() + body.wait
+    wakeup = asyncio.Event()
+    service.add_wakeup(wakeup)
+    try:
+        while True:
+            wakeup.clear()
+            jobs = await service.claim_jobs(
+                worker_id=body.worker_id, job_types=body.job_types, limit=body.limit
+            )
+            remaining = deadline - time.monotonic()
+            if jobs or remaining <= 0:
+                break
+            # Woken at once by an enqueue in this process; jobs enqueued by other processes
+            # are found on the next poll.
+            try:
+                await asyncio.wait_for(wakeup.wait(), min(remaining, service.settings.poll_interval))
+            except TimeoutError:
+                pass
+    finally:
+        service.remove_wakeup(wakeup)
+    return JSONResponse(ClaimResponse(jobs=jobs, lease_seconds=service.settings.lease_seconds))
+
+
+async def heartbeat(request: Request) -> Response:
+    body = await read_json(request, TokenRequest)
+    service = get_job_queue_service(request)
+    cancel = await service.heartbeat(request.path_params["job_id"], body.claim_token)
+    return JSONResponse(HeartbeatResponse(cancel_requested=cancel, lease_seconds=service.settings.lease_seconds))
+
+
+async def complete_job(request: Request) -> Response:
+    body = await read_json(request, CompleteRequest)
+    job = await get_job_queue_service(request).complete_job(
+        request.path_params["job_id"], body.claim_token, body.result_data, body.message
+    )
+    return JSONResponse(job)
+
+
+async def fail_job(request: Request) -> Response:
+    body = await read_json(request, FailRequest)
+    service = get_job_queue_service(request)
+    job_id = request.path_params["job_id"]
+    current = await service.require_job(job_id)
+    job = await service.fail_job(
+        job_id,
+        body.claim_token,
+        body.error,
+        retry=body.retry,
+        attempts=current.attempts,
+        message=body.message,
+    )
+    return JSONResponse(job)
+
+
+async def release_job(request: Request) -> Response:
+    body = await read_json(request, TokenRequest)
+    job = await get_job_queue_service(request).release_job(request.path_params["job_id"], body.claim_token)
+    return JSONResponse(job)
+
+
+# -- generation (the seed's example job type) ------------------------------------------------------
+
+
+async def generate(request: Request) -> Response:
+    model = request.path_params.get("model", DEFAULT_MODEL)
+    if model not in MODELS:
+        raise ValidationFailed(
+            f"unknown model {model!r}; known models: {', '.join(sorted(MODELS))}", "model"
+        )
+    body = await read_json(request, GenerateRequest)
+    request_data = {"model": model, "prompt": body.prompt, "duration": body.duration}
+    job, created = await get_job_queue_service(request).create_job(
+        GENERATION_JOB_TYPE,
+        request_data,
+        body.priority,
+        idempotency_key=_idempotency_key(request, None),
+    )
+    return JSONResponse(job, status_code=201 if created else 200)
+
+
+_RUNNING_STATUSES = frozenset(JobStatus) - {
+    JobStatus.QUEUED,
+    JobStatus.PENDING,
+    JobStatus.COMPLETED,
+    JobStatus.FAILED,
+    JobStatus.CANCELLED,
+}
+
+
+def _both(path: str, endpoint: Any, methods: list[str]) -> list[Route]:
+    """The path with and without a trailing slash, answering the same (no redirect)."""
+    return [Route(path, endpoint, methods=methods), Route(path + "/", endpoint, methods=methods)]
+
+
+routes: list[Route] = [
+    Route("/", index, methods=["GET"]),
+    Route("/health", health, methods=["GET"]),
+    *_both("/api/jobs", create_job, ["POST"]),
+    *_both("/api/jobs", list_jobs, ["GET"]),
+    Route("/api/jobs/stats", stats, methods=["GET"]),
+    Route("/api/jobs/stats/{job_type}", stats, methods=["GET"]),
+    Route("/api/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/api/jobs/{job_id}", update_job, methods=["PUT"]),
+    Route("/api/jobs/{job_id}", delete_job, methods=["DELETE"]),
+    Route("/api/jobs/{job_id}/progress", report_progress, methods=["POST"]),
+    Route("/api/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+    Route("/api/jobs/{job_id}/retry", retry_job, methods=["POST"]),
+    Route("/api/jobs/{job_id}/heartbeat", heartbeat, methods=["POST"]),
+    Route("/api/jobs/{job_id}/complete", complete_job, methods=["POST"]),
+    Route("/api/jobs/{job_id}/fail", fail_job, methods=["POST"]),
+    Route("/api/jobs/{job_id}/release", release_job, methods=["POST"]),
+    Route("/api/workers/claim", claim_jobs, methods=["POST"]),
+    Route("/api/generate", generate, methods=["POST"]),
+    Route("/api/generate/{model}", generate, methods=["POST"]),
+]

@@ -1,0 +1,207 @@
+"""Command line: ``python -m jobqueue [serve|worker|migrate] [options]``.
+
+Every option falls back to an environment variable (shown in ``--help``). Errors print one line
+to stderr and exit non-zero; no traceback reaches the terminal for a mistake of the user's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from jobqueue import __version__
+from jobqueue.errors import ConfigError, JobQueueError
+from jobqueue.settings import Settings, load_settings
+
+logger = logging.getLogger("jobqueue")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="SQLite database, sqlite:///./jobs.db (relative) or sqlite:////abs/jobs.db [env DATABASE_URL]",
+    )
+    parser.add_argument(
+        "--redis-url", metavar="URL", help="Redis for cross-process events, optional [env REDIS_URL]"
+    )
+    parser.add_argument(
+        "--synchronous",
+        metavar="MODE",
+        help="SQLite synchronous: NORMAL (default) or FULL [env SQLITE_SYNCHRONOUS]",
+    )
+    parser.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
+
+
+def _pool_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency", metavar="N", help="jobs run at once by the pool (default 10) [env WORKER_CONCURRENCY]"
+    )
+    parser.add_argument(
+        "--job-types",
+        metavar="A,B",
+        help="only claim these job types (default: every registered type) [env WORKER_JOB_TYPES]",
+    )
+    parser.add_argument(
+        "--registry",
+        metavar="MODULE:ATTR",
+        default=os.environ.get("WORKER_REGISTRY"),
+        help="a jobqueue.worker.Registry with your handlers, added to the examples [env WORKER_REGISTRY]",
+    )
+    parser.add_argument(
+        "--lease-seconds", metavar="S", help="claim lease without heartbeat (default 30) [env LEASE_SECONDS]"
+    )
+    parser.add_argument(
+        "--poll-interval",
+        metavar="S",
+        help="seconds between checks for work from other processes (default 0.5) [env POLL_INTERVAL]",
+    )
+    parser.add_argument(
+        "--shutdown-grace",
+        metavar="S",
+        help="seconds running jobs get to finish on SIGTERM before they are handed back (default 10) "
+        "[env SHUTDOWN_GRACE]",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobqueue",
+        description="A durable async job queue: REST API, worker pools, SQLite storage. "
+        "Without a command, runs `serve`.",
+    )
+    parser.add_argument("--version", action="version", version=f"jobqueue {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP API (and, by default, a worker pool)")
+    _common(serve)
+    serve.add_argument("--host", help="interface to listen on (default 127.0.0.1) [env HOST]")
+    serve.add_argument("--port", help="port to listen on (default 8000) [env PORT]")
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="do not run a worker pool inside the server [env RUN_WORKER=false]",
+    )
+    serve.add_argument("--debug", action="store_true", help="tracebacks in error responses [env DEBUG]")
+    _pool_options(serve)
+
+    worker = commands.add_parser("worker", help="run a worker pool in this process")
+    _common(worker)
+    _pool_options(worker)
+    worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+
+    migrate = commands.add_parser("migrate", help="apply pending database migrations and exit")
+    _common(migrate)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags = ("database_url", "redis_url", "synchronous", "host", "port", "concurrency", "job_types",
+             "lease_seconds", "poll_interval", "shutdown_grace")
+    overrides: dict[str, str | None] = {f: getattr(args, f, None) for f in flags}
+    if getattr(args, "no_worker", False):
+        overrides["run_worker"] = "false"
+    if getattr(args, "debug", False):
+        overrides["debug"] = "true"
+    return load_settings(overrides=overrides)
+
+
+def _load_registry(spec: str | None) -> Any:
+    from jobqueue.handlers import default_registry
+
+    registry = default_registry()
+    if spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+            extra = getattr(module, attr or "registry")
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"cannot load registry {spec!r}: {exc}") from None
+        registry.merge(extra)
+    return registry
+
+
+async def _migrate(settings: Settings) -> int:
+    from jobqueue.db import Database
+    from jobqueue.migrate import apply_migrations
+
+    db = Database(settings.database_path, synchronous=settings.synchronous, readers=0)
+    await db.open()
+    try:
+        applied = await apply_migrations(db.writer)
+    finally:
+        await db.close()
+    return len(applied)
+
+
+async def _run_worker(settings: Settings, registry: Any, burst: bool) -> None:
+    from jobqueue.service import JobQueueService
+    from jobqueue.worker import Reaper, WorkerPool
+
+    async with JobQueueService.open(settings) as service:
+        pool = WorkerPool(service, registry, job_types=settings.job_types)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, pool.stop)
+        reaper = asyncio.create_task(Reaper(service).run(), name="jobqueue-reaper")
+        logger.info(
+            "worker %s: concurrency %d, job types %s", pool.worker_id, pool.concurrency, ",".join(pool.job_types)
+        )
+        try:
+            await pool.run(burst=burst)
+        finally:
+            reaper.cancel()
+            await asyncio.gather(reaper, return_exceptions=True)
+        logger.info("worker %s stopped after %d jobs", pool.worker_id, pool.processed)
+
+
+def _serve(settings: Settings, registry: Any) -> None:
+    import uvicorn
+
+    from jobqueue.api.app import create_app
+
+    # Fail fast with one line (bad file, migration refused) before uvicorn starts logging.
+    asyncio.run(_migrate(settings))
+    app = create_app(settings, registry=registry)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="debug" if settings.debug else "info",
+        timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "serve")  # no command: serve, with the options given
+    args = parser.parse_args(argv)
+    command = args.command
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = _settings(args)
+        if command == "migrate":
+            count = asyncio.run(_migrate(settings))
+            print(f"applied {count} migration(s); database {settings.database_path} is up to date")
+        elif command == "worker":
+            asyncio.run(_run_worker(settings, _load_registry(args.registry), args.burst))
+        else:
+            _serve(settings, _load_registry(args.registry))
+    except JobQueueError as exc:
+        print(f"jobqueue: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

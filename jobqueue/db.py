@@ -1,0 +1,208 @@
+"""SQLite connections: pragmas, one writer with group commit, a small pool of readers.
+
+SQLite allows one writer at a time per file. Every write of this process goes through one
+connection and one task, which takes all writes queued at that moment and runs them in a single
+``BEGIN IMMEDIATE`` transaction (group commit): under load one fsync serves many callers, and each
+caller is answered only after the transaction holding its write has committed. ``IMMEDIATE`` takes
+the write lock up front, so another process holding it makes us wait (``busy_timeout``) instead of
+failing with SQLITE_BUSY half-way through a read-then-write transaction.
+
+Readers use their own connections: in WAL mode they never block the writer and always see the
+latest committed transaction when they start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from jobqueue.errors import DatabaseError, JobQueueError
+
+T = TypeVar("T")
+WriteOp = Callable[[aiosqlite.Connection], Awaitable[T]]
+
+logger = logging.getLogger(__name__)
+
+#: RETURNING (used by the claim and by every fenced update) arrived in SQLite 3.35.
+MIN_SQLITE_VERSION = (3, 35, 0)
+#: Milliseconds a connection waits for another process's lock before giving up.
+BUSY_TIMEOUT_MS = 10_000
+#: Most writes one transaction carries; bounds the latency a big burst adds to its last caller.
+MAX_BATCH = 512
+
+
+def check_sqlite_version() -> None:
+    if sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
+        need = ".".join(map(str, MIN_SQLITE_VERSION))
+        raise DatabaseError(
+            f"SQLite {sqlite3.sqlite_version} is too old: jobqueue needs {need} or newer "
+            "(for UPDATE ... RETURNING); install a newer Python or libsqlite3"
+        )
+
+
+async def connect(path: Path, synchronous: str) -> aiosqlite.Connection:
+    """Open one connection with the pragmas every connection of ours uses."""
+    try:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, Python's sqlite3 never does.
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open database {str(path)!r}: {exc}") from None
+    try:
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # A new file gets incremental auto-vacuum so pruning can hand pages back to the OS; it
+        # only takes effect before the first table exists, and is a no-op on existing files.
+        await conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        rows = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+        mode = next(iter(rows))[0]
+        if mode != "wal":
+            raise DatabaseError(f"cannot switch {str(path)!r} to WAL mode (got {mode!r})")
+        # NORMAL in WAL mode: a commit survives a crash of any process; only a power loss or OS
+        # crash can lose the last transactions (never corrupt the file). FULL fsyncs every commit.
+        await conn.execute(f"PRAGMA synchronous = {synchronous}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.Error as exc:
+        await conn.close()
+        raise DatabaseError(f"cannot use database {str(path)!r}: {exc}") from None
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+class Database:
+    """The connections of one process to one SQLite file."""
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL", readers: int = 2) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._reader_count = readers
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all_readers: list[aiosqlite.Connection] = []
+        self._pending: asyncio.Queue[tuple[WriteOp[Any], asyncio.Future[Any]]] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        check_sqlite_version()
+        if self.path.parent and not self.path.parent.exists():
+            raise DatabaseError(f"folder {str(self.path.parent)!r} of the database does not exist")
+        self._writer = await connect(self.path, self.synchronous)
+        for _ in range(self._reader_count):
+            reader = await connect(self.path, self.synchronous)
+            self._all_readers.append(reader)
+            self._readers.put_nowait(reader)
+        self._writer_task = asyncio.create_task(self._write_loop(), name="jobqueue-db-writer")
+
+    @property
+    def writer(self) -> aiosqlite.Connection:
+        """The raw writer connection, for the migration runner before the write loop is used."""
+        assert self._writer is not None, "Database.open() was not awaited"
+        return self._writer
+
+    async def close(self) -> None:
+        if self._writer_task is not None:
+            self._writer_task.cancel()
+            try:
+                await self._writer_task
+            except asyncio.CancelledError:
+                pass
+            self._writer_task = None
+        while not self._pending.empty():
+            _, future = self._pending.get_nowait()
+            if not future.done():
+                future.set_exception(DatabaseError("database closed before the write ran"))
+        for reader in self._all_readers:
+            await reader.close()
+        self._all_readers.clear()
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Iterable[sqlite3.Row]:
+        reader = await self._readers.get()
+        try:
+            return await reader.execute_fetchall(sql, params)
+        finally:
+            self._readers.put_nowait(reader)
+
+    async def fetch_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        rows = await self.fetch_all(sql, params)
+        for row in rows:
+            return row
+        return None
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def write(self, op: WriteOp[T]) -> T:
+        """Run ``op(conn)`` inside a write transaction and return its result after COMMIT.
+
+        ``op`` must either finish its writes or raise a ``JobQueueError`` before writing anything:
+        such a domain error fails only this caller, while the other writes of the batch commit.
+        Any other exception rolls the batch back and each write is retried alone, so one broken
+        write cannot fail its neighbours.
+        """
+        if self._writer_task is None:
+            raise DatabaseError("database is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.put_nowait((op, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        conn = self.writer
+        while True:
+            batch = [await self._pending.get()]
+            while len(batch) < MAX_BATCH and not self._pending.empty():
+                batch.append(self._pending.get_nowait())
+            # Shielded: a cancelled loop (close) still finishes the transaction it started, so no
+            # caller is left unanswered with a half-applied batch.
+            await asyncio.shield(self._run_batch(conn, batch))
+
+    async def _run_batch(
+        self, conn: aiosqlite.Connection, batch: list[tuple[WriteOp[Any], asyncio.Future[Any]]]
+    ) -> None:
+        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                for op, future in batch:
+                    try:
+                        results.append((future, True, await op(conn)))
+                    except JobQueueError as exc:
+                        results.append((future, False, exc))
+                await conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                raise
+        except Exception as exc:
+            if len(batch) > 1:
+                logger.warning("write batch of %d failed (%s); retrying each alone", len(batch), exc)
+                for item in batch:
+                    await self._run_batch(conn, [item])
+                return
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(_as_database_error(exc))
+            return
+        for future, ok, value in results:
+            if future.done():  # the caller went away; its write committed all the same
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+
+def _as_database_error(exc: Exception) -> Exception:
+    if isinstance(exc, sqlite3.Error):
+        return DatabaseError(f"database write failed: {exc}")
+    return exc

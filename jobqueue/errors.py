@@ -1,0 +1,68 @@
+"""Domain exceptions. The HTTP layer maps each to one status code (see ``api/errors.py``)."""
+
+from __future__ import annotations
+
+
+class JobQueueError(Exception):
+    """Base of every error jobqueue raises on purpose."""
+
+    #: Short machine-readable code, used as ``error`` in HTTP error bodies.
+    code = "jobqueue_error"
+
+
+class ConfigError(JobQueueError):
+    """A setting has a value that cannot work; the message names it."""
+
+    code = "config_error"
+
+
+class MigrationError(JobQueueError):
+    """The migrations on disk and the database disagree; the message says how."""
+
+    code = "migration_error"
+
+
+class DatabaseError(JobQueueError):
+    """The database cannot be used (missing features, unreadable file)."""
+
+    code = "database_error"
+
+
+class JobNotFound(JobQueueError):
+    code = "job_not_found"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} does not exist")
+        self.job_id = job_id
+
+
+class InvalidTransition(JobQueueError):
+    """The change is not allowed from the job's current status (HTTP 409)."""
+
+    code = "invalid_transition"
+
+
+class LeaseLost(JobQueueError):
+    """The caller's claim token is not the job's current claim (HTTP 409).
+
+    The job was reclaimed after the lease expired, cancelled, or finished by someone else; whatever
+    the caller was about to write would overwrite the work of the job's current owner, so it is refused.
+    """
+
+    code = "lease_lost"
+
+
+class IdempotencyConflict(JobQueueError):
+    """An idempotency key was reused with a different request (HTTP 422)."""
+
+    code = "idempotency_conflict"
+
+
+class ValidationFailed(JobQueueError):
+    """A value is outside what the service accepts (HTTP 422)."""
+
+    code = "validation_error"
+
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field

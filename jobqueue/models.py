@@ -1,0 +1,173 @@
+"""Domain types: job statuses, the job record and the shapes of the HTTP contract.
+
+Every type here is a msgspec Struct, so the same definitions validate request bodies, encode
+responses and (later) describe the API; nothing converts between parallel model hierarchies.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life. Stored as the lowercase string value."""
+
+    #: Waiting to be claimed by a worker (the status of a new job).
+    QUEUED = "queued"
+    #: Waiting, set explicitly by a client that wants to mark a job as not yet started.
+    #: Claimable exactly like ``queued``.
+    PENDING = "pending"
+    #: Claimed by a worker, running.
+    PROCESSING = "processing"
+    #: Generator-specific running states a handler may report while it works.
+    LOADING_MODEL = "loading_model"
+    PREPARING_PROMPT = "preparing_prompt"
+    GENERATING_AUDIO = "generating_audio"
+    EXPORTING = "exporting"
+    ANALYZING = "analyzing"
+    RENDERING = "rendering"
+    #: Finished successfully; ``result_data`` holds the output and progress is 100.
+    COMPLETED = "completed"
+    #: Finished unsuccessfully; ``error`` says why.
+    FAILED = "failed"
+    #: Stopped on request before it finished.
+    CANCELLED = "cancelled"
+
+
+#: Statuses of a job that waits for a worker; both are claimable once the job is due.
+WAITING_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.QUEUED, JobStatus.PENDING})
+#: Statuses of a job a worker holds (and whose lease it must keep renewing).
+ACTIVE_STATUSES: frozenset[JobStatus] = frozenset(
+    {
+        JobStatus.PROCESSING,
+        JobStatus.LOADING_MODEL,
+        JobStatus.PREPARING_PROMPT,
+        JobStatus.GENERATING_AUDIO,
+        JobStatus.EXPORTING,
+        JobStatus.ANALYZING,
+        JobStatus.RENDERING,
+    }
+)
+#: Statuses a job never leaves except through an explicit retry.
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+)
+
+JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+JobType = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Progress = Annotated[int, msgspec.Meta(ge=0, le=100)]
+Priority = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
+Attempts = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 24 * 3600)]
+Delay = Annotated[float, msgspec.Meta(ge=0, le=365 * 24 * 3600)]
+Message = Annotated[str, msgspec.Meta(max_length=10_000)]
+WorkerId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """A job as stored and as returned by the API. Timestamps are UTC."""
+
+    id: str
+    status: JobStatus
+    progress: int
+    job_type: str
+    priority: int
+    request_data: Any
+    result_data: Any
+    message: str | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    worker_id: str | None
+    attempts: int
+    max_attempts: int
+    run_at: datetime
+    timeout: float | None
+    lease_expires_at: datetime | None
+    cancel_requested: bool
+    idempotency_key: str | None
+
+
+class ClaimedJob(msgspec.Struct, kw_only=True):
+    """A job handed to a worker, with the token that proves it holds the current claim."""
+
+    job: Job
+    claim_token: str
+
+
+class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /api/jobs``."""
+
+    job_type: JobType
+    request_data: dict[str, Any] | None = None
+    priority: Priority = 0
+    max_attempts: Attempts | None = None
+    #: Seconds one attempt may run before it is cancelled and counted as failed.
+    timeout: Seconds | None = None
+    #: Do not run before this instant (ISO 8601; a naive value is taken as UTC).
+    run_at: datetime | None = None
+    #: Do not run before this many seconds from now (exclusive with ``run_at``).
+    delay: Delay | None = None
+    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+
+
+class JobUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``PUT /api/jobs/{id}``: every field optional, only given ones change."""
+
+    status: JobStatus | None = None
+    progress: Progress | None = None
+    message: Message | None = None
+    result_data: Any = None
+    error: Message | None = None
+    worker_id: WorkerId | None = None
+
+
+class ProgressUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /api/jobs/{id}/progress``."""
+
+    progress: Progress
+    message: Message | None = None
+    #: Optional running status to report with the progress (for instance ``rendering``).
+    status: JobStatus | None = None
+    #: When given, the update is fenced: it is refused unless this is the current claim.
+    claim_token: str | None = None
+
+
+class JobList(msgspec.Struct, kw_only=True):
+    """One page of ``GET /api/jobs``."""
+
+    items: list[Job]
+    total: int
+    limit: int
+    offset: int
+
+
+class JobStats(msgspec.Struct, kw_only=True):
+    """Counts and timings of ``GET /api/jobs/stats``."""
+
+    total: int
+    by_status: dict[str, int]
+    job_type: str | None = None
+    #: Mean seconds from creation to first start, over jobs that started.
+    avg_wait_seconds: float | None = None
+    #: Mean seconds from start to finish, over finished jobs.
+    avg_run_seconds: float | None = None
+    #: Waiting jobs that are due now.
+    ready: int = 0
+    #: Waiting jobs scheduled for later (delayed or backing off before a retry).
+    scheduled: int = 0
+    oldest_waiting_at: datetime | None = None
+
+
+class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The single shape of every error response."""
+
+    error: str
+    detail: str
+    field: str | None = None

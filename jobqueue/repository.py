@@ -1,0 +1,434 @@
+"""The only module that talks SQL: one async method per query, rows decoded into msgspec Structs.
+
+Queries live in ``sql/queries.sql`` as named blocks. Writes run through ``Database.write`` (one
+writer, group commit); a method that must read before it writes does both inside one write
+operation, so the decision and the change happen under the same lock. Nothing here knows HTTP,
+workers or Redis; the signatures speak in domain types only, so a second backend can implement
+the same methods.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import aiosqlite
+import msgspec
+
+from jobqueue.db import Database
+from jobqueue.errors import (
+    IdempotencyConflict,
+    InvalidTransition,
+    JobNotFound,
+    LeaseLost,
+)
+from jobqueue.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    WAITING_STATUSES,
+    ClaimedJob,
+    Job,
+    JobStatus,
+    JobUpdate,
+)
+
+
+def _load_queries() -> dict[str, str]:
+    text = (resources.files("jobqueue") / "sql" / "queries.sql").read_text(encoding="utf-8")
+    queries: dict[str, str] = {}
+    for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
+        name, _, body = block.partition("\n")
+        sql = "\n".join(line for line in body.splitlines() if not line.startswith("--")).strip()
+        queries[name.strip()] = sql.rstrip(";")
+    return queries
+
+
+QUERIES = _load_queries()
+
+_json_encode = msgspec.json.encode
+_json_decode = msgspec.json.decode
+
+
+def _ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else _json_encode(value).decode()
+
+
+def job_from_row(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        status=JobStatus(row["status"]),
+        progress=row["progress"],
+        job_type=row["job_type"],
+        priority=row["priority"],
+        request_data=None if row["request_data"] is None else _json_decode(row["request_data"]),
+        result_data=None if row["result_data"] is None else _json_decode(row["result_data"]),
+        message=row["message"],
+        error=row["error"],
+        created_at=_ts(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=_ts(row["updated_at"]),  # type: ignore[arg-type]
+        started_at=_ts(row["started_at"]),
+        completed_at=_ts(row["completed_at"]),
+        worker_id=row["worker_id"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        run_at=_ts(row["run_at"]),  # type: ignore[arg-type]
+        timeout=row["timeout"],
+        lease_expires_at=_ts(row["lease_expires_at"]),
+        cancel_requested=bool(row["cancel_requested"]),
+        idempotency_key=row["idempotency_key"],
+    )
+
+
+def claimed_from_row(row: sqlite3.Row) -> ClaimedJob:
+    return ClaimedJob(job=job_from_row(row), claim_token=row["claim_token"])
+
+
+def _fingerprint(job_type: str, request_data: Any, priority: int, max_attempts: int, timeout: float | None) -> str:
+    payload = _json_encode([job_type, request_data, priority, max_attempts, timeout], order="sorted")
+    return uuid.uuid5(uuid.NAMESPACE_OID, payload.decode()).hex
+
+
+async def _fetch_one(conn: aiosqlite.Connection, sql: str, params: dict[str, Any]) -> sqlite3.Row | None:
+    rows = await conn.execute_fetchall(sql, params)
+    for row in rows:
+        return row  # type: ignore[no-any-return]
+    return None
+
+
+class SQLiteRepository:
+    """Job storage in one SQLite file."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- creating ---------------------------------------------------------------------------
+
+    async def insert_job(
+        self,
+        *,
+        job_type: str,
+        request_data: Any,
+        priority: int,
+        max_attempts: int,
+        run_at: float | None,
+        timeout: float | None,
+        idempotency_key: str | None,
+    ) -> tuple[Job, bool]:
+        """Store a new job; returns it and whether it was created (False: idempotent replay)."""
+        now = time.time()
+        fingerprint = (
+            _fingerprint(job_type, request_data, priority, max_attempts, timeout)
+            if idempotency_key is not None
+            else None
+        )
+        params = {
+            "id": str(uuid.uuid4()),
+            "job_type": job_type,
+            "priority": priority,
+            "request_data": _json_or_none(request_data),
+            "now": now,
+            "max_attempts": max_attempts,
+            "run_at": now if run_at is None else run_at,
+            "timeout": timeout,
+            "idempotency_key": idempotency_key,
+            "fingerprint": fingerprint,
+        }
+
+        async def op(conn: aiosqlite.Connection) -> tuple[Job, bool]:
+            row = await _fetch_one(conn, QUERIES["insert_job"], params)
+            if row is not None:
+                return job_from_row(row), True
+            existing = await _fetch_one(
+                conn, QUERIES["get_job_by_idempotency_key"], {"key": idempotency_key}
+            )
+            assert existing is not None  # the conflict that suppressed the insert is this row
+            if existing["idempotency_fingerprint"] != fingerprint:
+                raise IdempotencyConflict(
+                    f"idempotency key {idempotency_key!r} was already used for a different "
+                    f"request (job {existing['id']})"
+                )
+            return job_from_row(existing), False
+
+        return await self.db.write(op)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job | None:
+        row = await self.db.fetch_one(QUERIES["get_job"], {"id": job_id})
+        return None if row is None else job_from_row(row)
+
+    async def list_jobs(
+        self,
+        *,
+        statuses: Sequence[JobStatus] | None,
+        job_type: str | None,
+        worker_id: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Job], int]:
+        params = {
+            "statuses": _json_encode([s.value for s in statuses]).decode() if statuses else None,
+            "job_type": job_type,
+            "worker_id": worker_id,
+            "limit": limit,
+            "offset": offset,
+        }
+        rows = await self.db.fetch_all(QUERIES["list_jobs"], params)
+        total = await self.db.fetch_one(QUERIES["count_jobs"], params)
+        return [job_from_row(r) for r in rows], total[0]
+
+    async def count_by_status(self, job_type: str | None) -> dict[str, int]:
+        rows = await self.db.fetch_all(QUERIES["count_by_status"], {"job_type": job_type})
+        return {row[0]: row[1] for row in rows}
+
+    async def waiting_summary(self, job_type: str | None) -> tuple[int, int, datetime | None]:
+        row = await self.db.fetch_one(
+            QUERIES["waiting_summary"], {"job_type": job_type, "now": time.time()}
+        )
+        return row[0], row[1], _ts(row[2])
+
+    async def recent_timings(self, job_type: str | None, since: float) -> tuple[float | None, float | None]:
+        row = await self.db.fetch_one(
+            QUERIES["recent_timings"], {"job_type": job_type, "since": since}
+        )
+        return row[0], row[1]
+
+    async def ping(self) -> None:
+        await self.db.fetch_one(QUERIES["ping"])
+
+    async def cancel_requested(self, worker_id: str) -> list[str]:
+        rows = await self.db.fetch_all(QUERIES["cancel_requested_for_worker"], {"worker_id": worker_id})
+        return [row[0] for row in rows]
+
+    # -- changing (unfenced: the seed's API, for operators and simple workers) ----------------
+
+    async def update_job(self, job_id: str, update: JobUpdate, fields: set[str], lease: float) -> Job:
+        """Apply the ``fields`` of ``update``; the status rules are checked under the write lock."""
+
+        async def op(conn: aiosqlite.Connection) -> Job:
+            row = await _fetch_one(conn, QUERIES["get_job"], {"id": job_id})
+            if row is None:
+                raise JobNotFound(job_id)
+            old = JobStatus(row["status"])
+            new = update.status if "status" in fields and update.status is not None else old
+            if old in TERMINAL_STATUSES:
+                raise InvalidTransition(
+                    f"job {job_id} is {old.value}: a finished job cannot be changed "
+                    "(retry it to run it again)"
+                )
+            changed = new != old
+            progress = update.progress if "progress" in fields else None
+            if new is JobStatus.COMPLETED:
+                progress = 100
+            params = {
+                "id": job_id,
+                "now": time.time(),
+                "lease": lease,
+                "status": new.value if changed else None,
+                "progress": progress,
+                "message_set": "message" in fields,
+                "message": update.message,
+                "result_set": "result_data" in fields,
+                "result_data": _json_or_none(update.result_data),
+                "error_set": "error" in fields,
+                "error": update.error,
+                "worker_set": "worker_id" in fields,
+                "worker_id": update.worker_id,
+                "becomes_active": changed and new in ACTIVE_STATUSES and old not in ACTIVE_STATUSES,
+                "leaves_active": changed and old in ACTIVE_STATUSES and new not in ACTIVE_STATUSES,
+                "becomes_waiting": changed and new in WAITING_STATUSES and old not in WAITING_STATUSES,
+                "becomes_terminal": changed and new in TERMINAL_STATUSES,
+            }
+            updated = await _fetch_one(conn, QUERIES["update_job"], params)
+            assert updated is not None  # the row exists: we hold the write lock since reading it
+            return job_from_row(updated)
+
+        return await self.db.write(op)
+
+    async def cancel(self, job_id: str, message: str | None) -> Job:
+        """Cancel a waiting job at once, or ask the holder of a running one to stop."""
+        params = {"id": job_id, "now": time.time(), "message": message}
+
+        async def op(conn: aiosqlite.Connection) -> Job:
+            row = await _fetch_one(conn, QUERIES["cancel_waiting_job"], params)
+            if row is None:
+                row = await _fetch_one(conn, QUERIES["request_cancel"], params)
+            if row is None:
+                current = await _fetch_one(conn, QUERIES["get_job"], {"id": job_id})
+                if current is None:
+                    raise JobNotFound(job_id)
+                raise InvalidTransition(f"job {job_id} is {current['status']}: it cannot be cancelled")
+            return job_from_row(row)
+
+        return await self.db.write(op)
+
+    async def retry(self, job_id: str) -> Job:
+        async def op(conn: aiosqlite.Connection) -> Job:
+            row = await _fetch_one(conn, QUERIES["retry_job"], {"id": job_id, "now": time.time()})
+            if row is None:
+                current = await _fetch_one(conn, QUERIES["get_job"], {"id": job_id})
+                if current is None:
+                    raise JobNotFound(job_id)
+                raise InvalidTransition(
+                    f"job {job_id} is {current['status']}: only failed or cancelled jobs can be retried"
+                )
+            return job_from_row(row)
+
+        return await self.db.write(op)
+
+    async def delete(self, job_id: str) -> None:
+        async def op(conn: aiosqlite.Connection) -> None:
+            row = await _fetch_one(conn, QUERIES["delete_terminal_job"], {"id": job_id})
+            if row is None:
+                current = await _fetch_one(conn, QUERIES["get_job"], {"id": job_id})
+                if current is None:
+                    raise JobNotFound(job_id)
+                raise InvalidTransition(
+                    f"job {job_id} is {current['status']}: only finished jobs can be deleted"
+                )
+
+        await self.db.write(op)
+
+    # -- claiming and the holder's operations (fenced by the claim token) ----------------------
+
+    async def claim(
+        self, *, worker_id: str, job_types: Sequence[str] | None, limit: int, lease: float
+    ) -> list[ClaimedJob]:
+        """Claim up to ``limit`` due jobs in one statement; best priority, then oldest, first."""
+        params: dict[str, Any] = {
+            "worker_id": worker_id,
+            "now": time.time(),
+            "lease": lease,
+            "limit": limit,
+        }
+        if job_types:
+            sql = QUERIES["claim_jobs_of_types"]
+            params["job_types"] = _json_encode(list(job_types)).decode()
+        else:
+            sql = QUERIES["claim_jobs"]
+
+        async def op(conn: aiosqlite.Connection) -> list[ClaimedJob]:
+            rows = await conn.execute_fetchall(sql, params)
+            return [claimed_from_row(r) for r in rows]
+
+        claimed = await self.db.write(op)
+        # RETURNING does not follow the subquery's ORDER BY; hand jobs out in claim order.
+        claimed.sort(key=lambda c: (-c.job.priority, c.job.created_at))
+        return claimed
+
+    async def _fenced(self, query: str, job_id: str, token: str, params: dict[str, Any]) -> Job:
+        params = {"id": job_id, "token": token, "now": time.time(), **params}
+
+        async def op(conn: aiosqlite.Connection) -> Job:
+            row = await _fetch_one(conn, QUERIES[query], params)
+            if row is not None:
+                return job_from_row(row)
+            await self._explain_refusal(conn, job_id, token)
+            raise AssertionError("unreachable")
+
+        return await self.db.write(op)
+
+    @staticmethod
+    async def _explain_refusal(conn: aiosqlite.Connection, job_id: str, token: str) -> None:
+        row = await _fetch_one(conn, QUERIES["get_job"], {"id": job_id})
+        if row is None:
+            raise JobNotFound(job_id)
+        if row["claim_token"] == token and row["lease_expires_at"] is None:
+            raise LeaseLost(f"job {job_id} is already {row['status']}; this claim has ended")
+        if row["lease_expires_at"] is not None:
+            raise LeaseLost(
+                f"job {job_id} is now held by another claim (worker {row['worker_id']}); "
+                "this claim expired and was taken over"
+            )
+        raise LeaseLost(f"job {job_id} is {row['status']}; this claim is no longer valid")
+
+    async def heartbeat(self, job_id: str, token: str, lease: float) -> bool:
+        """Extend the lease; returns True when a cancel of the job was requested."""
+        params = {"id": job_id, "token": token, "now": time.time(), "lease": lease}
+
+        async def op(conn: aiosqlite.Connection) -> bool:
+            row = await _fetch_one(conn, QUERIES["heartbeat"], params)
+            if row is None:
+                await self._explain_refusal(conn, job_id, token)
+            return bool(row[0])  # type: ignore[index]
+
+        return await self.db.write(op)
+
+    async def report_progress(
+        self,
+        job_id: str,
+        token: str,
+        *,
+        progress: int,
+        message: str | None,
+        status: JobStatus | None,
+        lease: float,
+    ) -> Job:
+        return await self._fenced(
+            "report_progress",
+            job_id,
+            token,
+            {
+                "progress": progress,
+                "message": message,
+                "status": None if status is None else status.value,
+                "lease": lease,
+            },
+        )
+
+    async def complete(self, job_id: str, token: str, result_data: Any, message: str | None) -> Job:
+        try:
+            return await self._fenced(
+                "complete_job",
+                job_id,
+                token,
+                {"result_data": _json_or_none(result_data), "message": message},
+            )
+        except LeaseLost:
+            # A holder re-sending its completion (say, after a lost HTTP response) gets the same
+            # answer again instead of an error; anything else stays refused.
+            job = await self._get_if_completed_by(job_id, token)
+            if job is None:
+                raise
+            return job
+
+    async def _get_if_completed_by(self, job_id: str, token: str) -> Job | None:
+        row = await self.db.fetch_one(QUERIES["get_job"], {"id": job_id})
+        if row is not None and row["status"] == "completed" and row["claim_token"] == token:
+            return job_from_row(row)
+        return None
+
+    async def fail(
+        self, job_id: str, token: str, *, error: str, retry: bool, retry_at: float, message: str | None
+    ) -> Job:
+        return await self._fenced(
+            "fail_job",
+            job_id,
+            token,
+            {"error": error, "retry": retry, "retry_at": retry_at, "message": message},
+        )
+
+    async def acknowledge_cancel(self, job_id: str, token: str, message: str | None) -> Job:
+        return await self._fenced("cancel_held_job", job_id, token, {"message": message})
+
+    async def release(self, job_id: str, token: str, message: str | None) -> Job:
+        return await self._fenced("release_job", job_id, token, {"message": message})
+
+    async def reap_expired(self, limit: int = 500) -> list[Job]:
+        """Requeue (or fail, or cancel) jobs whose lease lapsed; returns them."""
+        params = {"now": time.time(), "limit": limit}
+
+        async def op(conn: aiosqlite.Connection) -> list[Job]:
+            return [job_from_row(r) for r in await conn.execute_fetchall(QUERIES["reap_expired"], params)]
+
+        return await self.db.write(op)

@@ -1,0 +1,351 @@
+"""JobQueueService: the Python API of jobqueue (the seed's names), used by routes and workers.
+
+It applies the rules that are not SQL (defaults, validation, backoff) and tells listeners about
+new work after the change is committed. It holds no state of its own besides its collaborators,
+so any number of tasks may share one instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from jobqueue.db import Database
+from jobqueue.errors import JobNotFound, ValidationFailed
+from jobqueue.migrate import apply_migrations
+from jobqueue.models import ClaimedJob, Job, JobStats, JobStatus, JobUpdate
+from jobqueue.repository import SQLiteRepository
+from jobqueue.settings import Settings
+
+#: Largest page ``list_jobs`` returns.
+MAX_PAGE_SIZE = 500
+#: Window over which the stats' average wait and run times are computed.
+TIMINGS_WINDOW_SECONDS = 3600.0
+#: Longest pause between two attempts of a failing job.
+MAX_BACKOFF_SECONDS = 600.0
+
+_UNSET: Any = object()
+
+
+def backoff_seconds(attempts: int, base: float) -> float:
+    """Exponential backoff with jitter: about base * 2**(attempts-1), between half and all of it.
+
+    The jitter spreads the retries of jobs that failed together (a dependency went down) so they
+    do not all come back at the same instant.
+    """
+    ceiling = min(MAX_BACKOFF_SECONDS, base * 2 ** max(attempts - 1, 0))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+class JobQueueService:
+    def __init__(self, repository: SQLiteRepository, settings: Settings) -> None:
+        self.repository = repository
+        self.settings = settings
+        # Worker pools of this process park on these; set when a job is enqueued here.
+        self._wakeups: set[asyncio.Event] = set()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[JobQueueService]:
+        """Open the database, apply pending migrations and yield a ready service."""
+        db = Database(settings.database_path, synchronous=settings.synchronous)
+        await db.open()
+        try:
+            await apply_migrations(db.writer)
+            yield cls(SQLiteRepository(db), settings)
+        finally:
+            await db.close()
+
+    # -- wake-ups for worker pools ------------------------------------------------------------
+
+    def add_wakeup(self, event: asyncio.Event) -> None:
+        self._wakeups.add(event)
+
+    def remove_wakeup(self, event: asyncio.Event) -> None:
+        self._wakeups.discard(event)
+
+    def _new_work(self) -> None:
+        for event in self._wakeups:
+            event.set()
+
+    # -- the seed's API -------------------------------------------------------------------------
+
+    async def enqueue_job(
+        self,
+        job_type: str,
+        request_data: dict[str, Any] | None = None,
+        priority: int = 0,
+        *,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Queue a job and return its id."""
+        job, _ = await self.create_job(
+            job_type,
+            request_data,
+            priority,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            run_at=run_at,
+            delay=delay,
+            idempotency_key=idempotency_key,
+        )
+        return job.id
+
+    async def create_job(
+        self,
+        job_type: str,
+        request_data: dict[str, Any] | None = None,
+        priority: int = 0,
+        *,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Queue a job; returns it and whether it is new (False: an idempotent replay)."""
+        if not job_type or len(job_type) > 100:
+            raise ValidationFailed("job_type must be 1 to 100 characters", "job_type")
+        if run_at is not None and delay is not None:
+            raise ValidationFailed("give either run_at or delay, not both", "delay")
+        due: float | None = None
+        if run_at is not None:
+            due = (run_at if run_at.tzinfo else run_at.replace(tzinfo=UTC)).timestamp()
+        elif delay is not None:
+            due = time.time() + delay
+        job, created = await self.repository.insert_job(
+            job_type=job_type,
+            request_data=request_data,
+            priority=priority,
+            max_attempts=max_attempts or self.settings.default_max_attempts,
+            run_at=due,
+            timeout=timeout,
+            idempotency_key=idempotency_key,
+        )
+        if created:
+            self._new_work()
+        return job, created
+
+    async def get_job(self, job_id: str) -> Job | None:
+        return await self.repository.get_job(job_id)
+
+    async def require_job(self, job_id: str) -> Job:
+        job = await self.repository.get_job(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def update_job(
+        self,
+        job_id: str,
+        *,
+        status: JobStatus | str | None = None,
+        progress: int | None = None,
+        message: str | None = _UNSET,
+        result_data: Any = _UNSET,
+        error: str | None = _UNSET,
+        worker_id: str | None = _UNSET,
+    ) -> Job:
+        """Change a job without a claim token (operators, the seed's simple workers).
+
+        Only the arguments given change; ``message=None`` clears the message. A finished job
+        cannot be changed (``InvalidTransition``). Completing sets progress to 100.
+        """
+        fields: set[str] = set()
+        values: dict[str, Any] = {}
+        if status is not None:
+            fields.add("status")
+            values["status"] = _status(status)
+        if progress is not None:
+            _check_progress(progress)
+            fields.add("progress")
+            values["progress"] = progress
+        for name, value in (
+            ("message", message),
+            ("result_data", result_data),
+            ("error", error),
+            ("worker_id", worker_id),
+        ):
+            if value is not _UNSET:
+                fields.add(name)
+                values[name] = value
+        return await self.apply_update(job_id, JobUpdate(**values), fields)
+
+    async def apply_update(self, job_id: str, update: JobUpdate, fields: set[str]) -> Job:
+        """``update_job`` for an already validated ``JobUpdate`` (the HTTP body)."""
+        job = await self.repository.update_job(job_id, update, fields, self.settings.lease_seconds)
+        if "status" in fields and job.status in (JobStatus.QUEUED, JobStatus.PENDING):
+            self._new_work()
+        return job
+
+    async def update_progress(
+        self,
+        job_id: str,
+        progress: int,
+        message: str | None = None,
+        *,
+        status: JobStatus | str | None = None,
+        claim_token: str | None = None,
+    ) -> Job:
+        """Report progress. With ``claim_token`` it is fenced and counts as a heartbeat."""
+        _check_progress(progress)
+        new_status = None if status is None else _status(status)
+        if claim_token is not None:
+            return await self.repository.report_progress(
+                job_id,
+                claim_token,
+                progress=progress,
+                message=message,
+                status=new_status,
+                lease=self.settings.lease_seconds,
+            )
+        fields = {"progress"} | ({"message"} if message is not None else set())
+        if new_status is not None:
+            fields.add("status")
+        return await self.apply_update(
+            job_id, JobUpdate(progress=progress, message=message, status=new_status), fields
+        )
+
+    async def get_next_job(
+        self, job_types: Sequence[str] | None = None, worker_id: str = "default-worker"
+    ) -> ClaimedJob | None:
+        """Claim the best waiting job (highest priority, then oldest), or None."""
+        claimed = await self.claim_jobs(job_types=job_types, worker_id=worker_id, limit=1)
+        return claimed[0] if claimed else None
+
+    async def claim_jobs(
+        self,
+        *,
+        worker_id: str,
+        job_types: Sequence[str] | None = None,
+        limit: int = 1,
+        lease: float | None = None,
+    ) -> list[ClaimedJob]:
+        """Claim up to ``limit`` jobs atomically; each comes with its claim token."""
+        return await self.repository.claim(
+            worker_id=worker_id,
+            job_types=job_types,
+            limit=limit,
+            lease=lease or self.settings.lease_seconds,
+        )
+
+    async def list_jobs(
+        self,
+        *,
+        status: Sequence[JobStatus | str] | JobStatus | str | None = None,
+        job_type: str | None = None,
+        worker_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Job], int]:
+        """A page of jobs, newest first, and how many match in all."""
+        if isinstance(status, (str, JobStatus)):
+            status = [status]
+        statuses = [_status(s) for s in status] if status else None
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValidationFailed(f"limit must be between 1 and {MAX_PAGE_SIZE}", "limit")
+        if offset < 0:
+            raise ValidationFailed("offset must not be negative", "offset")
+        return await self.repository.list_jobs(
+            statuses=statuses, job_type=job_type, worker_id=worker_id, limit=limit, offset=offset
+        )
+
+    async def delete_job(self, job_id: str) -> None:
+        """Delete a finished job (``InvalidTransition`` for any other)."""
+        await self.repository.delete(job_id)
+
+    async def get_stats(self, job_type: str | None = None) -> JobStats:
+        counts = await self.repository.count_by_status(job_type)
+        by_status = {s.value: counts.get(s.value, 0) for s in JobStatus}
+        ready, scheduled, oldest = await self.repository.waiting_summary(job_type)
+        wait, run = await self.repository.recent_timings(job_type, time.time() - TIMINGS_WINDOW_SECONDS)
+        return JobStats(
+            total=sum(by_status.values()),
+            by_status=by_status,
+            job_type=job_type,
+            avg_wait_seconds=wait,
+            avg_run_seconds=run,
+            ready=ready,
+            scheduled=scheduled,
+            oldest_waiting_at=oldest,
+        )
+
+    async def cancel_job(self, job_id: str, message: str | None = None) -> Job:
+        """Cancel: a waiting job at once; a running one is stopped by its worker shortly."""
+        return await self.repository.cancel(job_id, message or "cancelled on request")
+
+    async def retry_job(self, job_id: str) -> Job:
+        """Put a failed or cancelled job back in the queue with a fresh set of attempts."""
+        job = await self.repository.retry(job_id)
+        self._new_work()
+        return job
+
+    # -- the holder's operations (fenced) -------------------------------------------------------
+
+    async def heartbeat(self, job_id: str, claim_token: str) -> bool:
+        """Extend the lease; True means a cancel was requested and the holder should stop."""
+        return await self.repository.heartbeat(job_id, claim_token, self.settings.lease_seconds)
+
+    async def complete_job(
+        self, job_id: str, claim_token: str, result_data: Any = None, message: str | None = None
+    ) -> Job:
+        return await self.repository.complete(job_id, claim_token, result_data, message)
+
+    async def fail_job(
+        self,
+        job_id: str,
+        claim_token: str,
+        error: str,
+        *,
+        retry: bool = True,
+        attempts: int = 1,
+        message: str | None = None,
+    ) -> Job:
+        """Record a failed attempt: retried after a backoff while attempts remain, else failed."""
+        retry_at = time.time() + backoff_seconds(attempts, self.settings.retry_base_delay)
+        return await self.repository.fail(
+            job_id, claim_token, error=error, retry=retry, retry_at=retry_at, message=message
+        )
+
+    async def acknowledge_cancel(self, job_id: str, claim_token: str) -> Job:
+        return await self.repository.acknowledge_cancel(job_id, claim_token, "cancelled on request")
+
+    async def release_job(self, job_id: str, claim_token: str, message: str | None = None) -> Job:
+        """Hand a held job back to the queue without counting the attempt."""
+        job = await self.repository.release(job_id, claim_token, message)
+        self._new_work()
+        return job
+
+    async def reap_expired(self) -> list[Job]:
+        jobs = await self.repository.reap_expired()
+        if any(j.status is JobStatus.QUEUED for j in jobs):
+            self._new_work()
+        return jobs
+
+    async def cancel_requested(self, worker_id: str) -> list[str]:
+        return await self.repository.cancel_requested(worker_id)
+
+    async def ping(self) -> None:
+        await self.repository.ping()
+
+
+def _status(value: JobStatus | str) -> JobStatus:
+    try:
+        return JobStatus(value)
+    except ValueError:
+        known = ", ".join(s.value for s in JobStatus)
+        raise ValidationFailed(f"unknown status {value!r}; expected one of: {known}", "status") from None
+
+
+def _check_progress(progress: int) -> None:
+    if not isinstance(progress, int) or not 0 <= progress <= 100:
+        raise ValidationFailed("progress must be an integer from 0 to 100", "progress")

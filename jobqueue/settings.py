@@ -1,0 +1,153 @@
+"""Configuration from the environment, validated once at start-up.
+
+Every setting has an environment variable and a CLI flag (the flag wins). A bad value raises
+``ConfigError`` with one line naming the variable, which the CLI prints instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from jobqueue.errors import ConfigError
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    #: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
+    database_url: str = "sqlite:///./jobs.db"
+    #: ``redis://host:port/db``; None runs without Redis (events stay in-process + database).
+    redis_url: str | None = None
+    debug: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Run a worker pool inside the server process (so one command processes jobs).
+    run_worker: bool = True
+    #: Jobs one pool runs at once.
+    concurrency: int = 10
+    #: Job types the pool claims; None claims every type it has a handler for.
+    job_types: tuple[str, ...] | None = None
+    #: Seconds a claim stays valid without a heartbeat.
+    lease_seconds: float = 30.0
+    #: Seconds between checks for new work from other processes when Redis is not configured.
+    poll_interval: float = 0.5
+    #: Attempts a job gets unless its enqueue says otherwise.
+    default_max_attempts: int = 3
+    #: Seconds before the first retry of a failed attempt; doubles with each attempt (jittered).
+    retry_base_delay: float = 1.0
+    #: Seconds a draining pool waits for running jobs on SIGTERM before handing them back.
+    shutdown_grace: float = 10.0
+    #: SQLite ``PRAGMA synchronous``: NORMAL (default, durable across process crashes in WAL mode;
+    #: the last commits may be lost on power loss) or FULL (fsync on every commit).
+    synchronous: str = "NORMAL"
+
+    @property
+    def database_path(self) -> Path:
+        return database_path(self.database_url)
+
+
+def database_path(url: str) -> Path:
+    """The file path of a ``sqlite:///`` URL. Four slashes make an absolute path."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ConfigError(
+            f"DATABASE_URL must look like sqlite:///./jobs.db or sqlite:////abs/jobs.db, got {url!r}"
+        )
+    path = url[len(prefix) :]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        raise ConfigError(
+            f"DATABASE_URL must name a database file (several connections share it), got {url!r}"
+        )
+    return Path(path)
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _parse_number(kind: Callable[[str], T], low: float, high: float) -> Callable[[str, str], T]:
+    def parse(name: str, raw: str) -> T:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+        if not low <= value <= high:  # type: ignore[operator]
+            raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _parse_types(name: str, raw: str) -> tuple[str, ...] | None:
+    types = tuple(t.strip() for t in raw.split(",") if t.strip())
+    return types or None
+
+
+def _parse_synchronous(name: str, raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in {"NORMAL", "FULL", "EXTRA"}:
+        raise ConfigError(f"{name} must be NORMAL, FULL or EXTRA, got {raw!r}")
+    return value
+
+
+def _parse_redis(name: str, raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name} must start with redis://, rediss:// or unix://, got {raw!r}")
+    return value
+
+
+def _parse_database(name: str, raw: str) -> str:
+    database_path(raw)
+    return raw
+
+
+#: field name -> (environment variable, parser)
+ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "database_url": ("DATABASE_URL", _parse_database),
+    "redis_url": ("REDIS_URL", _parse_redis),
+    "debug": ("DEBUG", _parse_bool),
+    "host": ("HOST", lambda name, raw: raw),
+    "port": ("PORT", _parse_number(int, 0, 65535)),
+    "run_worker": ("RUN_WORKER", _parse_bool),
+    "concurrency": ("WORKER_CONCURRENCY", _parse_number(int, 1, 10_000)),
+    "job_types": ("WORKER_JOB_TYPES", _parse_types),
+    "lease_seconds": ("LEASE_SECONDS", _parse_number(float, 0.2, 86_400)),
+    "poll_interval": ("POLL_INTERVAL", _parse_number(float, 0.01, 60)),
+    "default_max_attempts": ("DEFAULT_MAX_ATTEMPTS", _parse_number(int, 1, 1000)),
+    "retry_base_delay": ("RETRY_BASE_DELAY", _parse_number(float, 0, 3600)),
+    "shutdown_grace": ("SHUTDOWN_GRACE", _parse_number(float, 0, 3600)),
+    "synchronous": ("SQLITE_SYNCHRONOUS", _parse_synchronous),
+}
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, overrides: Mapping[str, str | None] | None = None
+) -> Settings:
+    """Settings from ``env`` (default ``os.environ``), then string ``overrides`` (CLI flags)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for field, (variable, parse) in ENVIRONMENT.items():
+        raw = env.get(variable)
+        name = variable
+        if overrides is not None and overrides.get(field) is not None:
+            raw = overrides[field]
+            name = "--" + field.replace("_", "-")
+        if raw is not None:
+            values[field] = parse(name, raw)
+    return Settings(**values)

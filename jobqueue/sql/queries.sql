@@ -1,0 +1,251 @@
+-- Every statement jobqueue runs against SQLite. Blocks start with "-- name: <query>" and a line
+-- saying what they do; repository.py loads them once at import. Values are always bound
+-- parameters. Invariant used throughout: a job is held by a worker exactly when
+-- lease_expires_at IS NOT NULL, and the holder is whoever presents claim_token.
+
+-- name: insert_job
+-- Create a job; with an idempotency key already in use nothing is written and no row returns.
+INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
+                  max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint)
+VALUES (:id, 'queued', 0, :job_type, :priority, :request_data, :now, :now,
+        :max_attempts, :run_at, :timeout, :idempotency_key, :fingerprint)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING *;
+
+-- name: get_job
+-- One job by id.
+SELECT * FROM jobs WHERE id = :id;
+
+-- name: get_job_by_idempotency_key
+-- The job created earlier with this idempotency key.
+SELECT * FROM jobs WHERE idempotency_key = :key;
+
+-- name: update_job
+-- Apply a validated change; NULL parameters leave a column as it is (the *_set flags allow
+-- clearing). Leaving the active statuses drops the claim; entering one starts a lease.
+UPDATE jobs SET
+    status = coalesce(:status, status),
+    progress = coalesce(:progress, progress),
+    message = CASE WHEN :message_set THEN :message ELSE message END,
+    result_data = CASE WHEN :result_set THEN :result_data ELSE result_data END,
+    error = CASE WHEN :error_set THEN :error ELSE error END,
+    worker_id = CASE WHEN :worker_set THEN :worker_id
+                     WHEN :becomes_waiting THEN NULL ELSE worker_id END,
+    started_at = CASE WHEN :becomes_active THEN coalesce(started_at, :now) ELSE started_at END,
+    completed_at = CASE WHEN :becomes_terminal THEN :now ELSE completed_at END,
+    lease_expires_at = CASE WHEN :becomes_active THEN :now + :lease
+                            WHEN :leaves_active THEN NULL
+                            WHEN lease_expires_at IS NOT NULL THEN :now + :lease
+                            ELSE NULL END,
+    claim_token = CASE WHEN :becomes_waiting THEN NULL
+                       WHEN :becomes_active THEN lower(hex(randomblob(16)))
+                       ELSE claim_token END,
+    run_at = CASE WHEN :becomes_waiting THEN :now ELSE run_at END,
+    updated_at = :now
+WHERE id = :id
+RETURNING *;
+
+-- name: report_progress
+-- Progress (and optionally a running status) from the holder of the claim; counts as a heartbeat.
+UPDATE jobs SET
+    progress = :progress,
+    message = coalesce(:message, message),
+    status = coalesce(:status, status),
+    lease_expires_at = :now + :lease,
+    updated_at = :now
+WHERE id = :id AND claim_token = :token AND lease_expires_at IS NOT NULL
+RETURNING *;
+
+-- name: claim_jobs
+-- Atomically claim up to :limit due waiting jobs of any type, best priority then oldest first.
+UPDATE jobs SET
+    status = 'processing',
+    worker_id = :worker_id,
+    attempts = attempts + 1,
+    claim_token = lower(hex(randomblob(16))),
+    lease_expires_at = :now + :lease,
+    started_at = coalesce(started_at, :now),
+    updated_at = :now
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE status IN ('queued', 'pending') AND run_at <= :now
+    ORDER BY priority DESC, created_at
+    LIMIT :limit
+)
+RETURNING *;
+
+-- name: claim_jobs_of_types
+-- The same claim, restricted to the job types in the JSON array :job_types.
+UPDATE jobs SET
+    status = 'processing',
+    worker_id = :worker_id,
+    attempts = attempts + 1,
+    claim_token = lower(hex(randomblob(16))),
+    lease_expires_at = :now + :lease,
+    started_at = coalesce(started_at, :now),
+    updated_at = :now
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE status IN ('queued', 'pending') AND run_at <= :now
+      AND job_type IN (SELECT value FROM json_each(:job_types))
+    ORDER BY priority DESC, created_at
+    LIMIT :limit
+)
+RETURNING *;
+
+-- name: heartbeat
+-- Extend the lease of a held job; returns whether a cancel was requested meanwhile.
+UPDATE jobs SET lease_expires_at = :now + :lease
+WHERE id = :id AND claim_token = :token AND lease_expires_at IS NOT NULL
+RETURNING cancel_requested;
+
+-- name: complete_job
+-- The holder finishes the job successfully.
+UPDATE jobs SET
+    status = 'completed',
+    progress = 100,
+    result_data = :result_data,
+    message = coalesce(:message, message),
+    error = NULL,
+    completed_at = :now,
+    updated_at = :now,
+    lease_expires_at = NULL
+WHERE id = :id AND claim_token = :token AND lease_expires_at IS NOT NULL
+RETURNING *;
+
+-- name: fail_job
+-- The holder's attempt failed: back to the queue at :retry_at while attempts remain (and
+-- :retry is true), otherwise failed for good. The error is kept either way.
+UPDATE jobs SET
+    status = CASE WHEN :retry AND attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+    run_at = CASE WHEN :retry AND attempts < max_attempts THEN :retry_at ELSE run_at END,
+    completed_at = CASE WHEN :retry AND attempts < max_attempts THEN NULL ELSE :now END,
+    claim_token = CASE WHEN :retry AND attempts < max_attempts THEN NULL ELSE claim_token END,
+    worker_id = CASE WHEN :retry AND attempts < max_attempts THEN NULL ELSE worker_id END,
+    error = :error,
+    message = coalesce(:message, message),
+    updated_at = :now,
+    lease_expires_at = NULL
+WHERE id = :id AND claim_token = :token AND lease_expires_at IS NOT NULL
+RETURNING *;
+
+-- name: cancel_held_job
+-- The holder acknowledges a cancel request: the job ends cancelled.
+UPDATE jobs SET
+    status = 'cancelled',
+    message = coalesce(:message, message),
+    completed_at = :now,
+    updated_at = :now,
+    lease_expires_at = NULL
+WHERE id = :id AND claim_token = :token AND lease_expires_at IS NOT NULL
+RETURNING *;
+
+-- name: release_job
+-- The holder hands the job back unfinished (graceful shutdown): queued again, attempt not counted.
+UPDATE jobs SET
+    status = 'queued',
+    attempts = max(attempts - 1, 0),
+    run_at = :now,
+    worker_id = NULL,
+    claim_token = NULL,
+    lease_expires_at = NULL,
+    message = coalesce(:message, message),
+    updated_at = :now
+WHERE id = :id AND claim_token = :token AND lease_expires_at IS NOT NULL
+RETURNING *;
+
+-- name: cancel_waiting_job
+-- Cancel a job no worker holds: it ends at once.
+UPDATE jobs SET status = 'cancelled', completed_at = :now, updated_at = :now,
+    message = coalesce(:message, message)
+WHERE id = :id AND status IN ('queued', 'pending')
+RETURNING *;
+
+-- name: request_cancel
+-- Ask the holder of a running job to stop; it answers by ending the job cancelled.
+UPDATE jobs SET cancel_requested = 1, updated_at = :now
+WHERE id = :id AND lease_expires_at IS NOT NULL
+RETURNING *;
+
+-- name: cancel_requested_for_worker
+-- Held jobs of one worker whose cancel was requested.
+SELECT id FROM jobs WHERE cancel_requested = 1 AND worker_id = :worker_id
+    AND lease_expires_at IS NOT NULL;
+
+-- name: retry_job
+-- Put a failed or cancelled job back in the queue with a fresh set of attempts.
+UPDATE jobs SET status = 'queued', progress = 0, attempts = 0, run_at = :now,
+    result_data = NULL, error = NULL, message = NULL, worker_id = NULL, claim_token = NULL,
+    lease_expires_at = NULL, cancel_requested = 0, completed_at = NULL, updated_at = :now
+WHERE id = :id AND status IN ('failed', 'cancelled')
+RETURNING *;
+
+-- name: reap_expired
+-- Jobs whose lease lapsed (worker died or froze): requeued while attempts remain, otherwise
+-- failed; a job whose cancel was requested ends cancelled.
+UPDATE jobs SET
+    status = CASE WHEN cancel_requested THEN 'cancelled'
+                  WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+    error = CASE WHEN cancel_requested THEN error
+                 WHEN attempts < max_attempts THEN
+                     'lease expired: worker ' || coalesce(worker_id, '?') || ' stopped heartbeating'
+                 ELSE 'lease expired on all ' || attempts || ' attempts (last worker '
+                      || coalesce(worker_id, '?') || '): the job may be crashing its worker' END,
+    completed_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN :now ELSE NULL END,
+    run_at = :now,
+    worker_id = CASE WHEN cancel_requested OR attempts >= max_attempts THEN worker_id ELSE NULL END,
+    claim_token = NULL,
+    lease_expires_at = NULL,
+    updated_at = :now
+WHERE id IN (SELECT id FROM jobs WHERE lease_expires_at < :now ORDER BY lease_expires_at LIMIT :limit)
+RETURNING *;
+
+-- name: delete_terminal_job
+-- Delete a finished job.
+DELETE FROM jobs WHERE id = :id AND status IN ('completed', 'failed', 'cancelled') RETURNING id;
+
+-- name: list_jobs
+-- A page of jobs, newest first, optionally filtered (JSON array of statuses, type, worker).
+SELECT * FROM jobs
+WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:job_type IS NULL OR job_type = :job_type)
+  AND (:worker_id IS NULL OR worker_id = :worker_id)
+ORDER BY created_at DESC
+LIMIT :limit OFFSET :offset;
+
+-- name: count_jobs
+-- How many jobs the same filters match.
+SELECT count(*) FROM jobs
+WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:job_type IS NULL OR job_type = :job_type)
+  AND (:worker_id IS NULL OR worker_id = :worker_id);
+
+-- name: count_by_status
+-- Jobs per status, optionally of one type.
+SELECT status, count(*) FROM jobs
+WHERE (:job_type IS NULL OR job_type = :job_type)
+GROUP BY status;
+
+-- name: waiting_summary
+-- Waiting jobs due now, scheduled for later, and the oldest creation time among them.
+SELECT
+    coalesce(sum(run_at <= :now), 0),
+    coalesce(sum(run_at > :now), 0),
+    min(created_at)
+FROM jobs
+WHERE status IN ('queued', 'pending') AND (:job_type IS NULL OR job_type = :job_type);
+
+-- name: recent_timings
+-- Mean wait (creation to start) and run (start to finish) time of jobs finished since :since.
+SELECT avg(started_at - created_at), avg(completed_at - started_at)
+FROM jobs
+WHERE completed_at >= :since AND started_at IS NOT NULL
+  AND (:job_type IS NULL OR job_type = :job_type);
+
+-- name: ping
+-- Cheap check that the database answers.
+SELECT count(*) FROM schema_migrations;
+
+-- name: any_lease_expired
+-- Whether the reaper has work (a cheap read before taking the write lock).
+SELECT 1 FROM jobs WHERE lease_expires_at < :now LIMIT 1;

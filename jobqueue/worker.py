@@ -1,0 +1,389 @@
+"""WorkerPool: claims jobs and runs their handlers, up to N at once, in one event loop.
+
+Guarantees (see the README's "Guarantees" section):
+
+* At-least-once: a claimed job is held under a lease the pool renews while the handler runs (every
+  third of the lease; a progress write renews it too). If the process dies or freezes, the lease
+  lapses and the reaper (in any process) puts the job back in the queue, or fails it once its
+  attempts are used up.
+* Fencing: every write about a held job carries its claim token. A pool that lost the claim gets
+  ``LeaseLost`` for each write, and the pool cancels its handler: it never overwrites the job's
+  next attempt.
+* Graceful stop: ``stop()`` ends claiming, waits ``shutdown_grace`` seconds for running handlers,
+  then cancels the rest and hands their jobs back without counting the attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from jobqueue.errors import JobQueueError, LeaseLost
+from jobqueue.models import ACTIVE_STATUSES, ClaimedJob, Job, JobStatus
+from jobqueue.service import JobQueueService
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[["JobContext"], Awaitable[Any]]
+
+#: Seconds between progress writes of one job; reports in between are coalesced (the latest
+#: wins), and the last one is always written before the job finishes.
+PROGRESS_WRITE_INTERVAL = 0.1
+#: Seconds between checks for cancel requests of running jobs (made in any process).
+CANCEL_CHECK_INTERVAL = 0.5
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Registry:
+    """Handlers by job type::
+
+        registry = Registry()
+
+        @registry.handler("resize")
+        async def resize(ctx: JobContext) -> dict:
+            ...
+    """
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Handler] = {}
+
+    def handler(self, job_type: str) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            self.add(job_type, fn)
+            return fn
+
+        return register
+
+    def add(self, job_type: str, fn: Handler) -> None:
+        if job_type in self.handlers:
+            raise ValueError(f"a handler for job type {job_type!r} is already registered")
+        self.handlers[job_type] = fn
+
+    def merge(self, other: Registry) -> None:
+        for job_type, fn in other.handlers.items():
+            self.add(job_type, fn)
+
+
+class JobContext:
+    """What a handler gets: the job, and fenced ways to report progress and running statuses."""
+
+    def __init__(self, service: JobQueueService, claimed: ClaimedJob, worker_id: str) -> None:
+        self.job: Job = claimed.job
+        self.claim_token = claimed.claim_token
+        self.worker_id = worker_id
+        self._service = service
+        self._last_write = 0.0
+        self._pending: tuple[int, str | None] | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+
+    @property
+    def request_data(self) -> Any:
+        return self.job.request_data
+
+    async def progress(self, progress: int, message: str | None = None) -> None:
+        """Report progress (0-100) and an optional message.
+
+        Writes at most every ``PROGRESS_WRITE_INTERVAL`` seconds; reports in between are merged
+        and written shortly after. Raises ``LeaseLost`` when this attempt no longer holds the job.
+        """
+        now = time.monotonic()
+        if now - self._last_write >= PROGRESS_WRITE_INTERVAL:
+            self._pending = None
+            await self._write(progress, message, None)
+            return
+        self._pending = (progress, message if message is not None else self._pending_message())
+        if self._flush_task is None:
+            delay = PROGRESS_WRITE_INTERVAL - (now - self._last_write)
+            self._flush_task = asyncio.create_task(self._flush_later(delay))
+
+    async def set_status(self, status: JobStatus | str, message: str | None = None, progress: int | None = None) -> None:
+        """Move to a running status (say ``rendering``); always written at once."""
+        status = JobStatus(status)
+        if status not in ACTIVE_STATUSES:
+            raise ValueError(f"a handler may only set a running status, not {status.value!r}")
+        pending = self._pending
+        self._pending = None
+        if progress is None:
+            progress = pending[0] if pending else self.job.progress
+        if message is None and pending:
+            message = pending[1]
+        await self._write(progress, message, status)
+
+    async def flush(self) -> None:
+        """Write a coalesced report that is still waiting (done before the job finishes)."""
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+            self._flush_task = None
+        if self._pending is not None:
+            progress, message = self._pending
+            self._pending = None
+            await self._write(progress, message, None)
+
+    def _pending_message(self) -> str | None:
+        return self._pending[1] if self._pending else None
+
+    async def _flush_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._flush_task = None
+        if self._pending is not None:
+            progress, message = self._pending
+            self._pending = None
+            try:
+                await self._write(progress, message, None)
+            except LeaseLost:
+                # The heartbeat sees the same loss and cancels the handler; nothing to add here.
+                logger.info("progress of job %s dropped: the claim was lost", self.job.id)
+
+    async def _write(self, progress: int, message: str | None, status: JobStatus | None) -> None:
+        self._last_write = time.monotonic()
+        self.job = await self._service.update_progress(
+            self.job.id, progress, message, status=status, claim_token=self.claim_token
+        )
+
+
+class _Running:
+    """Book-keeping of one running job."""
+
+    __slots__ = ("claimed", "context", "handler_task", "stop_reason", "renewed_at")
+
+    def __init__(self, claimed: ClaimedJob, context: JobContext) -> None:
+        self.claimed = claimed
+        self.context = context
+        self.handler_task: asyncio.Task[Any] | None = None
+        #: Why the pool cancelled the handler: "cancel", "lease_lost", "shutdown" or None.
+        self.stop_reason: str | None = None
+        self.renewed_at = time.monotonic()
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        service: JobQueueService,
+        registry: Registry,
+        *,
+        concurrency: int | None = None,
+        job_types: Iterable[str] | None = None,
+        worker_id: str | None = None,
+        poll_interval: float | None = None,
+        shutdown_grace: float | None = None,
+    ) -> None:
+        settings = service.settings
+        self.service = service
+        self.registry = registry
+        self.concurrency = concurrency or settings.concurrency
+        types = list(job_types) if job_types else list(registry.handlers)
+        missing = [t for t in types if t not in registry.handlers]
+        if missing:
+            raise ValueError(f"no handler registered for job type(s): {', '.join(missing)}")
+        self.job_types = types
+        self.worker_id = worker_id or default_worker_id()
+        self.poll_interval = poll_interval if poll_interval is not None else settings.poll_interval
+        self.shutdown_grace = shutdown_grace if shutdown_grace is not None else settings.shutdown_grace
+        self.lease = settings.lease_seconds
+        self.running: dict[str, _Running] = {}
+        self.processed = 0
+        self._stopping = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def stop(self) -> None:
+        """Stop claiming; ``run`` then drains and returns."""
+        self._stopping.set()
+        self._wakeup.set()
+        self._slot_free.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self, *, burst: bool = False) -> None:
+        """Claim and run jobs until ``stop()``; with ``burst`` return once the queue is empty."""
+        if not self.job_types:
+            raise ValueError("the pool has no job types to claim (no handlers registered)")
+        self.service.add_wakeup(self._wakeup)
+        keeper = asyncio.create_task(self._keep_leases(), name=f"jobqueue-leases-{self.worker_id}")
+        try:
+            # Shielded so a cancelled run() still drains instead of abandoning claimed jobs.
+            await asyncio.shield(self._claim_loop(burst))
+        finally:
+            self.stop()
+            await self._drain()
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            self.service.remove_wakeup(self._wakeup)
+
+    async def _claim_loop(self, burst: bool) -> None:
+        while not self.stopping:
+            free = self.concurrency - len(self.running)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            self._wakeup.clear()
+            try:
+                claimed = await self.service.claim_jobs(
+                    worker_id=self.worker_id, job_types=self.job_types, limit=free
+                )
+            except JobQueueError as exc:
+                logger.error("claim failed (%s); retrying after %.1fs", exc, self.poll_interval)
+                await self._sleep(self.poll_interval)
+                continue
+            for item in claimed:
+                self._start(item)
+            if claimed:
+                continue
+            if burst:
+                if not self.running:
+                    return
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            await self._sleep(self.poll_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait for a wake-up (new work here, a free slot, stop) or the poll interval."""
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    def _start(self, claimed: ClaimedJob) -> None:
+        context = JobContext(self.service, claimed, self.worker_id)
+        running = _Running(claimed, context)
+        self.running[claimed.job.id] = running
+        task = asyncio.create_task(self._execute(running), name=f"jobqueue-job-{claimed.job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._slot_free.set()
+        self._wakeup.set()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("job runner crashed", exc_info=task.exception())
+
+    async def _execute(self, running: _Running) -> None:
+        job = running.claimed.job
+        token = running.claimed.claim_token
+        context = running.context
+        handler = self.registry.handlers[job.job_type]
+        service = self.service
+        try:
+            running.handler_task = asyncio.create_task(handler(context))
+            outcome = "completed"
+            result: Any = None
+            error = ""
+            try:
+                # asyncio.timeout(None) never expires; on expiry it cancels the handler task
+                # through this await and raises TimeoutError here.
+                async with asyncio.timeout(job.timeout):
+                    result = await running.handler_task
+            except asyncio.CancelledError:
+                if running.stop_reason is None:
+                    raise  # this runner itself is being cancelled, not the handler
+                outcome = running.stop_reason
+            except TimeoutError as exc:
+                outcome = "failed"
+                if running.handler_task.cancelled():
+                    error = f"timed out after {job.timeout:g}s"
+                else:
+                    error = "".join(traceback.format_exception_only(exc)).strip()
+            except LeaseLost:
+                outcome = "lease_lost"
+            except Exception as exc:
+                outcome = "failed"
+                error = "".join(traceback.format_exception_only(exc)).strip()
+                logger.info("job %s (%s) attempt %d failed: %s", job.id, job.job_type, job.attempts, error)
+            if outcome == "lease_lost":
+                logger.warning("job %s: claim lost; its result is discarded", job.id)
+                return
+            if outcome in ("completed", "failed"):
+                await context.flush()
+            if outcome == "completed":
+                await service.complete_job(job.id, token, result)
+            elif outcome == "failed":
+                await service.fail_job(job.id, token, error, attempts=job.attempts)
+            elif outcome == "cancel":
+                await service.acknowledge_cancel(job.id, token)
+            elif outcome == "shutdown":
+                await service.release_job(job.id, token, "handed back: worker shut down")
+            self.processed += 1
+        except LeaseLost as exc:
+            logger.warning("job %s: %s", job.id, exc)
+        finally:
+            self.running.pop(job.id, None)
+
+    def _interrupt(self, running: _Running, reason: str) -> None:
+        if running.stop_reason is None and running.handler_task is not None:
+            running.stop_reason = reason
+            running.handler_task.cancel()
+
+    async def _keep_leases(self) -> None:
+        """Renew leases every third of the lease; stop handlers that were cancelled or lost."""
+        interval = min(self.lease / 3, CANCEL_CHECK_INTERVAL)
+        next_renewal = time.monotonic() + self.lease / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not self.running:
+                next_renewal = time.monotonic() + self.lease / 3
+                continue
+            try:
+                for job_id in await self.service.cancel_requested(self.worker_id):
+                    if job_id in self.running:
+                        self._interrupt(self.running[job_id], "cancel")
+                if time.monotonic() >= next_renewal:
+                    next_renewal = time.monotonic() + self.lease / 3
+                    await self._renew_all()
+            except JobQueueError as exc:
+                logger.error("lease upkeep failed: %s", exc)
+
+    async def _renew_all(self) -> None:
+        running = [r for r in self.running.values() if r.stop_reason is None]
+        results = await asyncio.gather(
+            *(self.service.heartbeat(r.claimed.job.id, r.claimed.claim_token) for r in running),
+            return_exceptions=True,
+        )
+        for item, result in zip(running, results):
+            if isinstance(result, LeaseLost):
+                logger.warning("job %s: lease lost (%s); stopping its handler", item.claimed.job.id, result)
+                self._interrupt(item, "lease_lost")
+            elif isinstance(result, BaseException):
+                logger.error("heartbeat of job %s failed: %s", item.claimed.job.id, result)
+            elif result:
+                self._interrupt(item, "cancel")
+
+    async def _drain(self) -> None:
+        if self._tasks:
+            done, pending = await asyncio.wait(set(self._tasks), timeout=self.shutdown_grace)
+            for running in list(self.running.values()):
+                self._interrupt(running, "shutdown")
+            if pending:
+                await asyncio.wait(pending)
+
+
+class Reaper:
+    """Returns jobs whose lease lapsed to the queue (or fails them); safe to run in every process."""
+
+    def __init__(self, service: JobQueueService, interval: float | None = None) -> None:
+        self.service = service
+        self.interval = interval if interval is not None else max(0.1, min(service.settings.lease_seconds / 4, 5.0))
+
+    async def run(self) -> None:
+        while True:
+            try:
+                for job in await self.service.reap_expired():
+                    logger.warning("job %s: lease expired; now %s (%s)", job.id, job.status.value, job.error)
+            except JobQueueError as exc:
+                logger.error("reaper failed: %s", exc)
+            await asyncio.sleep(self.interval)
