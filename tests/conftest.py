@@ -1,0 +1,153 @@
+"""Shared fixtures: real SQLite files under tmp_path, the app with its lifespan entered, a real
+uvicorn for streaming and process-boundary tests, and Redis (required in CI)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from jobqueue.api.app import create_app
+from jobqueue.service import JobQueueService
+from jobqueue.settings import Settings, load_settings
+from jobqueue.worker import Registry, WorkerPool
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.db'}", "RUN_WORKER": "false"}
+    settings = load_settings(env)
+    fields = {f: getattr(settings, f) for f in settings.__struct_fields__}
+    fields.update(overrides)
+    return Settings(**fields)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, lease_seconds=2.0, poll_interval=0.05, retry_base_delay=0.05)
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[JobQueueService]:
+    async with JobQueueService.open(settings) as svc:
+        yield svc
+
+
+async def drain(service: JobQueueService, registry: Registry, concurrency: int = 10) -> WorkerPool:
+    """Run a burst-mode pool until the queue is empty (the arq ``burst=True`` pattern)."""
+    pool = WorkerPool(service, registry, concurrency=concurrency, poll_interval=0.01)
+    await pool.run(burst=True)
+    return pool
+
+
+@pytest.fixture
+def app_client_factory() -> Callable[..., Any]:
+    """Build an httpx client on ``create_app(settings)`` with the lifespan entered."""
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def factory(settings: Settings, registry: Registry | None = None) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(settings, registry=registry)
+        async with app.router.lifespan_context(app) as state:
+
+            async def asgi(scope: Any, receive: Any, send: Any) -> None:
+                scope["state"] = dict(state)  # what uvicorn does with lifespan state
+                await app(scope, receive, send)
+
+            transport = httpx.ASGITransport(app=asgi)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                yield client
+
+    return factory
+
+
+@pytest.fixture
+async def client(settings: Settings, app_client_factory: Callable[..., Any]) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client_factory(settings) as c:
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_http(url: str, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start ``python -m jobqueue serve`` on 127.0.0.1 (a real uvicorn); returns its base URL."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(**env: str) -> str:
+        port = free_port()
+        full_env = subprocess_env(
+            DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.db'}", HOST="127.0.0.1", PORT=str(port), **env
+        )
+        log = open(tmp_path / f"server-{port}.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jobqueue", "serve", "--log-level", "warning"],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(url + "/health", proc=proc)
+        return url
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A reachable Redis. In CI its absence fails the test; elsewhere the test is skipped."""
+    import redis
+
+    url = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis at {url} is required in CI and is not reachable: {exc}")
+        pytest.skip(f"no Redis at {url}: {exc}")
+    return url
