@@ -59,7 +59,8 @@ def validation_error(exc: msgspec.ValidationError) -> RequestError:
     text = str(exc)
     match = _FIELD_PATH.search(text)
     field = match.group(1) if match and match.group(1) else None
-    if field is None and "missing required field" in text:
+    # At the top level msgspec names the field only in backquotes, without a path.
+    if field is None and ("missing required field" in text or "unknown field" in text):
         quoted = re.search(r"`([^`$]+)`", text)
         field = quoted.group(1) if quoted else None
     return RequestError(422, "validation_error", text, field)
