@@ -88,12 +88,15 @@ class Database:
         self._all_readers: list[aiosqlite.Connection] = []
         self._pending: asyncio.Queue[tuple[WriteOp[Any], asyncio.Future[Any]]] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
+        self._identity: tuple[int, int] | None = None
 
     async def open(self) -> None:
         check_sqlite_version()
         if self.path.parent and not self.path.parent.exists():
             raise DatabaseError(f"folder {str(self.path.parent)!r} of the database does not exist")
         self._writer = await connect(self.path, self.synchronous)
+        stat = self.path.stat()
+        self._identity = (stat.st_dev, stat.st_ino)
         for _ in range(self._reader_count):
             reader = await connect(self.path, self.synchronous)
             self._all_readers.append(reader)
@@ -124,6 +127,19 @@ class Database:
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
+
+    def check_file(self) -> None:
+        """Raise ``DatabaseError`` when the file opened is no longer the one at its path.
+
+        Open connections keep reading and writing a deleted or replaced file without any error,
+        and everything committed from then on is lost at the next start; only the path tells.
+        """
+        try:
+            stat = self.path.stat()
+        except OSError as exc:
+            raise DatabaseError(f"database file {str(self.path)!r} is gone ({exc.strerror})") from None
+        if (stat.st_dev, stat.st_ino) != self._identity:
+            raise DatabaseError(f"database file {str(self.path)!r} was replaced by another file")
 
     # -- reads -------------------------------------------------------------------------------
 

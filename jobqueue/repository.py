@@ -204,6 +204,7 @@ class SQLiteRepository:
         return row[0], row[1]
 
     async def ping(self) -> None:
+        self.db.check_file()
         await self.db.fetch_one(QUERIES["ping"])
 
     async def cancel_requested(self, worker_id: str) -> list[str]:
