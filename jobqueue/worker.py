@@ -192,6 +192,8 @@ class WorkerPool:
         self.lease = settings.lease_seconds
         self.running: dict[str, _Running] = {}
         self.processed = 0
+        #: Claim statements run so far: an idle pool adds about one per poll interval.
+        self.claim_queries = 0
         self._stopping = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._slot_free = asyncio.Event()
@@ -199,6 +201,13 @@ class WorkerPool:
 
     def stop(self) -> None:
         """Stop claiming; ``run`` then drains and returns."""
+        if not self._stopping.is_set():
+            logger.info(
+                "worker %s stopping: %d running job(s) get %gs to finish",
+                self.worker_id,
+                len(self.running),
+                self.shutdown_grace,
+            )
         self._stopping.set()
         self._wakeup.set()
         self._slot_free.set()
@@ -213,11 +222,15 @@ class WorkerPool:
             raise ValueError("the pool has no job types to claim (no handlers registered)")
         self.service.add_wakeup(self._wakeup)
         keeper = asyncio.create_task(self._keep_leases(), name=f"jobqueue-leases-{self.worker_id}")
+        claimer = asyncio.create_task(self._claim_loop(burst), name=f"jobqueue-claim-{self.worker_id}")
         try:
             # Shielded so a cancelled run() still drains instead of abandoning claimed jobs.
-            await asyncio.shield(self._claim_loop(burst))
+            await asyncio.shield(claimer)
         finally:
             self.stop()
+            # A claim in flight when run() was cancelled still starts its jobs; wait for it so
+            # the drain below sees them instead of leaving them to run without heartbeats.
+            await asyncio.wait([claimer])
             await self._drain()
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
@@ -231,6 +244,7 @@ class WorkerPool:
                 await self._slot_free.wait()
                 continue
             self._wakeup.clear()
+            self.claim_queries += 1
             try:
                 claimed = await self.service.claim_jobs(
                     worker_id=self.worker_id, job_types=self.job_types, limit=free
@@ -322,6 +336,9 @@ class WorkerPool:
         except LeaseLost as exc:
             logger.warning("job %s: %s", job.id, exc)
         finally:
+            if context._flush_task is not None:
+                # A coalesced progress write must not land after the job was handed on.
+                context._flush_task.cancel()
             self.running.pop(job.id, None)
 
     def _interrupt(self, running: _Running, reason: str) -> None:
@@ -342,7 +359,10 @@ class WorkerPool:
                 for job_id in await self.service.cancel_requested(self.worker_id):
                     if job_id in self.running:
                         self._interrupt(self.running[job_id], "cancel")
-                if time.monotonic() >= next_renewal:
+                # Half a tick of slack: when the tick equals the renewal period, a strict
+                # comparison misses every other renewal by a hair and leaves only a third of
+                # the lease as margin.
+                if time.monotonic() + interval / 2 >= next_renewal:
                     next_renewal = time.monotonic() + self.lease / 3
                     await self._renew_all()
             except JobQueueError as exc:
