@@ -1,0 +1,383 @@
+"""The migration runner: bookkeeping, refusals, atomicity, concurrent start-up and packaging."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from jobqueue.db import connect
+from jobqueue.errors import MigrationError
+from jobqueue.migrate import apply_migrations, load_migrations, split_statements
+
+from .conftest import ROOT, subprocess_env
+
+
+@pytest.fixture
+async def conn(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
+    connection = await connect(tmp_path / "jobs.db", "NORMAL")
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+def write_migrations(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, sql in files.items():
+        (folder / name).write_text(sql, encoding="utf-8")
+    return folder
+
+
+async def recorded(conn: aiosqlite.Connection) -> list[tuple[int, str, str, float]]:
+    rows = await conn.execute_fetchall(
+        "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
+    )
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+async def tables(conn: aiosqlite.Connection) -> set[str]:
+    rows = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {row[0] for row in rows}
+
+
+def assert_one_line(exc: pytest.ExceptionInfo[MigrationError], *needles: str) -> None:
+    text = str(exc.value)
+    assert text and "\n" not in text
+    for needle in needles:
+        assert needle in text, text
+
+
+SIMPLE = {
+    "0001_first.sql": "CREATE TABLE a (x INTEGER);\n",
+    "0002_second.sql": "-- a comment\nCREATE TABLE b (y TEXT);\nINSERT INTO b VALUES ('seed');\n",
+}
+
+
+# -- the shipped migrations -------------------------------------------------------------------
+
+
+async def test_fresh_database_records_every_shipped_migration(conn: aiosqlite.Connection) -> None:
+    shipped = load_migrations()
+    assert [m.version for m in shipped] == list(range(1, len(shipped) + 1))
+    assert shipped[0].name == "0001_create_jobs.sql"
+
+    before = time.time()
+    applied = await apply_migrations(conn)
+    after = time.time()
+
+    assert applied == shipped
+    rows = await recorded(conn)
+    assert [(v, n, c) for v, n, c, _ in rows] == [(m.version, m.name, m.checksum) for m in shipped]
+    for _, _, checksum, applied_at in rows:
+        assert len(checksum) == 64
+        assert before - 1 <= applied_at <= after + 1
+    assert shipped[0].checksum == hashlib.sha256(shipped[0].sql.encode()).hexdigest()
+    assert "jobs" in await tables(conn)
+
+
+async def test_rerun_is_a_no_op(conn: aiosqlite.Connection) -> None:
+    await apply_migrations(conn)
+    first = await recorded(conn)
+    assert await apply_migrations(conn) == []
+    assert await recorded(conn) == first
+
+
+# -- bookkeeping on custom folders ------------------------------------------------------------
+
+
+async def test_only_new_migrations_are_applied(conn: aiosqlite.Connection, tmp_path: Path) -> None:
+    folder = write_migrations(tmp_path / "m", {"0001_first.sql": SIMPLE["0001_first.sql"]})
+    assert [m.version for m in await apply_migrations(conn, load_migrations(folder))] == [1]
+    write_migrations(folder, {"0002_second.sql": SIMPLE["0002_second.sql"]})
+    assert [m.version for m in await apply_migrations(conn, load_migrations(folder))] == [2]
+    assert [r[0] for r in await recorded(conn)] == [1, 2]
+    assert [tuple(r) for r in await conn.execute_fetchall("SELECT y FROM b")] == [("seed",)]
+
+
+async def test_files_other_than_sql_are_ignored(tmp_path: Path) -> None:
+    folder = write_migrations(tmp_path / "m", {**SIMPLE, "README.md": "notes", "0003_draft.sql.bak": "x"})
+    assert [m.name for m in load_migrations(folder)] == ["0001_first.sql", "0002_second.sql"]
+
+
+def test_trigger_bodies_stay_one_statement() -> None:
+    sql = """
+    CREATE TABLE t (x INTEGER, changed REAL);
+    -- semicolons inside the trigger must not split it
+    CREATE TRIGGER t_touch AFTER UPDATE ON t BEGIN
+        UPDATE t SET changed = 1 WHERE rowid = new.rowid;
+        SELECT 1;
+    END;
+    """
+    statements = split_statements(sql)
+    assert len(statements) == 2
+    assert "CREATE TRIGGER" in statements[1] and statements[1].endswith("END;")
+    db = sqlite3.connect(":memory:")
+    for statement in statements:
+        db.execute(statement)
+    db.execute("INSERT INTO t (x) VALUES (1)")
+    db.execute("UPDATE t SET x = 2")
+    assert db.execute("SELECT changed FROM t").fetchall() == [(1,)]
+    db.close()
+
+
+def test_incomplete_statement_is_refused() -> None:
+    with pytest.raises(MigrationError) as exc:
+        split_statements("CREATE TABLE a (x INTEGER);\nCREATE TABLE b (y")
+    assert_one_line(exc, "incomplete")
+
+
+# -- refusals -----------------------------------------------------------------------------------
+
+
+async def test_edited_applied_file_is_refused(conn: aiosqlite.Connection, tmp_path: Path) -> None:
+    folder = write_migrations(tmp_path / "m", SIMPLE)
+    await apply_migrations(conn, load_migrations(folder))
+    (folder / "0002_second.sql").write_text(SIMPLE["0002_second.sql"] + "-- edited\n")
+    with pytest.raises(MigrationError) as exc:
+        await apply_migrations(conn, load_migrations(folder))
+    assert_one_line(exc, "0002_second.sql", "changed")
+    assert not conn.in_transaction
+
+
+async def test_edit_is_refused_even_with_new_migrations_pending(conn: aiosqlite.Connection, tmp_path: Path) -> None:
+    folder = write_migrations(tmp_path / "m", {"0001_first.sql": SIMPLE["0001_first.sql"]})
+    await apply_migrations(conn, load_migrations(folder))
+    (folder / "0001_first.sql").write_text("CREATE TABLE a (x INTEGER, z INTEGER);\n")
+    write_migrations(folder, {"0002_second.sql": SIMPLE["0002_second.sql"]})
+    with pytest.raises(MigrationError):
+        await apply_migrations(conn, load_migrations(folder))
+    assert [r[0] for r in await recorded(conn)] == [1]
+    assert "b" not in await tables(conn)
+
+
+async def test_database_newer_than_the_code_is_refused(conn: aiosqlite.Connection, tmp_path: Path) -> None:
+    await apply_migrations(conn, load_migrations(write_migrations(tmp_path / "new", SIMPLE)))
+    old_code = write_migrations(tmp_path / "old", {"0001_first.sql": SIMPLE["0001_first.sql"]})
+    with pytest.raises(MigrationError) as exc:
+        await apply_migrations(conn, load_migrations(old_code))
+    assert_one_line(exc, "0002", "newer")
+
+
+async def test_shipped_code_refuses_a_database_from_the_future(conn: aiosqlite.Connection) -> None:
+    await apply_migrations(conn)
+    future = len(load_migrations()) + 1
+    await conn.execute(
+        "INSERT INTO schema_migrations VALUES (?, ?, ?, ?)", (future, f"{future:04d}_future.sql", "0" * 64, 0.0)
+    )
+    with pytest.raises(MigrationError) as exc:
+        await apply_migrations(conn)
+    assert_one_line(exc, f"{future:04d}", "newer")
+
+
+def test_gap_is_refused(tmp_path: Path) -> None:
+    folder = write_migrations(tmp_path / "m", {"0001_a.sql": "SELECT 1;", "0003_c.sql": "SELECT 1;"})
+    with pytest.raises(MigrationError) as exc:
+        load_migrations(folder)
+    assert_one_line(exc, "0002", "missing")
+
+
+def test_not_starting_at_one_is_a_gap(tmp_path: Path) -> None:
+    folder = write_migrations(tmp_path / "m", {"0002_b.sql": "SELECT 1;"})
+    with pytest.raises(MigrationError) as exc:
+        load_migrations(folder)
+    assert_one_line(exc, "0001")
+
+
+def test_duplicate_number_is_refused(tmp_path: Path) -> None:
+    folder = write_migrations(
+        tmp_path / "m", {"0001_a.sql": "SELECT 1;", "0002_b.sql": "SELECT 1;", "0002_other.sql": "SELECT 1;"}
+    )
+    with pytest.raises(MigrationError) as exc:
+        load_migrations(folder)
+    assert_one_line(exc, "duplicate", "0002_b.sql", "0002_other.sql")
+
+
+@pytest.mark.parametrize("name", ["1_a.sql", "0001-a.sql", "0001_Create.sql", "0001_.sql", "00001_a.sql", "abcd_a.sql"])
+def test_badly_named_file_is_refused(tmp_path: Path, name: str) -> None:
+    folder = write_migrations(tmp_path / "m", {name: "SELECT 1;"})
+    with pytest.raises(MigrationError) as exc:
+        load_migrations(folder)
+    assert_one_line(exc, name)
+
+
+def test_missing_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MigrationError) as exc:
+        load_migrations(tmp_path / "nowhere")
+    assert_one_line(exc, "nowhere")
+
+
+# -- atomicity ----------------------------------------------------------------------------------
+
+
+async def test_a_migration_failing_half_way_leaves_nothing(conn: aiosqlite.Connection, tmp_path: Path) -> None:
+    folder = write_migrations(
+        tmp_path / "m",
+        {
+            "0001_first.sql": SIMPLE["0001_first.sql"],
+            "0002_broken.sql": (
+                "CREATE TABLE half (x INTEGER);\n"
+                "INSERT INTO a VALUES (1);\n"
+                "ALTER TABLE a ADD COLUMN y INTEGER;\n"
+                "INSERT INTO no_such_table VALUES (1);\n"
+            ),
+        },
+    )
+    with pytest.raises(MigrationError) as exc:
+        await apply_migrations(conn, load_migrations(folder))
+    assert_one_line(exc, "0002_broken.sql", "no_such_table")
+    assert not conn.in_transaction
+    # 0001 committed on its own; nothing of 0002 is left, not even its first statements.
+    assert [r[0] for r in await recorded(conn)] == [1]
+    assert "half" not in await tables(conn)
+    assert [tuple(r) for r in await conn.execute_fetchall("SELECT count(*) FROM a")] == [(0,)]
+    columns = {row[1] for row in await conn.execute_fetchall("PRAGMA table_info(a)")}
+    assert columns == {"x"}
+
+    # Fixing the file lets it apply (it was never recorded, so its text may change).
+    (folder / "0002_broken.sql").write_text("CREATE TABLE half (x INTEGER);\n")
+    assert [m.version for m in await apply_migrations(conn, load_migrations(folder))] == [2]
+    assert "half" in await tables(conn)
+
+
+# -- two processes at once ------------------------------------------------------------------------
+
+_MIGRATE_ONCE = """
+import asyncio, sys, time
+from pathlib import Path
+from jobqueue.db import connect
+from jobqueue.migrate import apply_migrations, load_migrations
+
+async def main(db: str, folder: str, go: str) -> None:
+    conn = await connect(Path(db), "NORMAL")
+    try:
+        while not Path(go).exists():  # start together, so they really race
+            time.sleep(0.005)
+        applied = await apply_migrations(conn, load_migrations(Path(folder)) if folder else None)
+        print(",".join(str(m.version) for m in applied))
+    finally:
+        await conn.close()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def _race(tmp_path: Path, folder: str, processes: int = 4) -> list[list[int]]:
+    db = tmp_path / "race.db"
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _MIGRATE_ONCE, str(db), folder, str(go)],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    time.sleep(0.5)  # let every interpreter reach the start line
+    go.touch()
+    results: list[list[int]] = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        results.append([int(v) for v in out.strip().split(",") if v])
+    return results
+
+
+def test_processes_racing_on_a_new_file_apply_each_migration_once(tmp_path: Path) -> None:
+    # Not idempotent on purpose: a second run of any file would fail or add a second row.
+    files = {
+        f"{n:04d}_step_{n}.sql": f"CREATE TABLE t{n} (x INTEGER);\nINSERT INTO runs VALUES ({n});\n"
+        for n in range(2, 7)
+    }
+    files["0001_runs.sql"] = "CREATE TABLE runs (version INTEGER);\n"
+    folder = write_migrations(tmp_path / "m", files)
+
+    results = _race(tmp_path, str(folder))
+
+    applied = sorted(v for result in results for v in result)
+    assert applied == list(range(1, 7))
+    with sqlite3.connect(tmp_path / "race.db") as db:
+        assert sorted(r[0] for r in db.execute("SELECT version FROM runs")) == list(range(2, 7))
+        assert [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version")] == list(range(1, 7))
+
+
+def test_processes_racing_with_the_shipped_migrations(tmp_path: Path) -> None:
+    results = _race(tmp_path, "")
+    shipped = [m.version for m in load_migrations()]
+    assert sorted(v for result in results for v in result) == shipped
+    with sqlite3.connect(tmp_path / "race.db") as db:
+        assert [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version")] == shipped
+
+
+# -- packaging ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    (found,) = out.glob("jobqueue-*.whl")
+    return found
+
+
+def test_wheel_carries_migrations_and_queries(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert "jobqueue/migrations/0001_create_jobs.sql" in names
+    assert "jobqueue/sql/queries.sql" in names
+    for migration in load_migrations():
+        assert f"jobqueue/migrations/{migration.name}" in names
+
+
+def test_installed_package_finds_its_migrations(wheel: Path, tmp_path: Path) -> None:
+    """Outside a checkout: the wheel installed into a bare folder migrates a database on its own."""
+    target = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert install.returncode == 0, install.stderr
+    script = (
+        "import asyncio, sys, jobqueue.migrate as m\n"
+        "from pathlib import Path\n"
+        "from jobqueue.db import connect\n"
+        "print(m.__file__); print(m.migrations_dir())\n"
+        "async def main():\n"
+        "    conn = await connect(Path(sys.argv[1]), 'NORMAL')\n"
+        "    print(len(await m.apply_migrations(conn)))\n"
+        "    await conn.close()\n"
+        "asyncio.run(main())\n"
+    )
+    env = subprocess_env()
+    env["PYTHONPATH"] = str(target)
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "installed.db")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    module_file, folder, count = run.stdout.split()
+    assert module_file.startswith(str(target))
+    assert folder.startswith(str(target))
+    assert int(count) == len(load_migrations())
