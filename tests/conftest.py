@@ -114,13 +114,14 @@ def live_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
         full_env = subprocess_env(
             DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.db'}", HOST="127.0.0.1", PORT=str(port), **env
         )
-        log = open(tmp_path / f"server-{port}.log", "wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jobqueue", "serve", "--log-level", "warning"],
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        # The child keeps its own copy of the descriptor; ours is closed at once.
+        with open(tmp_path / f"server-{port}.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "jobqueue", "serve", "--log-level", "warning"],
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         wait_for_http(url + "/health", proc=proc)
