@@ -67,6 +67,10 @@ async def connect(path: Path, synchronous: str) -> aiosqlite.Connection:
         # crash can lose the last transactions (never corrupt the file). FULL fsyncs every commit.
         await conn.execute(f"PRAGMA synchronous = {synchronous}")
         await conn.execute("PRAGMA foreign_keys = ON")
+        # Checkpoints run automatically every ~4 MiB of WAL (no reader of ours holds a long
+        # transaction, so they can always reset it); this truncates the file back afterwards, so
+        # the WAL stays bounded even after a burst.
+        await conn.execute("PRAGMA journal_size_limit = 67108864")
     except sqlite3.Error as exc:
         await conn.close()
         raise DatabaseError(f"cannot use database {str(path)!r}: {exc}") from None

@@ -92,6 +92,8 @@ class Job(msgspec.Struct, kw_only=True):
     lease_expires_at: datetime | None
     cancel_requested: bool
     idempotency_key: str | None
+    #: Sequence number of the job's latest event (resume its event stream after this).
+    event_seq: int = 0
 
 
 class ClaimedJob(msgspec.Struct, kw_only=True):
@@ -171,3 +173,49 @@ class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     error: str
     detail: str
     field: str | None = None
+
+
+class EventKind(str, enum.Enum):
+    """What happened to a job. The ``kind`` of a ``JobEvent`` and the SSE ``event:`` name."""
+
+    #: The job was enqueued.
+    CREATED = "created"
+    #: A worker claimed it, or it moved to another running status.
+    STATUS = "status"
+    #: Progress or message changed (status unchanged).
+    PROGRESS = "progress"
+    #: It went back to the queue: a failed attempt to be retried, an expired lease, a hand-back.
+    REQUEUED = "requeued"
+    #: A cancel of the running job was requested; the worker stops it shortly.
+    CANCEL_REQUESTED = "cancel_requested"
+    #: A finished job was put back in the queue by a retry request.
+    RETRIED = "retried"
+    #: Some other field changed through ``PUT`` (result, error, worker).
+    UPDATED = "updated"
+    #: Terminal events: the stream of the job ends after one of these.
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_EVENT_KINDS: frozenset[EventKind] = frozenset(
+    {EventKind.COMPLETED, EventKind.FAILED, EventKind.CANCELLED}
+)
+
+
+class JobEvent(msgspec.Struct, kw_only=True):
+    """One change of one job, as stored in ``job_events`` and sent to listeners."""
+
+    #: Global, increasing id (the SSE id of the all-jobs stream).
+    id: int
+    #: Per-job sequence number 1, 2, 3... (the SSE id of the job's stream).
+    seq: int
+    job_id: str
+    job_type: str
+    kind: EventKind
+    status: JobStatus
+    progress: int
+    message: str | None
+    #: The result on ``completed``; ``{"error": ...}`` on ``failed`` and ``requeued`` after an error.
+    data: Any
+    at: datetime

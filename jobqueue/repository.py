@@ -13,10 +13,10 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import msgspec
@@ -33,10 +33,16 @@ from jobqueue.models import (
     TERMINAL_STATUSES,
     WAITING_STATUSES,
     ClaimedJob,
+    EventKind,
     Job,
+    JobEvent,
     JobStatus,
     JobUpdate,
 )
+
+T = TypeVar("T")
+#: A write operation: runs on the writer connection and appends the events it recorded.
+EventedOp = Callable[[aiosqlite.Connection, list[JobEvent]], Awaitable[T]]
 
 
 def _load_queries() -> dict[str, str]:
@@ -86,7 +92,36 @@ def job_from_row(row: sqlite3.Row) -> Job:
         lease_expires_at=_ts(row["lease_expires_at"]),
         cancel_requested=bool(row["cancel_requested"]),
         idempotency_key=row["idempotency_key"],
+        event_seq=row["event_seq"],
     )
+
+
+def event_from_row(row: sqlite3.Row) -> JobEvent:
+    return JobEvent(
+        id=row["id"],
+        seq=row["seq"],
+        job_id=row["job_id"],
+        job_type=row["job_type"],
+        kind=EventKind(row["kind"]),
+        status=JobStatus(row["status"]),
+        progress=row["progress"],
+        message=row["message"],
+        data=None if row["data"] is None else _json_decode(row["data"]),
+        at=_ts(row["at"]),  # type: ignore[arg-type]
+    )
+
+
+def _status_kind(old: JobStatus, new: JobStatus) -> EventKind:
+    """The event of a status change made through an unfenced update."""
+    if new is JobStatus.COMPLETED:
+        return EventKind.COMPLETED
+    if new is JobStatus.FAILED:
+        return EventKind.FAILED
+    if new is JobStatus.CANCELLED:
+        return EventKind.CANCELLED
+    if new in WAITING_STATUSES:
+        return EventKind.REQUEUED
+    return EventKind.STATUS
 
 
 def claimed_from_row(row: sqlite3.Row) -> ClaimedJob:
@@ -106,10 +141,65 @@ async def _fetch_one(conn: aiosqlite.Connection, sql: str, params: dict[str, Any
 
 
 class SQLiteRepository:
-    """Job storage in one SQLite file."""
+    """Job storage in one SQLite file.
 
-    def __init__(self, db: Database) -> None:
+    Every change of a job records a ``JobEvent`` in the same transaction; once that transaction
+    has committed, the events are handed to ``on_events`` (the event hub publishes them).
+    """
+
+    def __init__(self, db: Database, on_events: Callable[[list[JobEvent]], None] | None = None) -> None:
         self.db = db
+        self.on_events = on_events
+
+    async def _write(self, op: EventedOp[T]) -> T:
+        events: list[JobEvent] = []
+
+        async def run(conn: aiosqlite.Connection) -> T:
+            events.clear()  # a batch retried alone runs the op again from scratch
+            return await op(conn, events)
+
+        result = await self.db.write(run)
+        if events and self.on_events is not None:
+            self.on_events(events)
+        return result
+
+    @staticmethod
+    async def _record(
+        conn: aiosqlite.Connection,
+        events: list[JobEvent],
+        row: sqlite3.Row,
+        kind: EventKind,
+        data: Any = None,
+    ) -> Job:
+        """Store the event of the change that produced ``row``; returns the job of the row."""
+        job = job_from_row(row)
+        params = {
+            "job_id": job.id,
+            "seq": row["event_seq"],
+            "job_type": job.job_type,
+            "kind": kind.value,
+            "status": job.status.value,
+            "progress": job.progress,
+            "message": job.message,
+            "data": _json_or_none(data),
+            "at": row["updated_at"],
+        }
+        inserted = await conn.execute_fetchall(QUERIES["insert_event"], params)
+        events.append(
+            JobEvent(
+                id=next(iter(inserted))[0],
+                seq=row["event_seq"],
+                job_id=job.id,
+                job_type=job.job_type,
+                kind=kind,
+                status=job.status,
+                progress=job.progress,
+                message=job.message,
+                data=data,
+                at=job.updated_at,
+            )
+        )
+        return job
 
     # -- creating ---------------------------------------------------------------------------
 
@@ -144,10 +234,10 @@ class SQLiteRepository:
             "fingerprint": fingerprint,
         }
 
-        async def op(conn: aiosqlite.Connection) -> tuple[Job, bool]:
+        async def op(conn: aiosqlite.Connection, events: list[JobEvent]) -> tuple[Job, bool]:
             row = await _fetch_one(conn, QUERIES["insert_job"], params)
             if row is not None:
-                return job_from_row(row), True
+                return await self._record(conn, events, row, EventKind.CREATED), True
             existing = await _fetch_one(
                 conn, QUERIES["get_job_by_idempotency_key"], {"key": idempotency_key}
             )
@@ -159,7 +249,7 @@ class SQLiteRepository:
                 )
             return job_from_row(existing), False
 
-        return await self.db.write(op)
+        return await self._write(op)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -216,7 +306,7 @@ class SQLiteRepository:
     async def update_job(self, job_id: str, update: JobUpdate, fields: set[str], lease: float) -> Job:
         """Apply the ``fields`` of ``update``; the status rules are checked under the write lock."""
 
-        async def op(conn: aiosqlite.Connection) -> Job:
+        async def op(conn: aiosqlite.Connection, events: list[JobEvent]) -> Job:
             row = await _fetch_one(conn, QUERIES["get_job"], {"id": job_id})
             if row is None:
                 raise JobNotFound(job_id)
@@ -252,29 +342,37 @@ class SQLiteRepository:
             }
             updated = await _fetch_one(conn, QUERIES["update_job"], params)
             assert updated is not None  # the row exists: we hold the write lock since reading it
-            return job_from_row(updated)
+            if changed:
+                kind = _status_kind(old, new)
+            elif fields & {"progress", "message"}:
+                kind = EventKind.PROGRESS
+            else:
+                kind = EventKind.UPDATED
+            data = _event_data(kind, updated)
+            return await self._record(conn, events, updated, kind, data)
 
-        return await self.db.write(op)
+        return await self._write(op)
 
     async def cancel(self, job_id: str, message: str | None) -> Job:
         """Cancel a waiting job at once, or ask the holder of a running one to stop."""
         params = {"id": job_id, "now": time.time(), "message": message}
 
-        async def op(conn: aiosqlite.Connection) -> Job:
+        async def op(conn: aiosqlite.Connection, events: list[JobEvent]) -> Job:
             row = await _fetch_one(conn, QUERIES["cancel_waiting_job"], params)
-            if row is None:
-                row = await _fetch_one(conn, QUERIES["request_cancel"], params)
-            if row is None:
-                current = await _fetch_one(conn, QUERIES["get_job"], {"id": job_id})
-                if current is None:
-                    raise JobNotFound(job_id)
-                raise InvalidTransition(f"job {job_id} is {current['status']}: it cannot be cancelled")
-            return job_from_row(row)
+            if row is not None:
+                return await self._record(conn, events, row, EventKind.CANCELLED)
+            row = await _fetch_one(conn, QUERIES["request_cancel"], params)
+            if row is not None:
+                return await self._record(conn, events, row, EventKind.CANCEL_REQUESTED)
+            current = await _fetch_one(conn, QUERIES["get_job"], {"id": job_id})
+            if current is None:
+                raise JobNotFound(job_id)
+            raise InvalidTransition(f"job {job_id} is {current['status']}: it cannot be cancelled")
 
-        return await self.db.write(op)
+        return await self._write(op)
 
     async def retry(self, job_id: str) -> Job:
-        async def op(conn: aiosqlite.Connection) -> Job:
+        async def op(conn: aiosqlite.Connection, events: list[JobEvent]) -> Job:
             row = await _fetch_one(conn, QUERIES["retry_job"], {"id": job_id, "now": time.time()})
             if row is None:
                 current = await _fetch_one(conn, QUERIES["get_job"], {"id": job_id})
@@ -283,12 +381,12 @@ class SQLiteRepository:
                 raise InvalidTransition(
                     f"job {job_id} is {current['status']}: only failed or cancelled jobs can be retried"
                 )
-            return job_from_row(row)
+            return await self._record(conn, events, row, EventKind.RETRIED)
 
-        return await self.db.write(op)
+        return await self._write(op)
 
     async def delete(self, job_id: str) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
+        async def op(conn: aiosqlite.Connection, events: list[JobEvent]) -> None:
             row = await _fetch_one(conn, QUERIES["delete_terminal_job"], {"id": job_id})
             if row is None:
                 current = await _fetch_one(conn, QUERIES["get_job"], {"id": job_id})
@@ -298,7 +396,41 @@ class SQLiteRepository:
                     f"job {job_id} is {current['status']}: only finished jobs can be deleted"
                 )
 
-        await self.db.write(op)
+        await self._write(op)
+
+    async def prune(self, status: JobStatus, cutoff: float, limit: int) -> int:
+        """Delete up to ``limit`` jobs in ``status`` finished before ``cutoff`` (with their events)."""
+        params = {"status": status.value, "cutoff": cutoff, "limit": limit}
+
+        async def op(conn: aiosqlite.Connection, events: list[JobEvent]) -> int:
+            return len(await conn.execute_fetchall(QUERIES["prune_jobs"], params))
+
+        return await self._write(op)
+
+    async def incremental_vacuum(self) -> None:
+        """Hand the pages freed by pruning back to the file system (the file shrinks)."""
+
+        async def op(conn: aiosqlite.Connection, events: list[JobEvent]) -> None:
+            # Fetching all rows runs the pragma to the end: it frees one page per step.
+            await conn.execute_fetchall(QUERIES["incremental_vacuum"])
+
+        await self._write(op)
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def job_events_after(self, job_id: str, after: int, limit: int = 1000) -> list[JobEvent]:
+        rows = await self.db.fetch_all(
+            QUERIES["job_events_after"], {"job_id": job_id, "after": after, "limit": limit}
+        )
+        return [event_from_row(r) for r in rows]
+
+    async def events_after(self, after: int, limit: int = 1000) -> list[JobEvent]:
+        rows = await self.db.fetch_all(QUERIES["events_after"], {"after": after, "limit": limit})
+        return [event_from_row(r) for r in rows]
+
+    async def last_event_id(self) -> int:
+        row = await self.db.fetch_one(QUERIES["last_event_id"])
+        return int(row[0])
 
     # -- claiming and the holder's operations (fenced by the claim token) ----------------------
 
@@ -318,26 +450,32 @@ class SQLiteRepository:
         else:
             sql = QUERIES["claim_jobs"]
 
-        async def op(conn: aiosqlite.Connection) -> list[ClaimedJob]:
-            rows = await conn.execute_fetchall(sql, params)
-            return [claimed_from_row(r) for r in rows]
+        async def op(conn: aiosqlite.Connection, events: list[JobEvent]) -> list[ClaimedJob]:
+            claimed = []
+            for row in await conn.execute_fetchall(sql, params):
+                job = await self._record(conn, events, row, EventKind.STATUS)
+                claimed.append(ClaimedJob(job=job, claim_token=row["claim_token"]))
+            return claimed
 
-        claimed = await self.db.write(op)
+        claimed = await self._write(op)
         # RETURNING does not follow the subquery's ORDER BY; hand jobs out in claim order.
         claimed.sort(key=lambda c: (-c.job.priority, c.job.created_at))
         return claimed
 
-    async def _fenced(self, query: str, job_id: str, token: str, params: dict[str, Any]) -> Job:
+    async def _fenced(
+        self, query: str, job_id: str, token: str, params: dict[str, Any], kind: EventKind
+    ) -> Job:
         params = {"id": job_id, "token": token, "now": time.time(), **params}
 
-        async def op(conn: aiosqlite.Connection) -> Job:
+        async def op(conn: aiosqlite.Connection, events: list[JobEvent]) -> Job:
             row = await _fetch_one(conn, QUERIES[query], params)
-            if row is not None:
-                return job_from_row(row)
-            await self._explain_refusal(conn, job_id, token)
-            raise AssertionError("unreachable")
+            if row is None:
+                await self._explain_refusal(conn, job_id, token)
+                raise AssertionError("unreachable: _explain_refusal always raises")
+            actual = EventKind.REQUEUED if row["status"] in _WAITING_VALUES else kind
+            return await self._record(conn, events, row, actual, _event_data(actual, row))
 
-        return await self.db.write(op)
+        return await self._write(op)
 
     @staticmethod
     async def _explain_refusal(conn: aiosqlite.Connection, job_id: str, token: str) -> None:
@@ -354,16 +492,16 @@ class SQLiteRepository:
         raise LeaseLost(f"job {job_id} is {row['status']}; this claim is no longer valid")
 
     async def heartbeat(self, job_id: str, token: str, lease: float) -> bool:
-        """Extend the lease; returns True when a cancel of the job was requested."""
+        """Extend the lease (no event: nothing visible changed); True when a cancel was requested."""
         params = {"id": job_id, "token": token, "now": time.time(), "lease": lease}
 
-        async def op(conn: aiosqlite.Connection) -> bool:
+        async def op(conn: aiosqlite.Connection, events: list[JobEvent]) -> bool:
             row = await _fetch_one(conn, QUERIES["heartbeat"], params)
             if row is None:
                 await self._explain_refusal(conn, job_id, token)
             return bool(row[0])  # type: ignore[index]
 
-        return await self.db.write(op)
+        return await self._write(op)
 
     async def report_progress(
         self,
@@ -385,6 +523,7 @@ class SQLiteRepository:
                 "status": None if status is None else status.value,
                 "lease": lease,
             },
+            EventKind.PROGRESS if status is None else EventKind.STATUS,
         )
 
     async def complete(self, job_id: str, token: str, result_data: Any, message: str | None) -> Job:
@@ -394,6 +533,7 @@ class SQLiteRepository:
                 job_id,
                 token,
                 {"result_data": _json_or_none(result_data), "message": message},
+                EventKind.COMPLETED,
             )
         except LeaseLost:
             # A holder re-sending its completion (say, after a lost HTTP response) gets the same
@@ -417,19 +557,43 @@ class SQLiteRepository:
             job_id,
             token,
             {"error": error, "retry": retry, "retry_at": retry_at, "message": message},
+            EventKind.FAILED,
         )
 
     async def acknowledge_cancel(self, job_id: str, token: str, message: str | None) -> Job:
-        return await self._fenced("cancel_held_job", job_id, token, {"message": message})
+        return await self._fenced(
+            "cancel_held_job", job_id, token, {"message": message}, EventKind.CANCELLED
+        )
 
     async def release(self, job_id: str, token: str, message: str | None) -> Job:
-        return await self._fenced("release_job", job_id, token, {"message": message})
+        return await self._fenced("release_job", job_id, token, {"message": message}, EventKind.REQUEUED)
 
     async def reap_expired(self, limit: int = 500) -> list[Job]:
         """Requeue (or fail, or cancel) jobs whose lease lapsed; returns them."""
         params = {"now": time.time(), "limit": limit}
+        if await self.db.fetch_one(QUERIES["any_lease_expired"], params) is None:
+            return []  # the common case: no write lock taken
 
-        async def op(conn: aiosqlite.Connection) -> list[Job]:
-            return [job_from_row(r) for r in await conn.execute_fetchall(QUERIES["reap_expired"], params)]
+        async def op(conn: aiosqlite.Connection, events: list[JobEvent]) -> list[Job]:
+            jobs = []
+            for row in await conn.execute_fetchall(QUERIES["reap_expired"], params):
+                kind = {
+                    "cancelled": EventKind.CANCELLED,
+                    "failed": EventKind.FAILED,
+                }.get(row["status"], EventKind.REQUEUED)
+                jobs.append(await self._record(conn, events, row, kind, _event_data(kind, row)))
+            return jobs
 
-        return await self.db.write(op)
+        return await self._write(op)
+
+
+_WAITING_VALUES = frozenset(s.value for s in WAITING_STATUSES)
+
+
+def _event_data(kind: EventKind, row: sqlite3.Row) -> Any:
+    """What an event carries besides status and progress: the result, or the error."""
+    if kind is EventKind.COMPLETED:
+        return None if row["result_data"] is None else _json_decode(row["result_data"])
+    if kind in (EventKind.FAILED, EventKind.REQUEUED) and row["error"] is not None:
+        return {"error": row["error"]}
+    return None

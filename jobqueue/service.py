@@ -17,8 +17,18 @@ from typing import Any
 
 from jobqueue.db import Database
 from jobqueue.errors import JobNotFound, ValidationFailed
+from jobqueue.events import EventHub, ListenerCutOff
 from jobqueue.migrate import apply_migrations
-from jobqueue.models import ClaimedJob, Job, JobStats, JobStatus, JobUpdate
+from jobqueue.models import (
+    TERMINAL_STATUSES,
+    ClaimedJob,
+    EventKind,
+    Job,
+    JobEvent,
+    JobStats,
+    JobStatus,
+    JobUpdate,
+)
 from jobqueue.repository import SQLiteRepository
 from jobqueue.settings import Settings
 
@@ -42,22 +52,37 @@ def backoff_seconds(attempts: int, base: float) -> float:
     return ceiling * random.uniform(0.5, 1.0)
 
 
+#: Events that make a job claimable: idle worker pools wake up on them.
+_NEW_WORK_EVENTS = frozenset({EventKind.CREATED, EventKind.RETRIED, EventKind.REQUEUED})
+
+
 class JobQueueService:
-    def __init__(self, repository: SQLiteRepository, settings: Settings) -> None:
+    def __init__(self, repository: SQLiteRepository, settings: Settings, events: EventHub) -> None:
         self.repository = repository
         self.settings = settings
-        # Worker pools of this process park on these; set when a job is enqueued here.
+        self.events = events
+        # Worker pools of this process park on these; set when work appears in any process
+        # (events of other processes arrive through Redis or the events-table poll).
         self._wakeups: set[asyncio.Event] = set()
+        events.add_callback(self._on_event)
 
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: Settings) -> AsyncIterator[JobQueueService]:
-        """Open the database, apply pending migrations and yield a ready service."""
+        """Open the database, apply pending migrations, start the event hub; yield the service."""
         db = Database(settings.database_path, synchronous=settings.synchronous)
         await db.open()
         try:
             await apply_migrations(db.writer)
-            yield cls(SQLiteRepository(db), settings)
+            repository = SQLiteRepository(db)
+            hub = EventHub(repository, settings.redis_url)
+            repository.on_events = hub.publish
+            service = cls(repository, settings, hub)
+            await hub.start()
+            try:
+                yield service
+            finally:
+                await hub.stop()
         finally:
             await db.close()
 
@@ -69,9 +94,10 @@ class JobQueueService:
     def remove_wakeup(self, event: asyncio.Event) -> None:
         self._wakeups.discard(event)
 
-    def _new_work(self) -> None:
-        for event in self._wakeups:
-            event.set()
+    def _on_event(self, event: JobEvent) -> None:
+        if event.kind in _NEW_WORK_EVENTS:
+            for wakeup in self._wakeups:
+                wakeup.set()
 
     # -- the seed's API -------------------------------------------------------------------------
 
@@ -131,8 +157,6 @@ class JobQueueService:
             timeout=timeout,
             idempotency_key=idempotency_key,
         )
-        if created:
-            self._new_work()
         return job, created
 
     async def get_job(self, job_id: str) -> Job | None:
@@ -182,10 +206,7 @@ class JobQueueService:
 
     async def apply_update(self, job_id: str, update: JobUpdate, fields: set[str]) -> Job:
         """``update_job`` for an already validated ``JobUpdate`` (the HTTP body)."""
-        job = await self.repository.update_job(job_id, update, fields, self.settings.lease_seconds)
-        if "status" in fields and job.status in (JobStatus.QUEUED, JobStatus.PENDING):
-            self._new_work()
-        return job
+        return await self.repository.update_job(job_id, update, fields, self.settings.lease_seconds)
 
     async def update_progress(
         self,
@@ -285,9 +306,7 @@ class JobQueueService:
 
     async def retry_job(self, job_id: str) -> Job:
         """Put a failed or cancelled job back in the queue with a fresh set of attempts."""
-        job = await self.repository.retry(job_id)
-        self._new_work()
-        return job
+        return await self.repository.retry(job_id)
 
     # -- the holder's operations (fenced) -------------------------------------------------------
 
@@ -321,21 +340,69 @@ class JobQueueService:
 
     async def release_job(self, job_id: str, claim_token: str, message: str | None = None) -> Job:
         """Hand a held job back to the queue without counting the attempt."""
-        job = await self.repository.release(job_id, claim_token, message)
-        self._new_work()
-        return job
+        return await self.repository.release(job_id, claim_token, message)
 
     async def reap_expired(self) -> list[Job]:
-        jobs = await self.repository.reap_expired()
-        if any(j.status is JobStatus.QUEUED for j in jobs):
-            self._new_work()
-        return jobs
+        return await self.repository.reap_expired()
 
     async def cancel_requested(self, worker_id: str) -> list[str]:
         return await self.repository.cancel_requested(worker_id)
 
     async def ping(self) -> None:
         await self.repository.ping()
+
+    # -- events and retention --------------------------------------------------------------------
+
+    async def job_events(self, job_id: str, after: int = 0) -> list[JobEvent]:
+        """A job's stored events with a sequence number above ``after``, in order."""
+        return await self.repository.job_events_after(job_id, after)
+
+    async def events_after(self, after: int, limit: int = 1000) -> list[JobEvent]:
+        """All jobs' stored events with a global id above ``after``, in order."""
+        return await self.repository.events_after(after, limit)
+
+    async def wait_for_job(self, job_id: str, timeout: float) -> Job:
+        """The job once it is finished, or as it is when ``timeout`` seconds have passed."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        with self.events.subscribe(lambda e: e.job_id == job_id) as subscription:
+            # Subscribed before reading, so a finish between the read and the wait is not missed.
+            job = await self.require_job(job_id)
+            while job.status not in TERMINAL_STATUSES:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                try:
+                    await subscription.get(timeout=min(remaining, 5.0))
+                except ListenerCutOff:
+                    pass  # fell behind: the read below is the truth anyway
+                job = await self.require_job(job_id)
+        return job
+
+    async def prune(
+        self, *, completed_older_than: float, failed_older_than: float, batch: int = 1000
+    ) -> int:
+        """Delete finished jobs (and their events) past their retention; returns how many.
+
+        Completed jobs are kept ``completed_older_than`` seconds after they finished, failed and
+        cancelled jobs ``failed_older_than``. Deletes run in batches so other writes interleave;
+        the freed pages are then handed back to the file system (incremental vacuum).
+        """
+        now = time.time()
+        cutoffs = {
+            JobStatus.COMPLETED: now - completed_older_than,
+            JobStatus.FAILED: now - failed_older_than,
+            JobStatus.CANCELLED: now - failed_older_than,
+        }
+        deleted = 0
+        for status, cutoff in cutoffs.items():
+            while True:
+                count = await self.repository.prune(status, cutoff, batch)
+                deleted += count
+                if count < batch:
+                    break
+        if deleted:
+            await self.repository.incremental_vacuum()
+        return deleted
 
 
 def _status(value: JobStatus | str) -> JobStatus:

@@ -45,6 +45,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     retry_base_delay: float = 1.0
     #: Seconds a draining pool waits for running jobs on SIGTERM before handing them back.
     shutdown_grace: float = 10.0
+    #: Days a completed job (and its events) is kept after it finished.
+    retention_completed_days: float = 7.0
+    #: Days a failed or cancelled job is kept after it finished (longer: someone may look into it).
+    retention_failed_days: float = 30.0
+    #: Seconds between retention runs in the server (0 turns them off).
+    prune_interval: float = 3600.0
+    #: Seconds between keep-alive comments on an idle event stream.
+    sse_keepalive: float = 15.0
     #: SQLite ``PRAGMA synchronous``: NORMAL (default, durable across process crashes in WAL mode;
     #: the last commits may be lost on power loss) or FULL (fsync on every commit).
     synchronous: str = "NORMAL"
@@ -133,6 +141,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "retry_base_delay": ("RETRY_BASE_DELAY", _parse_number(float, 0, 3600)),
     "shutdown_grace": ("SHUTDOWN_GRACE", _parse_number(float, 0, 3600)),
     "synchronous": ("SQLITE_SYNCHRONOUS", _parse_synchronous),
+    "retention_completed_days": ("RETENTION_COMPLETED_DAYS", _parse_number(float, 0, 36_500)),
+    "retention_failed_days": ("RETENTION_FAILED_DAYS", _parse_number(float, 0, 36_500)),
+    "sse_keepalive": ("SSE_KEEPALIVE", _parse_number(float, 0.05, 3600)),
+    "prune_interval": ("PRUNE_INTERVAL", _parse_number(float, 0, 7 * 86_400)),
 }
 
 

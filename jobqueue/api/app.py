@@ -24,6 +24,7 @@ from jobqueue.api.errors import (
     internal_error_handler,
 )
 from jobqueue.api.routes import routes
+from jobqueue.api.sse import routes as stream_routes
 from jobqueue.errors import JobQueueError
 from jobqueue.handlers import default_registry
 from jobqueue.service import JobQueueService
@@ -43,6 +44,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             background: list[asyncio.Task[Any]] = [
                 asyncio.create_task(Reaper(service).run(), name="jobqueue-reaper")
             ]
+            if settings.prune_interval > 0:
+                background.append(asyncio.create_task(_prune_loop(service), name="jobqueue-prune"))
             pool: WorkerPool | None = None
             if settings.run_worker:
                 pool = WorkerPool(
@@ -56,13 +59,14 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             finally:
                 if pool is not None:
                     pool.stop()
-                    await asyncio.gather(background[1], return_exceptions=True)
-                background[0].cancel()
+                    await asyncio.gather(background[-1], return_exceptions=True)
+                for task in background:
+                    task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
 
     return Starlette(
         debug=settings.debug,
-        routes=routes,
+        routes=[*routes, *stream_routes],
         lifespan=lifespan,
         exception_handlers={
             RequestError: handle_request_error,
@@ -71,3 +75,19 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             Exception: internal_error_handler(settings.debug),
         },
     )
+
+
+async def _prune_loop(service: JobQueueService) -> None:
+    """Apply the retention policy every ``prune_interval`` seconds (see ``service.prune``)."""
+    settings = service.settings
+    while True:
+        try:
+            deleted = await service.prune(
+                completed_older_than=settings.retention_completed_days * 86_400,
+                failed_older_than=settings.retention_failed_days * 86_400,
+            )
+            if deleted:
+                logger.info("retention: deleted %d finished jobs", deleted)
+        except JobQueueError as exc:
+            logger.error("retention run failed: %s", exc)
+        await asyncio.sleep(settings.prune_interval)

@@ -6,9 +6,9 @@
 -- name: insert_job
 -- Create a job; with an idempotency key already in use nothing is written and no row returns.
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
-                  max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint)
+                  max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint, event_seq)
 VALUES (:id, 'queued', 0, :job_type, :priority, :request_data, :now, :now,
-        :max_attempts, :run_at, :timeout, :idempotency_key, :fingerprint)
+        :max_attempts, :run_at, :timeout, :idempotency_key, :fingerprint, 1)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -24,6 +24,7 @@ SELECT * FROM jobs WHERE idempotency_key = :key;
 -- Apply a validated change; NULL parameters leave a column as it is (the *_set flags allow
 -- clearing). Leaving the active statuses drops the claim; entering one starts a lease.
 UPDATE jobs SET
+    event_seq = event_seq + 1,
     status = coalesce(:status, status),
     progress = coalesce(:progress, progress),
     message = CASE WHEN :message_set THEN :message ELSE message END,
@@ -48,6 +49,7 @@ RETURNING *;
 -- name: report_progress
 -- Progress (and optionally a running status) from the holder of the claim; counts as a heartbeat.
 UPDATE jobs SET
+    event_seq = event_seq + 1,
     progress = :progress,
     message = coalesce(:message, message),
     status = coalesce(:status, status),
@@ -59,6 +61,7 @@ RETURNING *;
 -- name: claim_jobs
 -- Atomically claim up to :limit due waiting jobs of any type, best priority then oldest first.
 UPDATE jobs SET
+    event_seq = event_seq + 1,
     status = 'processing',
     worker_id = :worker_id,
     attempts = attempts + 1,
@@ -77,6 +80,7 @@ RETURNING *;
 -- name: claim_jobs_of_types
 -- The same claim, restricted to the job types in the JSON array :job_types.
 UPDATE jobs SET
+    event_seq = event_seq + 1,
     status = 'processing',
     worker_id = :worker_id,
     attempts = attempts + 1,
@@ -102,6 +106,7 @@ RETURNING cancel_requested;
 -- name: complete_job
 -- The holder finishes the job successfully.
 UPDATE jobs SET
+    event_seq = event_seq + 1,
     status = 'completed',
     progress = 100,
     result_data = :result_data,
@@ -117,6 +122,7 @@ RETURNING *;
 -- The holder's attempt failed: back to the queue at :retry_at while attempts remain (and
 -- :retry is true), otherwise failed for good. The error is kept either way.
 UPDATE jobs SET
+    event_seq = event_seq + 1,
     status = CASE WHEN :retry AND attempts < max_attempts THEN 'queued' ELSE 'failed' END,
     run_at = CASE WHEN :retry AND attempts < max_attempts THEN :retry_at ELSE run_at END,
     completed_at = CASE WHEN :retry AND attempts < max_attempts THEN NULL ELSE :now END,
@@ -132,6 +138,7 @@ RETURNING *;
 -- name: cancel_held_job
 -- The holder acknowledges a cancel request: the job ends cancelled.
 UPDATE jobs SET
+    event_seq = event_seq + 1,
     status = 'cancelled',
     message = coalesce(:message, message),
     completed_at = :now,
@@ -143,6 +150,7 @@ RETURNING *;
 -- name: release_job
 -- The holder hands the job back unfinished (graceful shutdown): queued again, attempt not counted.
 UPDATE jobs SET
+    event_seq = event_seq + 1,
     status = 'queued',
     attempts = max(attempts - 1, 0),
     run_at = :now,
@@ -156,14 +164,14 @@ RETURNING *;
 
 -- name: cancel_waiting_job
 -- Cancel a job no worker holds: it ends at once.
-UPDATE jobs SET status = 'cancelled', completed_at = :now, updated_at = :now,
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = :now, updated_at = :now,
     message = coalesce(:message, message)
 WHERE id = :id AND status IN ('queued', 'pending')
 RETURNING *;
 
 -- name: request_cancel
 -- Ask the holder of a running job to stop; it answers by ending the job cancelled.
-UPDATE jobs SET cancel_requested = 1, updated_at = :now
+UPDATE jobs SET event_seq = event_seq + 1, cancel_requested = 1, updated_at = :now
 WHERE id = :id AND lease_expires_at IS NOT NULL
 RETURNING *;
 
@@ -174,7 +182,7 @@ SELECT id FROM jobs WHERE cancel_requested = 1 AND worker_id = :worker_id
 
 -- name: retry_job
 -- Put a failed or cancelled job back in the queue with a fresh set of attempts.
-UPDATE jobs SET status = 'queued', progress = 0, attempts = 0, run_at = :now,
+UPDATE jobs SET event_seq = event_seq + 1, status = 'queued', progress = 0, attempts = 0, run_at = :now,
     result_data = NULL, error = NULL, message = NULL, worker_id = NULL, claim_token = NULL,
     lease_expires_at = NULL, cancel_requested = 0, completed_at = NULL, updated_at = :now
 WHERE id = :id AND status IN ('failed', 'cancelled')
@@ -184,6 +192,7 @@ RETURNING *;
 -- Jobs whose lease lapsed (worker died or froze): requeued while attempts remain, otherwise
 -- failed; a job whose cancel was requested ends cancelled.
 UPDATE jobs SET
+    event_seq = event_seq + 1,
     status = CASE WHEN cancel_requested THEN 'cancelled'
                   WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
     error = CASE WHEN cancel_requested THEN error
@@ -249,3 +258,32 @@ SELECT count(*) FROM schema_migrations;
 -- name: any_lease_expired
 -- Whether the reaper has work (a cheap read before taking the write lock).
 SELECT 1 FROM jobs WHERE lease_expires_at < :now LIMIT 1;
+
+-- name: insert_event
+-- Record one change of a job (in the transaction of the change itself).
+INSERT INTO job_events (job_id, seq, job_type, kind, status, progress, message, data, at)
+VALUES (:job_id, :seq, :job_type, :kind, :status, :progress, :message, :data, :at)
+RETURNING id;
+
+-- name: job_events_after
+-- A job's events after a per-job sequence number, in order (SSE replay with Last-Event-ID).
+SELECT * FROM job_events WHERE job_id = :job_id AND seq > :after ORDER BY seq LIMIT :limit;
+
+-- name: events_after
+-- All jobs' events after a global id, in order (the all-jobs stream and cross-process polling).
+SELECT * FROM job_events WHERE id > :after ORDER BY id LIMIT :limit;
+
+-- name: last_event_id
+-- The newest global event id (where a fresh poller starts).
+SELECT coalesce(max(id), 0) FROM job_events;
+
+-- name: prune_jobs
+-- Delete up to :limit jobs in one status finished before :cutoff (their events go with them).
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs WHERE completed_at < :cutoff AND status = :status LIMIT :limit
+)
+RETURNING id;
+
+-- name: incremental_vacuum
+-- Return every free page to the file system (the database uses auto_vacuum = INCREMENTAL).
+PRAGMA incremental_vacuum;

@@ -1,0 +1,189 @@
+"""Live streams (Server-Sent Events) and waiting without polling.
+
+``GET /api/jobs/{id}/events``: one job. First a ``snapshot`` event (the job as it is, with the
+sequence number of its latest event as ``id:``), then each event as it happens, ``id:`` being
+its per-job sequence number. A reconnect with ``Last-Event-ID: N`` (header, or ``?last_event_id=N``)
+replays the events after N from the database instead of the snapshot, so a client sees every
+event exactly once, in order. The stream ends after the terminal event.
+
+``GET /api/events``: every job's events (``?job_type=``, ``?status=`` filters), ``id:`` being the
+global event id; ``Last-Event-ID`` replays from the database the same way. It never ends.
+
+Both send ``: keep-alive`` comments when idle. A client too slow to read is cut off (the stream
+closes) and resumes with ``Last-Event-ID``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from jobqueue.api.errors import RequestError
+from jobqueue.api.responses import JSONResponse
+from jobqueue.api.routes import _query_statuses, get_job_queue_service
+from jobqueue.events import ListenerCutOff
+from jobqueue.models import TERMINAL_EVENT_KINDS, TERMINAL_STATUSES, JobEvent
+from jobqueue.service import JobQueueService
+
+#: Longest ``timeout`` of ``GET /api/jobs/{id}/wait``, in seconds.
+MAX_WAIT_SECONDS = 300.0
+
+_encode = msgspec.json.Encoder().encode
+_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse_message(event: str, event_id: int, data: bytes) -> bytes:
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, event.encode(), data)
+
+
+def _event_message(event: JobEvent, event_id: int) -> bytes:
+    return sse_message(event.kind.value, event_id, _encode(event))
+
+
+def _last_event_id(request: Request) -> int | None:
+    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise RequestError(
+            422, "validation_error", f"Last-Event-ID must be an integer, got {raw!r}", "Last-Event-ID"
+        ) from None
+    if value < 0:
+        raise RequestError(422, "validation_error", "Last-Event-ID must not be negative", "Last-Event-ID")
+    return value
+
+
+def _stream(body: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(body, media_type="text/event-stream", headers=_HEADERS)
+
+
+async def job_event_stream(request: Request) -> Response:
+    service = get_job_queue_service(request)
+    job_id = request.path_params["job_id"]
+    last_event_id = _last_event_id(request)
+    stack = contextlib.ExitStack()
+    # Subscribe before reading the job, so nothing that happens in between is missed.
+    subscription = stack.enter_context(service.events.subscribe(lambda e: e.job_id == job_id))
+    try:
+        job = await service.require_job(job_id)
+    except BaseException:
+        stack.close()
+        raise
+    keepalive = service.settings.sse_keepalive
+
+    async def body() -> AsyncIterator[bytes]:
+        with stack:
+            if last_event_id is None:
+                yield sse_message("snapshot", job.event_seq, _encode(job))
+                last = job.event_seq
+            else:
+                last = last_event_id
+                for event in await _replay(service, job_id, last):
+                    yield _event_message(event, event.seq)
+                    last = event.seq
+                    if event.kind in TERMINAL_EVENT_KINDS:
+                        return
+            if job.status in TERMINAL_STATUSES and last >= job.event_seq:
+                return
+            while True:
+                try:
+                    event = await subscription.get(timeout=keepalive)
+                except ListenerCutOff:
+                    return  # the client resumes with Last-Event-ID
+                if event is None:
+                    yield b": keep-alive\n\n"
+                    continue
+                if event.seq <= last:
+                    continue  # already sent (snapshot or replay)
+                # A later event overtook an earlier one (say, from another process over Redis):
+                # the database has them all, in order.
+                pending = [event] if event.seq == last + 1 else await _replay(service, job_id, last)
+                for item in pending:
+                    yield _event_message(item, item.seq)
+                    last = item.seq
+                    if item.kind in TERMINAL_EVENT_KINDS:
+                        return
+
+    return _stream(body())
+
+
+async def _replay(service: JobQueueService, job_id: str, after: int) -> list[JobEvent]:
+    events: list[JobEvent] = []
+    while True:
+        page = await service.job_events(job_id, after)
+        events.extend(page)
+        if len(page) < 1000:
+            return events
+        after = page[-1].seq
+
+
+async def all_events_stream(request: Request) -> Response:
+    service = get_job_queue_service(request)
+    job_type = request.query_params.get("job_type") or None
+    statuses = frozenset(_query_statuses(request) or ())
+    last_event_id = _last_event_id(request)
+
+    def wanted(event: JobEvent) -> bool:
+        return (job_type is None or event.job_type == job_type) and (
+            not statuses or event.status in statuses
+        )
+
+    stack = contextlib.ExitStack()
+    subscription = stack.enter_context(service.events.subscribe(wanted))
+    keepalive = service.settings.sse_keepalive
+
+    async def body() -> AsyncIterator[bytes]:
+        with stack:
+            replayed_up_to = 0
+            if last_event_id is not None:
+                after = last_event_id
+                while True:
+                    page = await service.events_after(after)
+                    for event in page:
+                        if wanted(event):
+                            yield _event_message(event, event.id)
+                    if page:
+                        after = replayed_up_to = page[-1].id
+                    if len(page) < 1000:
+                        break
+            else:
+                yield b": connected\n\n"
+            while True:
+                try:
+                    event = await subscription.get(timeout=keepalive)
+                except ListenerCutOff:
+                    return
+                if event is None:
+                    yield b": keep-alive\n\n"
+                elif event.id > replayed_up_to:
+                    yield _event_message(event, event.id)
+
+    return _stream(body())
+
+
+async def wait_for_job(request: Request) -> Response:
+    raw = request.query_params.get("timeout", "30")
+    try:
+        timeout = float(raw)
+    except ValueError:
+        raise RequestError(422, "validation_error", f"timeout must be a number, got {raw!r}", "timeout") from None
+    if not 0 <= timeout <= MAX_WAIT_SECONDS:
+        raise RequestError(
+            422, "validation_error", f"timeout must be between 0 and {MAX_WAIT_SECONDS:g} seconds", "timeout"
+        )
+    job = await get_job_queue_service(request).wait_for_job(request.path_params["job_id"], timeout)
+    return JSONResponse(job)
+
+
+routes = [
+    Route("/api/jobs/{job_id}/events", job_event_stream, methods=["GET"]),
+    Route("/api/jobs/{job_id}/wait", wait_for_job, methods=["GET"]),
+    Route("/api/events", all_events_stream, methods=["GET"]),
+]

@@ -1,0 +1,245 @@
+"""The event hub: every job event of every process, delivered to this process's listeners.
+
+The database is the source of truth: each change of a job writes a ``JobEvent`` row in the same
+transaction. After the commit the repository hands the events to ``EventHub.publish``, which
+
+* delivers them at once to listeners in this process (SSE streams, waiters, worker wake-ups), and
+* publishes them on Redis (when configured), where every other process's hub receives them over
+  its one pub/sub connection.
+
+Redis delivery is best-effort. A poller reads new rows of ``job_events`` (every 0.25 s without
+Redis or while Redis is unreachable, every 2 s as a safety net while it is up), so events made in
+other processes arrive even without Redis, and nothing published while Redis was down is lost:
+it reaches the listeners late instead. Each event is dispatched once per process (by global id).
+
+Listeners get a bounded queue. One that does not keep up is cut off (``ListenerCutOff``) instead
+of growing memory; an SSE client then resumes with ``Last-Event-ID`` and the stream replays what
+it missed from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from jobqueue.models import JobEvent
+from jobqueue.repository import SQLiteRepository
+
+logger = logging.getLogger(__name__)
+
+#: The Redis pub/sub channel carrying every job event (JSON of ``JobEvent``).
+EVENTS_CHANNEL = "jobqueue:events"
+
+#: Seconds between polls of the events table without Redis (or while it is unreachable).
+FAST_POLL_INTERVAL = 0.25
+#: Seconds between safety-net polls while Redis is up.
+SLOW_POLL_INTERVAL = 2.0
+#: Events one listener may have waiting before it is cut off.
+LISTENER_QUEUE_SIZE = 2000
+#: Events waiting to be published on Redis before new ones are dropped (the poller covers them).
+PUBLISH_QUEUE_SIZE = 50_000
+#: Global ids remembered to dispatch each event once per process.
+DEDUPE_WINDOW = 100_000
+
+_encode = msgspec.json.Encoder().encode
+_decode_event = msgspec.json.Decoder(JobEvent).decode
+
+
+class ListenerCutOff(Exception):
+    """The listener fell too far behind and was dropped; resume from the database."""
+
+
+class Subscription:
+    """A bounded queue of the events one listener wants."""
+
+    def __init__(self, match: Callable[[JobEvent], bool], maxsize: int) -> None:
+        self.match = match
+        self.queue: asyncio.Queue[JobEvent] = asyncio.Queue(maxsize)
+        self.cut_off = False
+
+    def offer(self, event: JobEvent) -> bool:
+        """Queue the event if wanted; returns False when this offer cut the listener off."""
+        if self.cut_off or not self.match(event):
+            return True
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.cut_off = True
+            return False
+        return True
+
+    async def get(self, timeout: float) -> JobEvent | None:
+        """The next event, or None after ``timeout`` seconds without one."""
+        if self.cut_off and self.queue.empty():
+            raise ListenerCutOff("listener fell behind and was cut off")
+        try:
+            return await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            if self.cut_off:
+                raise ListenerCutOff("listener fell behind and was cut off") from None
+            return None
+
+
+class EventHub:
+    def __init__(self, repository: SQLiteRepository, redis_url: str | None) -> None:
+        self.repository = repository
+        self.redis_url = redis_url
+        self._subscriptions: set[Subscription] = set()
+        self._callbacks: list[Callable[[JobEvent], None]] = []
+        self._seen: set[int] = set()
+        self._seen_order: collections.deque[int] = collections.deque()
+        self._cursor = 0
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue(PUBLISH_QUEUE_SIZE)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._redis_up = False
+        #: Counters for metrics and health.
+        self.published = 0
+        self.dropped = 0
+        self.cut_off = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._cursor = await self.repository.last_event_id()
+        self._tasks.append(asyncio.create_task(self._poll_loop(), name="jobqueue-events-poller"))
+        if self.redis_url is not None:
+            self._tasks.append(asyncio.create_task(self._subscribe_loop(), name="jobqueue-events-sub"))
+            self._tasks.append(asyncio.create_task(self._publish_loop(), name="jobqueue-events-pub"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    @property
+    def redis_state(self) -> str:
+        """``not configured``, ``ok`` or ``degraded`` (unreachable; the database poll stands in)."""
+        if self.redis_url is None:
+            return "not configured"
+        return "ok" if self._redis_up else "degraded"
+
+    @property
+    def listener_count(self) -> int:
+        return len(self._subscriptions)
+
+    # -- listening ----------------------------------------------------------------------------
+
+    @contextmanager
+    def subscribe(
+        self, match: Callable[[JobEvent], bool], maxsize: int = LISTENER_QUEUE_SIZE
+    ) -> Iterator[Subscription]:
+        subscription = Subscription(match, maxsize)
+        self._subscriptions.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscriptions.discard(subscription)
+
+    def add_callback(self, callback: Callable[[JobEvent], None]) -> None:
+        """Call ``callback(event)`` for every event (it must be quick and must not raise)."""
+        self._callbacks.append(callback)
+
+    # -- delivering ---------------------------------------------------------------------------
+
+    def publish(self, events: list[JobEvent]) -> None:
+        """Deliver committed events here and, through Redis, to every other process."""
+        for event in events:
+            self._dispatch(event)
+            if self.redis_url is not None:
+                try:
+                    self._outbox.put_nowait(_encode(event))
+                except asyncio.QueueFull:
+                    self.dropped += 1  # other processes get it from their database poll
+
+    def _dispatch(self, event: JobEvent) -> None:
+        if event.id in self._seen:
+            return
+        self._seen.add(event.id)
+        self._seen_order.append(event.id)
+        if len(self._seen_order) > DEDUPE_WINDOW:
+            self._seen.discard(self._seen_order.popleft())
+        for subscription in list(self._subscriptions):
+            if not subscription.offer(event):
+                self.cut_off += 1
+                logger.warning("an event listener fell behind and was cut off")
+        for callback in self._callbacks:
+            callback(event)
+
+    async def _poll_loop(self) -> None:
+        while True:
+            interval = SLOW_POLL_INTERVAL if self._redis_up else FAST_POLL_INTERVAL
+            await asyncio.sleep(interval)
+            try:
+                await self.catch_up()
+            except Exception as exc:  # keep polling through a transient database error
+                logger.error("polling the events table failed: %s", exc)
+
+    async def catch_up(self) -> None:
+        """Dispatch every event committed since the last poll (by any process)."""
+        while True:
+            events = await self.repository.events_after(self._cursor, limit=1000)
+            for event in events:
+                self._dispatch(event)
+            if events:
+                self._cursor = events[-1].id
+            if len(events) < 1000:
+                return
+
+    async def _subscribe_loop(self) -> None:
+        assert self.redis_url is not None
+        backoff = 0.1
+        while True:
+            client = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(EVENTS_CHANNEL)
+                if not self._redis_up:
+                    logger.info("Redis event channel connected")
+                self._redis_up = True
+                backoff = 0.1
+                # Whatever was published while we were away comes from the database.
+                await self.catch_up()
+                async for message in pubsub.listen():
+                    try:
+                        self._dispatch(_decode_event(message["data"]))
+                    except msgspec.DecodeError as exc:
+                        logger.warning("ignoring a malformed event on %s: %s", EVENTS_CHANNEL, exc)
+            except (RedisError, OSError) as exc:
+                if self._redis_up:
+                    logger.warning("Redis unreachable (%s); events now come from the database", exc)
+                self._redis_up = False
+            finally:
+                await pubsub.aclose()
+                await client.aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _publish_loop(self) -> None:
+        assert self.redis_url is not None
+        client = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            while True:
+                batch = [await self._outbox.get()]
+                while not self._outbox.empty() and len(batch) < 500:
+                    batch.append(self._outbox.get_nowait())
+                try:
+                    async with client.pipeline(transaction=False) as pipe:
+                        for payload in batch:
+                            pipe.publish(EVENTS_CHANNEL, payload)
+                        await pipe.execute()
+                    self.published += len(batch)
+                except (RedisError, OSError) as exc:
+                    # Not retried: the other processes' database poll delivers these events.
+                    self.dropped += len(batch)
+                    logger.debug("publishing %d events failed: %s", len(batch), exc)
+                    await asyncio.sleep(0.5)
+        finally:
+            await client.aclose()
