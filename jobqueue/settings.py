@@ -91,7 +91,8 @@ def _parse_number(kind: Callable[[str], T], low: float, high: float) -> Callable
         try:
             value = kind(raw)
         except ValueError:
-            raise ConfigError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+            noun = "an integer" if kind is int else "a number"
+            raise ConfigError(f"{name} must be {noun}, got {raw!r}") from None
         if not low <= value <= high:  # type: ignore[operator]
             raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
         return value
