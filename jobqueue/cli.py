@@ -162,7 +162,7 @@ async def _run_worker(settings: Settings, registry: Any, burst: bool) -> None:
         logger.info("worker %s stopped after %d jobs", pool.worker_id, pool.processed)
 
 
-def _serve(settings: Settings, registry: Any) -> None:
+def _serve(settings: Settings, registry: Any, log_level: str) -> None:
     import uvicorn
 
     from jobqueue.api.app import create_app
@@ -174,7 +174,7 @@ def _serve(settings: Settings, registry: Any) -> None:
         app,
         host=settings.host,
         port=settings.port,
-        log_level="debug" if settings.debug else "info",
+        log_level="debug" if settings.debug else log_level.lower(),
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
     )
 
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command == "worker":
             asyncio.run(_run_worker(settings, _load_registry(args.registry), args.burst))
         else:
-            _serve(settings, _load_registry(args.registry))
+            _serve(settings, _load_registry(args.registry), args.log_level)
     except JobQueueError as exc:
         print(f"jobqueue: error: {exc}", file=sys.stderr)
         return 2
