@@ -48,11 +48,16 @@ def check_sqlite_version() -> None:
 
 async def connect(path: Path, synchronous: str) -> aiosqlite.Connection:
     """Open one connection with the pragmas every connection of ours uses."""
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, Python's sqlite3 never does.
+    pending = aiosqlite.connect(path, isolation_level=None)
     try:
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, Python's sqlite3 never does.
-        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn = await pending
         conn.row_factory = sqlite3.Row
     except sqlite3.Error as exc:
+        # A failed connect stops aiosqlite's thread with a message it answers on this loop; wait
+        # for it, or it answers after the CLI's asyncio.run closed the loop and prints a traceback
+        # under our one-line error.
+        await asyncio.to_thread(pending._thread.join, 5)
         raise DatabaseError(f"cannot open database {str(path)!r}: {exc}") from None
     try:
         await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
