@@ -1,0 +1,125 @@
+"""Peers in the same run: arq and SAQ on the local Redis (a dedicated db, flushed before each
+step: only that db), the same no-op workload, the same concurrency (64 running jobs, 50
+enqueuing tasks), their workers in their own process as jobqueue's is."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import time
+from typing import Any
+
+from benchmarks.common import PYTHON, Child, Context, Outcome, PeakSampler, percentile, read_json_line
+from benchmarks.scenarios.latency import measure
+from benchmarks.scenarios.processing import CONCURRENCY, PRODUCERS
+
+PEERS = ("arq", "saq")
+
+
+async def _flush(url: str) -> None:
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+class _Arq:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.pool: Any = None
+
+    async def __aenter__(self) -> _Arq:
+        from arq import create_pool
+        from arq.connections import RedisSettings
+
+        self.pool = await create_pool(RedisSettings.from_dsn(self.url))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pool.aclose()
+
+    async def enqueue(self, name: str) -> Any:
+        return await self.pool.enqueue_job(name)
+
+    async def observe(self, job: Any) -> float:
+        return float(await job.result(timeout=30, poll_delay=0.0002))
+
+
+class _Saq:
+    def __init__(self, url: str) -> None:
+        from saq import Queue
+
+        self.queue = Queue.from_url(url)
+
+    async def __aenter__(self) -> _Saq:
+        await self.queue.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.queue.disconnect()
+
+    async def enqueue(self, name: str) -> Any:
+        return await self.queue.enqueue(name)
+
+    async def observe(self, job: Any) -> float:
+        await job.refresh(until_complete=30)
+        return float(job.result)
+
+
+def _client(system: str, url: str) -> Any:
+    return _Arq(url) if system == "arq" else _Saq(url)
+
+
+async def _enqueue_many(client: Any, count: int) -> float:
+    per_task, extra = divmod(count, PRODUCERS)
+
+    async def producer(n: int) -> None:
+        for _ in range(n):
+            await client.enqueue("noop")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(producer(per_task + (i < extra)) for i in range(PRODUCERS)))
+    return count / (time.perf_counter() - started)
+
+
+async def run_peer(ctx: Context, system: str, outcome: Outcome) -> None:
+    count = ctx.scale(50_000, 5_000)
+    url = ctx.redis_url
+    worker_cmd = [PYTHON, "-m", "benchmarks.peer_worker", system, "--redis-url", url, "--concurrency", str(CONCURRENCY)]
+
+    await _flush(url)
+    async with _client(system, url) as client:
+        outcome.add(f"{system} enqueue", await _enqueue_many(client, count), "jobs/s")
+    with Child([*worker_cmd, "--expect", str(count)], ctx.workdir / f"{system}-worker.log") as worker:
+        with PeakSampler(worker) as peak:
+            await asyncio.to_thread(worker.proc.wait, 600)
+    result = read_json_line(worker.log_path.read_text())
+    outcome.add(f"{system} process", result["done"] / (result["last"] - result["first"]), "jobs/s")
+    outcome.add(f"{system} worker peak RSS", peak.peak, "MiB")
+
+    await _flush(url)
+    with Child(worker_cmd, ctx.workdir / f"{system}-latency-worker.log") as worker:
+        async with _client(system, url) as client:
+            await client.observe(await client.enqueue("stamp"))  # the worker is up
+            starts, dones = await measure(lambda: client.enqueue("stamp"), client.observe, ctx.scale(500, 100))
+    outcome.add(f"{system} enqueue->start p50", percentile(starts, 50) * 1000, "ms")
+    outcome.add(f"{system} enqueue->done p50", percentile(dones, 50) * 1000, "ms")
+    outcome.add(f"{system} enqueue->done p99", percentile(dones, 99) * 1000, "ms")
+    await _flush(url)
+
+
+async def run(ctx: Context) -> Outcome:
+    outcome = Outcome("peers")
+    missing = [p for p in PEERS if importlib.util.find_spec(p) is None]
+    for system in PEERS:
+        if system in missing:
+            outcome.notes.append(f"{system}: skipped, not installed (pip install -e '.[bench]')")
+            continue
+        await run_peer(ctx, system, outcome)
+    if len(missing) == len(PEERS):
+        outcome.skipped = "neither arq nor saq is installed (pip install -e '.[bench]')"
+    outcome.notes.append(f"Redis {ctx.redis_url}; arq polls every 10 ms, SAQ blocks on Redis; uvloop in both")
+    return outcome
