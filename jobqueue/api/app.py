@@ -16,6 +16,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
+from jobqueue.api.dashboard import routes as dashboard_routes
 from jobqueue.api.errors import (
     RequestError,
     handle_domain_error,
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     return Starlette(
         debug=settings.debug,
-        routes=[*routes, *stream_routes],
+        routes=[*routes, *stream_routes, *dashboard_routes],
         lifespan=lifespan,
         exception_handlers={
             RequestError: handle_request_error,

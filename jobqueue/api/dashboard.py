@@ -1,0 +1,41 @@
+"""``GET /dashboard``: a live page for people watching the queue.
+
+The page is static HTML, CSS and vanilla JS shipped inside the package (``jobqueue/static/dashboard``),
+with no build step and nothing fetched from elsewhere: it reads the public API (``/api/jobs``,
+``/api/jobs/stats``) and follows ``/api/events`` for live progress, so it shows exactly what any
+other client of the API would see.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+_ASSETS = ("jobqueue", "static/dashboard")
+
+# Everything the page loads must come from this service; the policy makes a stray CDN link or an
+# injected script fail loudly in the browser instead of quietly reaching out.
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+async def dashboard(request: Request) -> Response:
+    page = files(_ASSETS[0]).joinpath(_ASSETS[1], "index.html").read_bytes()
+    return Response(page, media_type="text/html; charset=utf-8", headers=_SECURITY_HEADERS)
+
+
+routes: list[BaseRoute] = [
+    Route("/dashboard", dashboard, methods=["GET"]),
+    Mount("/dashboard/static", StaticFiles(packages=[_ASSETS]), name="dashboard-static"),
+]

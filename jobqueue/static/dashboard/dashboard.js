@@ -1,0 +1,558 @@
+// The jobqueue dashboard: plain JS over the public API, no framework, no build step.
+//
+// Counts and the job table are fetched once and then refreshed only when the event stream says
+// something changed (debounced); progress bars and messages are updated in place from the events
+// themselves, so nothing polls.
+"use strict";
+
+(() => {
+  // Mirrors WAITING_STATUSES and TERMINAL_STATUSES in jobqueue/models.py; every other status is a
+  // running one, so new running statuses need no change here.
+  const WAITING = ["queued", "pending"];
+  const TERMINAL = ["completed", "failed", "cancelled"];
+  const RETRYABLE = ["failed", "cancelled"];
+  // EventSource only delivers named events to listeners registered by name.
+  const EVENT_KINDS = [
+    "created", "status", "progress", "requeued", "cancel_requested",
+    "retried", "updated", "completed", "failed", "cancelled",
+  ];
+  const TERMINAL_KINDS = ["completed", "failed", "cancelled"];
+  const REFRESH_DELAY_MS = 250;
+
+  const $ = (selector, root = document) => root.querySelector(selector);
+
+  const state = {
+    status: "",
+    jobType: "",
+    limit: 25,
+    offset: 0,
+    total: 0,
+    statuses: [],
+    types: new Set(),
+  };
+  // Job id -> {tr, job, seq}: rows are kept and updated in place, so focus and live values survive
+  // a refresh of the page of jobs.
+  let rows = new Map();
+  const detail = { jobId: null, job: null, source: null, lastSeq: 0 };
+
+  // -- helpers ---------------------------------------------------------------------------------
+
+  async function api(path, options = {}) {
+    const response = await fetch(path, { headers: { Accept: "application/json" }, ...options });
+    const body = response.status === 204 ? null : await response.json();
+    if (!response.ok) {
+      throw new Error(body && body.detail ? body.detail : `HTTP ${response.status}`);
+    }
+    return body;
+  }
+
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props)) {
+      if (key === "dataset") Object.assign(node.dataset, value);
+      else if (key in node) node[key] = value;
+      else node.setAttribute(key, value);
+    }
+    node.append(...children);
+    return node;
+  }
+
+  const isRunning = (status) => !WAITING.includes(status) && !TERMINAL.includes(status);
+  const label = (status) => status.replaceAll("_", " ");
+  const shortId = (id) => (id.length > 12 ? id.slice(0, 8) + "…" : id);
+
+  function formatTime(iso) {
+    if (!iso) return "—";
+    const at = new Date(iso);
+    const today = new Date().toDateString() === at.toDateString();
+    return today ? at.toLocaleTimeString() : at.toLocaleString();
+  }
+
+  function timeElement(iso) {
+    return iso ? el("time", { dateTime: iso, title: iso }, formatTime(iso)) : document.createTextNode("—");
+  }
+
+  function formatJson(value) {
+    return value === null || value === undefined ? "—" : JSON.stringify(value, null, 2);
+  }
+
+  function showNotice(text) {
+    const notice = $("#notice");
+    notice.textContent = text;
+    notice.hidden = !text;
+  }
+
+  function announce(text) {
+    $("#announce").textContent = text;
+  }
+
+  // Run ``task`` at most once per ``delay`` however often it is asked for, and never two at once:
+  // a burst of events costs one request, not one per event.
+  function coalesced(task, delay) {
+    let timer = null;
+    let running = false;
+    let again = false;
+    const run = async () => {
+      timer = null;
+      running = true;
+      try {
+        await task();
+      } catch (error) {
+        showNotice(error.message);
+      } finally {
+        running = false;
+        if (again) {
+          again = false;
+          schedule();
+        }
+      }
+    };
+    const schedule = () => {
+      if (running) again = true;
+      else if (timer === null) timer = setTimeout(run, delay);
+    };
+    return schedule;
+  }
+
+  // -- counts ----------------------------------------------------------------------------------
+
+  function groupCounts(byStatus) {
+    const sum = (names) => names.reduce((n, s) => n + (byStatus[s] || 0), 0);
+    const running = Object.keys(byStatus).filter(isRunning);
+    return {
+      waiting: sum(WAITING),
+      running: sum(running),
+      completed: byStatus.completed || 0,
+      failed: byStatus.failed || 0,
+      cancelled: byStatus.cancelled || 0,
+    };
+  }
+
+  // Cards and rows are built once and then only their numbers change, so keyboard focus stays put
+  // while events stream in.
+  function renderStatusCounts(stats) {
+    const list = $("#status-counts");
+    if (list.children.length === 0) {
+      const cards = [["", "total"], ...state.statuses.map((s) => [s, label(s)])];
+      list.append(
+        ...cards.map(([status, text]) => {
+          const button = el(
+            "button",
+            { type: "button", className: "count-card", dataset: { status: status || "all", label: text } },
+            el("span", { className: "count" }),
+            el("span", { className: "count-label" }, text),
+          );
+          button.setAttribute("aria-pressed", String(state.status === status));
+          button.addEventListener("click", () => setFilters({ status }));
+          return el("li", {}, button);
+        }),
+      );
+    }
+    for (const button of list.querySelectorAll(".count-card")) {
+      const status = button.dataset.status;
+      const count = status === "all" ? stats.total : stats.by_status[status] || 0;
+      $(".count", button).textContent = String(count);
+      button.setAttribute("aria-label", `${count} ${button.dataset.label}: show these jobs`);
+      button.parentElement.classList.toggle("zero", count === 0 && status !== "all");
+    }
+  }
+
+  const typeRows = new Map();
+
+  function renderTypeCounts(perType) {
+    const tbody = $("#type-counts tbody");
+    perType.forEach((stats, index) => {
+      let row = typeRows.get(stats.job_type);
+      if (!row) {
+        const filter = el("button", { type: "button", className: "link" }, stats.job_type);
+        filter.setAttribute("aria-label", `Show ${stats.job_type} jobs`);
+        filter.addEventListener("click", () => setFilters({ jobType: stats.job_type }));
+        const cells = Array.from({ length: 6 }, () => el("td", { className: "num" }));
+        row = { tr: el("tr", { dataset: { jobType: stats.job_type } }, el("th", { scope: "row" }, filter), ...cells), cells };
+        typeRows.set(stats.job_type, row);
+      }
+      const groups = groupCounts(stats.by_status);
+      const values = [stats.total, groups.waiting, groups.running, groups.completed, groups.failed, groups.cancelled];
+      values.forEach((n, i) => (row.cells[i].textContent = String(n)));
+      if (tbody.children[index] !== row.tr) tbody.insertBefore(row.tr, tbody.children[index] || null);
+    });
+    $("#type-counts").hidden = perType.length === 0;
+  }
+
+  async function loadCounts() {
+    const all = await api("/api/jobs/stats");
+    if (state.statuses.length === 0) {
+      state.statuses = Object.keys(all.by_status);
+      fillStatusFilter();
+    }
+    renderStatusCounts(all);
+    const types = [...state.types].sort();
+    const perType = await Promise.all(types.map((t) => api(`/api/jobs/stats/${encodeURIComponent(t)}`)));
+    renderTypeCounts(perType);
+  }
+
+  function addType(jobType) {
+    if (state.types.has(jobType)) return;
+    state.types.add(jobType);
+    $("#known-types").replaceChildren(...[...state.types].sort().map((t) => el("option", { value: t })));
+    refreshCounts();
+  }
+
+  // -- filters and paging ----------------------------------------------------------------------
+
+  function fillStatusFilter() {
+    const select = $("#filter-status");
+    const running = state.statuses.filter(isRunning);
+    const groups = el(
+      "optgroup",
+      { label: "Groups" },
+      el("option", { value: WAITING.join(",") }, "waiting"),
+      el("option", { value: running.join(",") }, "running"),
+      el("option", { value: TERMINAL.join(",") }, "finished"),
+    );
+    const each = el("optgroup", { label: "Status" }, ...state.statuses.map((s) => el("option", { value: s }, label(s))));
+    select.replaceChildren(el("option", { value: "" }, "any"), groups, each);
+    select.value = state.status;
+  }
+
+  function setFilters(changes) {
+    Object.assign(state, changes, { offset: "offset" in changes ? changes.offset : 0 });
+    $("#filter-status").value = state.status;
+    if ($("#filter-type").value !== state.jobType) $("#filter-type").value = state.jobType;
+    const query = new URLSearchParams();
+    if (state.status) query.set("status", state.status);
+    if (state.jobType) query.set("job_type", state.jobType);
+    if (state.offset) query.set("offset", String(state.offset));
+    if (state.limit !== 25) query.set("limit", String(state.limit));
+    history.replaceState(null, "", query.size ? `?${query}` : location.pathname);
+    for (const card of document.querySelectorAll(".count-card")) {
+      card.setAttribute("aria-pressed", String((card.dataset.status === "all" ? "" : card.dataset.status) === state.status));
+    }
+    loadJobs().catch((error) => showNotice(error.message));
+  }
+
+  function readFiltersFromUrl() {
+    const query = new URLSearchParams(location.search);
+    state.status = query.get("status") || "";
+    state.jobType = query.get("job_type") || "";
+    state.offset = Math.max(0, Number.parseInt(query.get("offset") || "0", 10) || 0);
+    const limit = Number.parseInt(query.get("limit") || "25", 10);
+    state.limit = [10, 25, 50, 100].includes(limit) ? limit : 25;
+    $("#filter-type").value = state.jobType;
+    $("#page-size").value = String(state.limit);
+  }
+
+  // -- the job table ---------------------------------------------------------------------------
+
+  let listRequest = 0;
+
+  async function loadJobs() {
+    const request = ++listRequest;
+    const query = new URLSearchParams({ limit: String(state.limit), offset: String(state.offset) });
+    if (state.status) query.set("status", state.status);
+    if (state.jobType) query.set("job_type", state.jobType);
+    const page = await api(`/api/jobs?${query}`);
+    if (request !== listRequest) return; // a newer request (say, another filter) answers instead
+    if (page.items.length === 0 && state.offset > 0 && page.total > 0) {
+      // The page emptied under us (jobs deleted): show the last one that has jobs.
+      state.offset = Math.max(0, Math.floor((page.total - 1) / state.limit) * state.limit);
+      return loadJobs();
+    }
+    state.total = page.total;
+    renderJobs(page.items);
+    for (const job of page.items) addType(job.job_type);
+    if (state.jobType) addType(state.jobType);
+    renderPager(page.items.length);
+    showNotice("");
+  }
+
+  function renderPager(shown) {
+    const first = shown ? state.offset + 1 : 0;
+    $("#page-info").textContent = `${first}–${state.offset + shown} of ${state.total}`;
+    $("#prev-page").disabled = state.offset === 0;
+    $("#next-page").disabled = state.offset + state.limit >= state.total;
+    $("#empty").hidden = shown !== 0;
+  }
+
+  function renderJobs(items) {
+    const tbody = $("#jobs tbody");
+    const next = new Map();
+    items.forEach((job, index) => {
+      let entry = rows.get(job.id);
+      if (!entry) {
+        entry = createRow(job);
+      } else if (job.event_seq >= entry.seq) {
+        entry.job = job;
+        entry.seq = job.event_seq;
+      } else {
+        // An event already told us something newer than this page knows: keep the live fields.
+        const { status, progress, message } = entry.job;
+        entry.job = { ...job, status, progress, message };
+      }
+      updateRow(entry);
+      next.set(job.id, entry);
+      if (tbody.children[index] !== entry.tr) tbody.insertBefore(entry.tr, tbody.children[index] || null);
+    });
+    for (const [id, entry] of rows) if (!next.has(id)) entry.tr.remove();
+    rows = next;
+  }
+
+  function createRow(job) {
+    const open = el("button", { type: "button", className: "link mono", title: job.id }, shortId(job.id));
+    open.setAttribute("aria-label", `Show job ${job.id}`);
+    open.addEventListener("click", () => openDetail(job.id));
+    const progress = el("progress", { max: 100, value: 0 });
+    progress.setAttribute("aria-label", `Progress of job ${job.id}`);
+    const cells = {
+      type: el("td"),
+      status: el("td"),
+      percent: el("span", { className: "pct" }),
+      message: el("td", { className: "message" }),
+      attempts: el("td", { className: "num" }),
+      created: el("td"),
+      actions: el("td", { className: "actions" }),
+    };
+    const tr = el(
+      "tr",
+      { dataset: { jobId: job.id } },
+      el("th", { scope: "row" }, open),
+      cells.type,
+      cells.status,
+      el("td", { className: "progress-cell" }, progress, cells.percent),
+      cells.message,
+      cells.attempts,
+      cells.created,
+      cells.actions,
+    );
+    return { tr, job, seq: job.event_seq, progress, cells };
+  }
+
+  function statusBadge(status) {
+    return el("span", { className: "badge", dataset: { status } }, label(status));
+  }
+
+  function updateRow(entry) {
+    const { job, tr, cells, progress } = entry;
+    tr.dataset.status = job.status;
+    progress.value = job.progress;
+    cells.percent.textContent = `${job.progress}%`;
+    cells.type.textContent = job.job_type;
+    cells.status.replaceChildren(statusBadge(job.status));
+    if (job.cancel_requested && !TERMINAL.includes(job.status)) {
+      cells.status.append(el("span", { className: "hint" }, " cancelling"));
+    }
+    cells.message.textContent = job.message || "";
+    cells.message.title = job.message || "";
+    cells.attempts.textContent = `${job.attempts} / ${job.max_attempts}`;
+    cells.created.replaceChildren(timeElement(job.created_at));
+    const wanted = actionsFor(job).join(" ");
+    if (cells.actions.dataset.actions !== wanted) {
+      cells.actions.dataset.actions = wanted;
+      cells.actions.replaceChildren(...actionButtons(job));
+    }
+  }
+
+  function actionsFor(job) {
+    if (RETRYABLE.includes(job.status)) return ["retry"];
+    if (!TERMINAL.includes(job.status) && !job.cancel_requested) return ["cancel"];
+    return [];
+  }
+
+  function actionButtons(job) {
+    return actionsFor(job).map((action) => {
+      const button = el("button", { type: "button", className: `action ${action}`, dataset: { action } }, action === "retry" ? "Retry" : "Cancel");
+      button.setAttribute("aria-label", `${action === "retry" ? "Retry" : "Cancel"} job ${job.id}`);
+      button.addEventListener("click", () => act(job.id, action, button));
+      return button;
+    });
+  }
+
+  async function act(jobId, action, button) {
+    button.disabled = true;
+    try {
+      const job = await api(`/api/jobs/${encodeURIComponent(jobId)}/${action}`, { method: "POST" });
+      applyJob(job);
+      announce(`Job ${jobId}: ${label(job.status)}${job.cancel_requested && action === "cancel" ? ", cancelling" : ""}`);
+      showNotice("");
+    } catch (error) {
+      showNotice(`Could not ${action} job ${jobId}: ${error.message}`);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // A job as returned by an action: newer than or equal to what the row knows.
+  function applyJob(job) {
+    const entry = rows.get(job.id);
+    if (entry && job.event_seq >= entry.seq) {
+      entry.job = job;
+      entry.seq = job.event_seq;
+      updateRow(entry);
+    }
+    if (detail.jobId === job.id) {
+      if (job.event_seq >= detail.lastSeq) renderDetail(job);
+      if (detail.source === null && job.event_seq > detail.lastSeq) openDetailStream(detail.lastSeq);
+    }
+  }
+
+  // -- live events -----------------------------------------------------------------------------
+
+  const refreshCounts = coalesced(loadCounts, REFRESH_DELAY_MS);
+  const refreshJobs = coalesced(loadJobs, REFRESH_DELAY_MS);
+
+  function onEvent(message) {
+    const event = JSON.parse(message.data);
+    addType(event.job_type);
+    const entry = rows.get(event.job_id);
+    if (entry && event.seq > entry.seq) {
+      entry.seq = event.seq;
+      entry.job = {
+        ...entry.job,
+        status: event.status,
+        progress: event.progress,
+        message: event.message,
+        cancel_requested: event.kind === "cancel_requested" || (entry.job.cancel_requested && isRunning(event.status)),
+      };
+      updateRow(entry);
+    }
+    if (detail.jobId === event.job_id && detail.source === null && event.seq > detail.lastSeq) {
+      openDetailStream(detail.lastSeq); // the job came back to life (say, a retry elsewhere)
+    }
+    refreshCounts();
+    // Progress changes nothing the page of jobs is filtered or ordered by; anything else may.
+    if (event.kind !== "progress") refreshJobs();
+  }
+
+  function connect() {
+    const connection = $("#connection");
+    const source = new EventSource("/api/events");
+    for (const kind of EVENT_KINDS) source.addEventListener(kind, onEvent);
+    source.addEventListener("open", () => {
+      connection.dataset.state = "live";
+      connection.textContent = "live";
+      // Whatever happened before the stream was (re)connected is in the database: read it once.
+      refreshCounts();
+      refreshJobs();
+    });
+    source.addEventListener("error", () => {
+      const closed = source.readyState === EventSource.CLOSED;
+      connection.dataset.state = closed ? "closed" : "reconnecting";
+      connection.textContent = closed ? "disconnected: reload the page" : "reconnecting…";
+    });
+  }
+
+  // -- job detail ------------------------------------------------------------------------------
+
+  function renderDetail(job) {
+    detail.job = job;
+    const dialog = $("#detail");
+    $("#detail-title").textContent = `Job ${job.id}`;
+    for (const node of dialog.querySelectorAll("[data-field]")) {
+      const name = node.dataset.field;
+      const value = job[name];
+      if (name === "status") node.replaceChildren(statusBadge(value));
+      else if (name.endsWith("_at")) node.replaceChildren(timeElement(value));
+      else if (name.endsWith("_data")) node.textContent = formatJson(value);
+      else if (name === "attempts") node.textContent = `${value} / ${job.max_attempts}`;
+      else node.textContent = value === null || value === undefined || value === "" ? "—" : String(value);
+    }
+    $("#detail-progress").value = job.progress;
+    dialog.dataset.status = job.status;
+    const actions = $("#detail-actions");
+    const wanted = actionsFor(job).join(" ");
+    if (actions.dataset.actions !== wanted || actions.dataset.jobId !== job.id) {
+      actions.dataset.actions = wanted;
+      actions.dataset.jobId = job.id;
+      actions.replaceChildren(...actionButtons(job));
+    }
+  }
+
+  function addDetailEvent(event) {
+    $("#detail-events tbody").append(
+      el(
+        "tr",
+        { dataset: { kind: event.kind, seq: String(event.seq) } },
+        el("td", { className: "num" }, String(event.seq)),
+        el("td", {}, timeElement(event.at)),
+        el("td", {}, label(event.kind)),
+        el("td", {}, statusBadge(event.status)),
+        el("td", { className: "num" }, `${event.progress}%`),
+        el("td", { className: "message" }, event.message || ""),
+      ),
+    );
+  }
+
+  function closeDetailStream() {
+    if (detail.source) detail.source.close();
+    detail.source = null;
+  }
+
+  function openDetailStream(after) {
+    closeDetailStream();
+    const jobId = detail.jobId;
+    const url = `/api/jobs/${encodeURIComponent(jobId)}/events?last_event_id=${after}`;
+    const source = new EventSource(url);
+    detail.source = source;
+    const onDetailEvent = async (message) => {
+      const event = JSON.parse(message.data);
+      if (detail.jobId !== jobId || event.seq <= detail.lastSeq) return;
+      detail.lastSeq = event.seq;
+      addDetailEvent(event);
+      renderDetail({ ...detail.job, status: event.status, progress: event.progress, message: event.message, event_seq: event.seq });
+      if (!["progress", "status"].includes(event.kind)) {
+        // The stream ends after a terminal event; close it before EventSource reconnects, and
+        // reopen only if the job went on (a retry) while we were not listening.
+        if (TERMINAL_KINDS.includes(event.kind) && detail.source === source) closeDetailStream();
+        try {
+          const job = await api(`/api/jobs/${encodeURIComponent(jobId)}`);
+          if (detail.jobId !== jobId) return;
+          if (job.event_seq >= detail.lastSeq) renderDetail(job);
+          if (detail.source === null && job.event_seq > detail.lastSeq) openDetailStream(detail.lastSeq);
+        } catch (error) {
+          showNotice(error.message);
+        }
+      }
+    };
+    for (const kind of EVENT_KINDS) source.addEventListener(kind, onDetailEvent);
+  }
+
+  async function openDetail(jobId) {
+    closeDetailStream();
+    detail.jobId = jobId;
+    detail.lastSeq = 0;
+    $("#detail-events tbody").replaceChildren();
+    try {
+      renderDetail(await api(`/api/jobs/${encodeURIComponent(jobId)}`));
+    } catch (error) {
+      showNotice(`Could not load job ${jobId}: ${error.message}`);
+      return;
+    }
+    $("#detail").showModal();
+    openDetailStream(0); // from 0: the whole history, then live
+  }
+
+  // -- wiring ----------------------------------------------------------------------------------
+
+  function start() {
+    readFiltersFromUrl();
+    $("#filters").addEventListener("submit", (event) => event.preventDefault());
+    $("#filter-status").addEventListener("change", (event) => setFilters({ status: event.target.value }));
+    let typing = null;
+    $("#filter-type").addEventListener("input", (event) => {
+      clearTimeout(typing);
+      typing = setTimeout(() => setFilters({ jobType: event.target.value.trim() }), REFRESH_DELAY_MS);
+    });
+    $("#page-size").addEventListener("change", (event) => setFilters({ limit: Number(event.target.value) }));
+    $("#prev-page").addEventListener("click", () => setFilters({ offset: Math.max(0, state.offset - state.limit) }));
+    $("#next-page").addEventListener("click", () => setFilters({ offset: state.offset + state.limit }));
+    $("#detail-close").addEventListener("click", () => $("#detail").close());
+    $("#detail").addEventListener("close", () => {
+      closeDetailStream();
+      detail.jobId = null;
+    });
+    connect();
+    Promise.all([loadCounts(), loadJobs()]).catch((error) => showNotice(error.message));
+  }
+
+  start();
+})();
