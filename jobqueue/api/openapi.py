@@ -1,0 +1,442 @@
+"""``GET /openapi.json`` (OpenAPI 3.1) and ``GET /docs`` (an offline, interactive API page).
+
+The document is built from the app's own routes and the msgspec types the endpoints decode and
+encode (``msgspec.json.schema_components``), so a changed field or a new route shows up without
+editing a copy. What a type cannot say (summaries, status codes, query parameters) is in
+``OPERATIONS``, keyed by method and path; a route missing there is still listed, as
+"undocumented", and the tests fail on it.
+
+The docs page is a small self-written HTML/JS page in ``jobqueue/static`` served by the app, so
+it works with no internet. (The PyPI bundles of Swagger UI were not a fit: swagger-ui-bundle
+ships Swagger UI 4, which cannot render OpenAPI 3.1, and swagger-ui-py pulls in Jinja2 and
+PyYAML and installs a top-level ``test`` package.)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+import jobqueue
+from jobqueue.api.responses import JSONResponse
+from jobqueue.api.routes import (
+    CancelRequest,
+    ClaimRequest,
+    ClaimResponse,
+    CompleteRequest,
+    FailRequest,
+    HeartbeatResponse,
+    TokenRequest,
+)
+from jobqueue.handlers.generation import MODELS, GenerateRequest
+from jobqueue.models import (
+    ErrorBody,
+    Job,
+    JobCreate,
+    JobEvent,
+    JobList,
+    JobStats,
+    JobStatus,
+    JobUpdate,
+    ProgressUpdate,
+)
+
+OPENAPI_VERSION = "3.1.0"
+REF = "#/components/schemas/{name}"
+
+#: Every type the HTTP contract uses; each becomes a named schema in ``components``.
+SCHEMA_TYPES: tuple[type, ...] = (
+    JobCreate,
+    JobUpdate,
+    ProgressUpdate,
+    Job,
+    JobList,
+    JobStats,
+    JobEvent,
+    ErrorBody,
+    CancelRequest,
+    ClaimRequest,
+    ClaimResponse,
+    TokenRequest,
+    CompleteRequest,
+    FailRequest,
+    HeartbeatResponse,
+    GenerateRequest,
+)
+
+_ERROR_TEXT = {
+    400: "Malformed JSON",
+    404: "The job does not exist",
+    409: "Not allowed in the job's current status, or the claim is no longer current",
+    413: "Body too large",
+    415: "Body is not JSON",
+    422: "A field is invalid",
+    503: "The database is unavailable",
+}
+
+_STREAM_DOC = (
+    "Server-sent events (`text/event-stream`). Each message has `event: <kind>`, an `id:` and "
+    "`data:` with the JSON of a `JobEvent` (see components). Comments (`: keep-alive`) keep the "
+    "connection open. Reconnect with `Last-Event-ID` to replay what was missed."
+)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+    location: str = "query"
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    tag: str
+    request: type | None = None
+    response: type | dict[str, Any] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    params: tuple[Param, ...] = ()
+    description: str = ""
+    #: Media type of a non-JSON success response, documented as a string.
+    media_type: str | None = None
+    extra_responses: dict[str, str] = field(default_factory=dict)
+
+
+_JOB_ERRORS = (404, 422)
+_HOLDER_ERRORS = (400, 404, 409, 415, 422)
+_BODY_ERRORS = (400, 413, 415, 422)
+_STATUS_PARAM = Param(
+    "status",
+    {"type": "array", "items": {"type": "string", "enum": [s.value for s in JobStatus]}},
+    "Only jobs in these statuses (repeat the parameter, or separate with commas)",
+)
+_FREE_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
+
+#: (METHOD, path) -> what the endpoint does. Paths are Starlette's, which OpenAPI shares.
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("GET", "/"): Operation("Service name, version and links", "service", response=_FREE_OBJECT),
+    ("GET", "/health"): Operation(
+        "Liveness: the process answers and its database file is usable",
+        "service",
+        response=_FREE_OBJECT,
+        extra_responses={"503": "The database is unusable"},
+    ),
+    ("GET", "/ready"): Operation(
+        "Readiness: the database answers; Redis (when configured) is checked and reported",
+        "service",
+        response=_FREE_OBJECT,
+        extra_responses={"503": "The database does not answer"},
+    ),
+    ("GET", "/metrics"): Operation(
+        "Prometheus metrics of this process", "service", media_type="text/plain; version=0.0.4"
+    ),
+    ("GET", "/openapi.json"): Operation("This document", "service", response=_FREE_OBJECT),
+    ("GET", "/docs"): Operation("Interactive API documentation (HTML)", "service", media_type="text/html"),
+    ("POST", "/api/jobs"): Operation(
+        "Queue a job",
+        "jobs",
+        request=JobCreate,
+        response=Job,
+        status=201,
+        errors=_BODY_ERRORS,
+        params=(
+            Param(
+                "Idempotency-Key",
+                {"type": "string", "minLength": 1, "maxLength": 200},
+                "Same as the body's idempotency_key",
+                location="header",
+            ),
+        ),
+        extra_responses={"200": "An idempotent replay: the job the first request created"},
+    ),
+    ("GET", "/api/jobs"): Operation(
+        "List jobs, newest first",
+        "jobs",
+        response=JobList,
+        errors=(422,),
+        params=(
+            _STATUS_PARAM,
+            Param("job_type", {"type": "string"}, "Only jobs of this type"),
+            Param("worker_id", {"type": "string"}, "Only jobs held by this worker"),
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+            Param("offset", {"type": "integer", "minimum": 0, "default": 0}),
+        ),
+    ),
+    ("GET", "/api/jobs/stats"): Operation("Counts by status and mean timings", "jobs", response=JobStats),
+    ("GET", "/api/jobs/stats/{job_type}"): Operation(
+        "Counts by status and mean timings of one job type", "jobs", response=JobStats
+    ),
+    ("GET", "/api/jobs/{job_id}"): Operation("Get a job", "jobs", response=Job, errors=(404,)),
+    ("PUT", "/api/jobs/{job_id}"): Operation(
+        "Change a job (operators and simple workers); only the fields sent change",
+        "jobs",
+        request=JobUpdate,
+        response=Job,
+        errors=(404, 409, *_BODY_ERRORS),
+    ),
+    ("DELETE", "/api/jobs/{job_id}"): Operation(
+        "Delete a finished job", "jobs", status=204, errors=(404, 409)
+    ),
+    ("POST", "/api/jobs/{job_id}/progress"): Operation(
+        "Report progress (fenced when a claim_token is given)",
+        "workers",
+        request=ProgressUpdate,
+        response=Job,
+        errors=_HOLDER_ERRORS,
+    ),
+    ("POST", "/api/jobs/{job_id}/cancel"): Operation(
+        "Cancel a job; a running job is stopped by its worker (who confirms with its claim_token)",
+        "jobs",
+        request=CancelRequest,
+        response=Job,
+        errors=_HOLDER_ERRORS,
+    ),
+    ("POST", "/api/jobs/{job_id}/retry"): Operation(
+        "Queue a failed or cancelled job again", "jobs", response=Job, errors=(404, 409)
+    ),
+    ("GET", "/api/jobs/{job_id}/wait"): Operation(
+        "Long-poll: the job as soon as it is finished, or as it is when the timeout passes",
+        "events",
+        response=Job,
+        errors=_JOB_ERRORS,
+        params=(Param("timeout", {"type": "number", "minimum": 0}, "Seconds to wait at most"),),
+    ),
+    ("GET", "/api/jobs/{job_id}/events"): Operation(
+        "The job's live event stream: a `snapshot` (the Job), then each event until it finishes",
+        "events",
+        errors=(404,),
+        media_type="text/event-stream",
+        description=_STREAM_DOC + " Here `id:` is the job's event `seq`.",
+        params=(
+            Param(
+                "Last-Event-ID",
+                {"type": "string"},
+                "Replay events with a seq above this one",
+                location="header",
+            ),
+        ),
+    ),
+    ("GET", "/api/events"): Operation(
+        "Every job's live events",
+        "events",
+        errors=(422,),
+        media_type="text/event-stream",
+        description=_STREAM_DOC + " Here `id:` is the global event `id`.",
+        params=(
+            Param("job_type", {"type": "string"}, "Only events of this job type"),
+            Param("status", {"type": "string"}, "Only events leaving a job in this status"),
+            Param(
+                "Last-Event-ID",
+                {"type": "string"},
+                "Replay events with a global id above this one",
+                location="header",
+            ),
+        ),
+    ),
+    ("POST", "/api/jobs/{job_id}/heartbeat"): Operation(
+        "Extend the claim's lease; says whether a cancel was requested",
+        "workers",
+        request=TokenRequest,
+        response=HeartbeatResponse,
+        errors=_HOLDER_ERRORS,
+    ),
+    ("POST", "/api/jobs/{job_id}/complete"): Operation(
+        "Finish a claimed job with its result", "workers", request=CompleteRequest, response=Job, errors=_HOLDER_ERRORS
+    ),
+    ("POST", "/api/jobs/{job_id}/fail"): Operation(
+        "Record a failed attempt (retried after a backoff while attempts remain)",
+        "workers",
+        request=FailRequest,
+        response=Job,
+        errors=_HOLDER_ERRORS,
+    ),
+    ("POST", "/api/jobs/{job_id}/release"): Operation(
+        "Hand a claimed job back to the queue without counting the attempt",
+        "workers",
+        request=TokenRequest,
+        response=Job,
+        errors=_HOLDER_ERRORS,
+    ),
+    ("POST", "/api/workers/claim"): Operation(
+        "Claim up to `limit` jobs (long-polls up to `wait` seconds)",
+        "workers",
+        request=ClaimRequest,
+        response=ClaimResponse,
+        errors=_BODY_ERRORS,
+    ),
+    ("POST", "/api/generate"): Operation(
+        "Queue a generation job with the default model",
+        "generation",
+        request=GenerateRequest,
+        response=Job,
+        status=201,
+        errors=_BODY_ERRORS,
+    ),
+    ("POST", "/api/generate/{model}"): Operation(
+        "Queue a generation job with this model",
+        "generation",
+        request=GenerateRequest,
+        response=Job,
+        status=201,
+        errors=_BODY_ERRORS,
+        description="Models: " + ", ".join(sorted(MODELS)),
+    ),
+}
+
+_PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
+
+
+def _schema_of(kind: type | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(kind, dict):
+        return kind
+    return {"$ref": REF.format(name=kind.__name__)}
+
+
+def _operation_object(method: str, path: str, op: Operation) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": _operation_id(method, path),
+        "summary": op.summary,
+        "tags": [op.tag],
+    }
+    if op.description:
+        operation["description"] = op.description
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PATH_PARAM.findall(path)
+    ]
+    for param in op.params:
+        item: dict[str, Any] = {"name": param.name, "in": param.location, "schema": param.schema}
+        if param.description:
+            item["description"] = param.description
+        if param.required:
+            item["required"] = True
+        if param.schema.get("type") == "array":
+            item["style"], item["explode"] = "form", True
+        params.append(item)
+    if params:
+        operation["parameters"] = params
+    if op.request is not None:
+        operation["requestBody"] = {
+            # A cancel without a body is a plain cancel request; every other body is required.
+            "required": op.request is not CancelRequest,
+            "content": {"application/json": {"schema": _schema_of(op.request)}},
+        }
+    success: dict[str, Any] = {"description": "OK" if op.status != 201 else "Created"}
+    if op.media_type is not None:
+        success["content"] = {op.media_type: {"schema": {"type": "string"}}}
+    elif op.response is not None:
+        success["content"] = {"application/json": {"schema": _schema_of(op.response)}}
+    if op.status == 204:
+        success["description"] = "Deleted"
+    responses: dict[str, Any] = {str(op.status): success}
+    for status, text in op.extra_responses.items():
+        responses[status] = {"description": text}
+        if op.response is not None and op.media_type is None:
+            responses[status]["content"] = {"application/json": {"schema": _schema_of(op.response)}}
+    for status in op.errors:
+        responses[str(status)] = {
+            "description": _ERROR_TEXT[status],
+            "content": {"application/json": {"schema": _schema_of(ErrorBody)}},
+        }
+    responses.setdefault(
+        "default",
+        {"description": "Error", "content": {"application/json": {"schema": _schema_of(ErrorBody)}}},
+    )
+    operation["responses"] = responses
+    return operation
+
+
+def _operation_id(method: str, path: str) -> str:
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", path) if w]
+    return "_".join([method.lower(), *words]) if words else f"{method.lower()}_root"
+
+
+def documented_routes(routes: list[BaseRoute]) -> list[tuple[str, str]]:
+    """(METHOD, path) of every route in the schema; a trailing-slash alias counts once."""
+    seen: set[tuple[str, str]] = set()
+    found: list[tuple[str, str]] = []
+    for route in routes:
+        if not isinstance(route, Route) or not route.include_in_schema:
+            continue
+        path = route.path if route.path == "/" else route.path.rstrip("/")
+        for method in sorted(route.methods or ()):
+            if method == "HEAD":
+                continue
+            key = (method, path)
+            if key not in seen:
+                seen.add(key)
+                found.append(key)
+    return found
+
+
+def build_openapi(routes: list[BaseRoute]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of an app with these routes."""
+    _, components = msgspec.json.schema_components(SCHEMA_TYPES, ref_template=REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path in documented_routes(routes):
+        op = OPERATIONS.get((method, path)) or Operation("Undocumented", "undocumented")
+        paths.setdefault(path, {})[method.lower()] = _operation_object(method, path, op)
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "jobqueue",
+            "version": jobqueue.__version__,
+            "description": "A durable async job queue: REST API, worker protocol and live job events.",
+        },
+        "tags": [
+            {"name": "jobs", "description": "Queue, inspect, cancel and retry jobs"},
+            {"name": "events", "description": "Follow jobs live"},
+            {"name": "workers", "description": "The remote-worker protocol (claims, leases, results)"},
+            {"name": "generation", "description": "The example generation job type"},
+            {"name": "service", "description": "Health, readiness, metrics and documentation"},
+        ],
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+
+
+# -- endpoints -------------------------------------------------------------------------------------
+
+_STATIC = resources.files("jobqueue") / "static"
+_ASSETS = {"docs.js": "text/javascript; charset=utf-8", "docs.css": "text/css; charset=utf-8"}
+
+
+async def openapi_json(request: Request) -> Response:
+    # Built once per app: routes and types do not change while it runs.
+    cached = getattr(request.app.state, "openapi_document", None)
+    if cached is None:
+        cached = msgspec.json.encode(build_openapi(request.app.routes))
+        request.app.state.openapi_document = cached
+    return Response(cached, media_type="application/json")
+
+
+async def docs(request: Request) -> Response:
+    return Response((_STATIC / "docs.html").read_bytes(), media_type="text/html; charset=utf-8")
+
+
+async def docs_asset(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in _ASSETS:
+        return JSONResponse(ErrorBody(error="not_found", detail=f"no asset {name!r}"), status_code=404)
+    return Response(
+        (_STATIC / name).read_bytes(),
+        media_type=_ASSETS[name],
+        headers={"cache-control": "public, max-age=300"},
+    )
+
+
+routes: list[Route] = [
+    Route("/openapi.json", openapi_json, methods=["GET"]),
+    Route("/docs", docs, methods=["GET"]),
+    Route("/docs/{name}", docs_asset, methods=["GET"], include_in_schema=False),
+]

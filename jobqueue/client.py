@@ -1,0 +1,495 @@
+"""Async Python client for the jobqueue HTTP API (httpx + msgspec)::
+
+    async with JobQueueClient("http://127.0.0.1:8000") as client:
+        job = await client.enqueue("generation", {"model": "musicgen-small", "prompt": "rain"})
+        done = await client.wait(job.id, timeout=60)   # raises JobFailed / JobCancelled
+        print(done.result_data)
+
+Results are the service's own ``msgspec`` Structs (``Job``, ``JobList``, ``JobStats``,
+``JobEvent``), decoded straight from the response bytes. Errors are typed: ``JobNotFound``,
+``ApiError`` (any other error response, with its status and body), ``ConnectionFailed``,
+``JobFailed`` / ``JobCancelled`` and ``WaitTimeout`` from ``wait``.
+
+Connection failures are retried only where repeating the request cannot do anything twice: GETs,
+and ``enqueue`` when it carries an idempotency key (the server answers a replay with the job the
+first attempt created). ``cancel``, ``retry`` and an enqueue without a key are sent once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+
+from jobqueue.models import (
+    TERMINAL_EVENT_KINDS,
+    TERMINAL_STATUSES,
+    ErrorBody,
+    Job,
+    JobEvent,
+    JobList,
+    JobStats,
+    JobStatus,
+)
+
+T = TypeVar("T")
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+#: Seconds without a byte (not even a keep-alive comment) after which an event stream is taken
+#: for dropped and reopened. The server sends a keep-alive well within this.
+STREAM_IDLE_TIMEOUT = 60.0
+#: Longest single long-poll ``wait`` asks the server for; it asks again until its own deadline.
+LONG_POLL_SECONDS = 30.0
+#: Seconds between GETs when the server has neither an event stream nor a wait endpoint.
+POLL_SECONDS = 0.5
+
+# Errors after which the request may have reached the server (so only idempotent requests are
+# repeated). ConnectError/ConnectTimeout are included: the brief is one simple rule, and a caller
+# that knows better can retry itself.
+_TRANSPORT_ERRORS = (httpx.TransportError,)
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+class ClientError(Exception):
+    """Base of every error the client raises."""
+
+
+class ConnectionFailed(ClientError):
+    """The server could not be reached (refused, reset, timed out), after any safe retries."""
+
+
+class ApiError(ClientError):
+    """The server answered with an error status. ``body`` is its ``ErrorBody`` when it sent one."""
+
+    def __init__(self, status_code: int, body: ErrorBody | None, text: str) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.text = text
+        detail = f"{body.error}: {body.detail}" if body is not None else (text.strip()[:200] or "no body")
+        super().__init__(f"HTTP {status_code}: {detail}")
+
+    @property
+    def code(self) -> str | None:
+        return self.body.error if self.body is not None else None
+
+
+class JobNotFound(ApiError):
+    """The job does not exist (HTTP 404 ``job_not_found``)."""
+
+    def __init__(self, job_id: str, status_code: int, body: ErrorBody | None, text: str) -> None:
+        super().__init__(status_code, body, text)
+        self.job_id = job_id
+
+
+class JobFailed(ClientError):
+    """``wait`` saw the job end without completing; ``job`` is its final state."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        super().__init__(f"job {job.id} {job.status.value}: {job.error or job.message or 'no error given'}")
+
+
+class JobCancelled(JobFailed):
+    """``wait`` saw the job cancelled (a ``JobFailed``, so one ``except`` catches both)."""
+
+
+class WaitTimeout(ClientError, TimeoutError):
+    """``wait`` gave up before the job finished; ``job`` is the last state seen, if any."""
+
+    def __init__(self, job_id: str, timeout: float, job: Job | None) -> None:
+        self.job_id = job_id
+        self.job = job
+        super().__init__(f"job {job_id} did not finish within {timeout:g}s")
+
+
+class _StreamUnavailable(Exception):
+    """The server has no such endpoint (an older server): fall back to the next way of waiting."""
+
+
+# -- server-sent events ----------------------------------------------------------------------------
+
+
+class ServerSentEvent(msgspec.Struct, frozen=True):
+    event: str
+    data: str
+    id: str | None = None
+
+
+class SSEParser:
+    """The ``text/event-stream`` line protocol (WHATWG HTML, "event stream interpretation").
+
+    Feed it lines without their terminator; it returns an event when a blank line completes one.
+    ``last_event_id`` keeps the last ``id:`` seen, as a browser's EventSource does.
+    """
+
+    def __init__(self) -> None:
+        self.last_event_id: str | None = None
+        self.retry_ms: int | None = None
+        self._event = ""
+        self._data: list[str] = []
+        self._id: str | None = None
+
+    def feed(self, line: str) -> ServerSentEvent | None:
+        if not line:
+            return self._dispatch()
+        if line.startswith(":"):
+            return None  # a comment: the server's keep-alive
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id":
+            if "\0" not in value:
+                self._id = value
+                self.last_event_id = value
+        elif name == "retry" and value.isdigit():
+            self.retry_ms = int(value)
+        return None
+
+    def _dispatch(self) -> ServerSentEvent | None:
+        data, event, event_id = self._data, self._event or "message", self._id
+        self._data, self._event, self._id = [], "", None
+        if not data:
+            return None
+        return ServerSentEvent(event=event, data="\n".join(data), id=event_id)
+
+
+# -- the client ------------------------------------------------------------------------------------
+
+
+class JobQueueClient:
+    """One connection pool to one jobqueue server. Use as an async context manager, or ``aclose()``.
+
+    ``retries`` is how many times a safe request is repeated after a connection failure, with
+    exponential backoff from ``backoff`` seconds. ``transport`` and ``headers`` go to httpx
+    (for instance an ``httpx.ASGITransport`` to talk to an app in-process).
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.1,
+        headers: dict[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self.backoff = backoff
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=timeout,
+            headers={"accept": "application/json", **(headers or {})},
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> JobQueueClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- jobs -------------------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        job_type: str,
+        request_data: dict[str, Any] | None = None,
+        *,
+        priority: int = 0,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Queue a job. With ``idempotency_key`` a repeat returns the job the first call created."""
+        body: dict[str, Any] = {"job_type": job_type, "priority": priority}
+        optional = {
+            "request_data": request_data,
+            "max_attempts": max_attempts,
+            "timeout": timeout,
+            "run_at": run_at,
+            "delay": delay,
+            "idempotency_key": idempotency_key,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return await self._call(
+            "POST", "/api/jobs", Job, json=body, safe=idempotency_key is not None
+        )
+
+    async def get(self, job_id: str) -> Job:
+        return await self._call("GET", f"/api/jobs/{job_id}", Job, job_id=job_id)
+
+    async def list(
+        self,
+        *,
+        status: JobStatus | str | Sequence[JobStatus | str] | None = None,
+        job_type: str | None = None,
+        worker_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> JobList:
+        """One page of jobs, newest first; ``JobList.total`` counts every match."""
+        params: list[tuple[str, str | int]] = [("limit", limit), ("offset", offset)]
+        if isinstance(status, (str, JobStatus)):
+            status = [status]
+        for value in status or ():
+            params.append(("status", JobStatus(value).value))
+        if job_type:
+            params.append(("job_type", job_type))
+        if worker_id:
+            params.append(("worker_id", worker_id))
+        return await self._call("GET", "/api/jobs", JobList, params=params)
+
+    async def stats(self, job_type: str | None = None) -> JobStats:
+        path = "/api/jobs/stats" if job_type is None else f"/api/jobs/stats/{job_type}"
+        return await self._call("GET", path, JobStats)
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel: a waiting job at once; a running one is stopped by its worker shortly after."""
+        return await self._call("POST", f"/api/jobs/{job_id}/cancel", Job, job_id=job_id)
+
+    async def retry(self, job_id: str) -> Job:
+        """Queue a failed or cancelled job again with a fresh set of attempts."""
+        return await self._call("POST", f"/api/jobs/{job_id}/retry", Job, job_id=job_id)
+
+    # -- waiting and events -----------------------------------------------------------------------
+
+    async def events(
+        self, job_id: str, *, last_event_id: int | None = None, snapshots: bool = False
+    ) -> AsyncIterator[JobEvent | Job]:
+        """The job's events, in order, until its terminal event; reconnects after a drop.
+
+        After a dropped connection the stream is reopened with ``Last-Event-ID`` so the server
+        replays what was missed: no event is skipped or repeated. With ``snapshots`` the
+        ``Job`` the server sends first on each connection is yielded too (its current state).
+        """
+        async for item in self._job_stream(job_id, last_event_id, snapshots):
+            yield item
+
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        raise_on_failure: bool = True,
+        on_update: Callable[[Job | JobEvent], None] | None = None,
+    ) -> Job:
+        """Wait until the job is terminal and return it.
+
+        Follows the job's event stream; a server without one is long-polled instead (and a server
+        without that is polled). ``on_update`` sees every snapshot and event as it arrives (a
+        progress bar). Raises ``JobFailed``/``JobCancelled`` unless ``raise_on_failure`` is false,
+        and ``WaitTimeout`` when ``timeout`` seconds pass first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: list[Job] = []
+
+        def seen(item: Job | JobEvent) -> None:
+            if isinstance(item, Job):
+                last[:] = [item]
+            if on_update is not None:
+                on_update(item)
+
+        try:
+            async with asyncio.timeout(timeout):
+                try:
+                    job = await self._wait_on_stream(job_id, seen)
+                except _StreamUnavailable:
+                    try:
+                        job = await self._wait_long_poll(job_id, deadline, seen)
+                    except _StreamUnavailable:
+                        job = await self._wait_polling(job_id, seen)
+        except TimeoutError:
+            raise WaitTimeout(job_id, timeout or 0.0, last[0] if last else None) from None
+        if raise_on_failure and job.status is JobStatus.CANCELLED:
+            raise JobCancelled(job)
+        if raise_on_failure and job.status is JobStatus.FAILED:
+            raise JobFailed(job)
+        return job
+
+    async def _wait_on_stream(self, job_id: str, seen: Callable[[Job | JobEvent], None]) -> Job:
+        async for item in self._job_stream(job_id, None, snapshots=True):
+            seen(item)
+            if isinstance(item, Job) and item.status in TERMINAL_STATUSES:
+                return item
+            if isinstance(item, JobEvent) and item.kind in TERMINAL_EVENT_KINDS:
+                break
+        # The terminal event carries the outcome but not the whole record: fetch it.
+        job = await self.get(job_id)
+        seen(job)
+        return job
+
+    async def _wait_long_poll(
+        self, job_id: str, deadline: float | None, seen: Callable[[Job | JobEvent], None]
+    ) -> Job:
+        while True:
+            seconds = LONG_POLL_SECONDS
+            if deadline is not None:
+                seconds = max(0.0, min(seconds, deadline - time.monotonic()))
+            job = await self._call(
+                "GET",
+                f"/api/jobs/{job_id}/wait",
+                Job,
+                job_id=job_id,
+                params={"timeout": f"{seconds:.3f}"},
+                timeout=seconds + self.timeout,
+                missing_route=True,
+            )
+            seen(job)
+            if job.status in TERMINAL_STATUSES:
+                return job
+
+    async def _wait_polling(self, job_id: str, seen: Callable[[Job | JobEvent], None]) -> Job:
+        while True:
+            job = await self.get(job_id)
+            seen(job)
+            if job.status in TERMINAL_STATUSES:
+                return job
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _job_stream(
+        self, job_id: str, last_event_id: int | None, snapshots: bool
+    ) -> AsyncIterator[JobEvent | Job]:
+        path = f"/api/jobs/{job_id}/events"
+        failures = 0
+        while True:
+            headers = {"accept": "text/event-stream", "cache-control": "no-cache"}
+            if last_event_id is not None:
+                headers["last-event-id"] = str(last_event_id)
+            parser = SSEParser()
+            try:
+                async with self._http.stream(
+                    "GET",
+                    path,
+                    headers=headers,
+                    timeout=httpx.Timeout(self.timeout, read=STREAM_IDLE_TIMEOUT),
+                ) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise self._error(response, job_id, missing_route=True)
+                    async for line in response.aiter_lines():
+                        message = parser.feed(line)
+                        if message is None:
+                            continue
+                        failures = 0
+                        if message.event == "snapshot":
+                            job = msgspec.json.decode(message.data, type=Job)
+                            if snapshots:
+                                yield job
+                            if job.status in TERMINAL_STATUSES and last_event_id is None:
+                                # Joined after the end: the snapshot is the whole story.
+                                return
+                            if last_event_id is None and message.id and message.id.isdigit():
+                                # Events up to the snapshot's seq are already in it.
+                                last_event_id = int(message.id)
+                            continue
+                        event = msgspec.json.decode(message.data, type=JobEvent)
+                        if last_event_id is not None and event.seq <= last_event_id:
+                            continue  # already yielded before the reconnect
+                        last_event_id = event.seq
+                        yield event
+                        if event.kind in TERMINAL_EVENT_KINDS:
+                            return
+            except _TRANSPORT_ERRORS as exc:
+                failures += 1
+                if failures > self.retries:
+                    raise ConnectionFailed(_describe(exc, self.base_url)) from None
+                await asyncio.sleep(self._delay(failures))
+                continue
+            # The server closed the stream without a terminal event (restart, proxy timeout):
+            # reopen it, resuming after the last event seen.
+            failures += 1
+            if failures > self.retries:
+                raise ConnectionFailed(f"event stream of job {job_id} keeps closing early")
+            await asyncio.sleep(self._delay(failures))
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _delay(self, attempt: int) -> float:
+        return float(self.backoff * 2 ** (attempt - 1))
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        kind: type[T],
+        *,
+        job_id: str | None = None,
+        json: Any = None,
+        params: Any = None,
+        safe: bool | None = None,
+        timeout: float | None = None,
+        missing_route: bool = False,
+    ) -> T:
+        """Send one request and decode the answer into ``kind``, retrying when that is safe."""
+        retryable = method == "GET" if safe is None else safe
+        content = None if json is None else msgspec.json.encode(json)
+        headers = None if content is None else {"content-type": "application/json"}
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    method,
+                    path,
+                    content=content,
+                    params=params,
+                    headers=headers,
+                    timeout=self.timeout if timeout is None else timeout,
+                )
+                break
+            except _TRANSPORT_ERRORS as exc:
+                attempt += 1
+                if not retryable or attempt > self.retries:
+                    raise ConnectionFailed(_describe(exc, self.base_url)) from None
+                await asyncio.sleep(self._delay(attempt))
+        if response.status_code >= 400:
+            raise self._error(response, job_id, missing_route=missing_route)
+        try:
+            return msgspec.json.decode(response.content, type=kind)
+        except msgspec.DecodeError as exc:
+            raise ApiError(response.status_code, None, f"unexpected response: {exc}") from None
+
+    @staticmethod
+    def _error(response: httpx.Response, job_id: str | None, *, missing_route: bool = False) -> Exception:
+        body: ErrorBody | None
+        try:
+            body = msgspec.json.decode(response.content, type=ErrorBody)
+        except msgspec.DecodeError:
+            body = None
+        code = body.error if body is not None else None
+        if response.status_code == 404 and code == "job_not_found" and job_id is not None:
+            return JobNotFound(job_id, response.status_code, body, response.text)
+        if missing_route and response.status_code in (404, 405) and code != "job_not_found":
+            return _StreamUnavailable(response.url.path)
+        return ApiError(response.status_code, body, response.text)
+
+
+def _describe(exc: httpx.TransportError, base_url: str) -> str:
+    """One line for a transport error; httpx's own text is often empty or a nested repr."""
+    reason = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError) and "refused" in reason.lower():
+        reason = "connection refused"
+    elif isinstance(exc, httpx.TimeoutException):
+        reason = f"timed out ({type(exc).__name__})"
+    return f"cannot reach {base_url}: {reason}"
