@@ -24,10 +24,13 @@ from jobqueue.api.errors import (
     handle_request_error,
     internal_error_handler,
 )
+from jobqueue.api.openapi import routes as openapi_routes
+from jobqueue.api.ops import routes as ops_routes
 from jobqueue.api.routes import routes
 from jobqueue.api.sse import routes as stream_routes
 from jobqueue.errors import JobQueueError
 from jobqueue.handlers import default_registry
+from jobqueue.metrics import JobMetrics
 from jobqueue.service import JobQueueService
 from jobqueue.settings import Settings, load_settings
 from jobqueue.worker import Reaper, Registry, WorkerPool
@@ -42,6 +45,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with JobQueueService.open(settings) as service:
+            metrics = JobMetrics()  # per app, so apps side by side keep separate counts
+            metrics.attach(service)
             background: list[asyncio.Task[Any]] = [
                 asyncio.create_task(Reaper(service).run(), name="jobqueue-reaper")
             ]
@@ -55,8 +60,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                     job_types=settings.job_types,
                 )
                 background.append(asyncio.create_task(pool.run(), name="jobqueue-pool"))
+                metrics.track_pool(pool)
             try:
-                yield {"service": service, "pool": pool}
+                yield {"service": service, "pool": pool, "metrics": metrics}
             finally:
                 if pool is not None:
                     pool.stop()
@@ -67,7 +73,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     return Starlette(
         debug=settings.debug,
-        routes=[*routes, *stream_routes, *dashboard_routes],
+        routes=[*routes, *stream_routes, *dashboard_routes, *ops_routes, *openapi_routes],
         lifespan=lifespan,
         exception_handlers={
             RequestError: handle_request_error,
