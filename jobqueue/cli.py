@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobqueue import __version__
+from jobqueue.cli_client import CLIENT_COMMANDS, add_client_commands, run_client_command
 from jobqueue.errors import ConfigError, JobQueueError
 from jobqueue.settings import Settings, load_settings
 
@@ -96,9 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(worker)
     _pool_options(worker)
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        default=os.environ.get("WORKER_METRICS_PORT"),
+        help="serve Prometheus metrics on this port (on --host / HOST) [env WORKER_METRICS_PORT]",
+    )
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations and exit")
     _common(migrate)
+
+    add_client_commands(commands)
     return parser
 
 
@@ -141,12 +151,14 @@ async def _migrate(settings: Settings) -> int:
     return len(applied)
 
 
-async def _run_worker(settings: Settings, registry: Any, burst: bool) -> None:
+async def _run_worker(settings: Settings, registry: Any, burst: bool, metrics_port: int | None = None) -> None:
     from jobqueue.service import JobQueueService
     from jobqueue.worker import Reaper, WorkerPool
 
     async with JobQueueService.open(settings) as service:
         pool = WorkerPool(service, registry, job_types=settings.job_types)
+        if metrics_port is not None:
+            _serve_worker_metrics(service, pool, settings.host, metrics_port)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, pool.stop)
@@ -160,6 +172,22 @@ async def _run_worker(settings: Settings, registry: Any, burst: bool) -> None:
             reaper.cancel()
             await asyncio.gather(reaper, return_exceptions=True)
         logger.info("worker %s stopped after %d jobs", pool.worker_id, pool.processed)
+
+
+def _serve_worker_metrics(service: Any, pool: Any, host: str, port: int) -> None:
+    """Serve this worker's metrics in a daemon thread (prometheus_client's own HTTP server)."""
+    from prometheus_client import start_http_server
+
+    from jobqueue.metrics import JobMetrics
+
+    metrics = JobMetrics(queue_depth=False)
+    metrics.attach(service)
+    metrics.track_pool(pool)
+    try:
+        start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as exc:
+        raise ConfigError(f"--metrics-port {port}: cannot listen on {host}:{port}: {exc.strerror}") from None
+    logger.info("worker metrics on http://%s:%d/metrics", host, port)
 
 
 def _serve(settings: Settings, registry: Any, log_level: str) -> None:
@@ -186,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.insert(0, "serve")  # no command: serve, with the options given
     args = parser.parse_args(argv)
     command = args.command
+    if command in CLIENT_COMMANDS:
+        return run_client_command(args)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -196,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             count = asyncio.run(_migrate(settings))
             print(f"applied {count} migration(s); database {settings.database_path} is up to date")
         elif command == "worker":
-            asyncio.run(_run_worker(settings, _load_registry(args.registry), args.burst))
+            asyncio.run(_run_worker(settings, _load_registry(args.registry), args.burst, args.metrics_port))
         else:
             _serve(settings, _load_registry(args.registry), args.log_level)
     except JobQueueError as exc:
