@@ -39,6 +39,13 @@ JOB_FIELDS = {
 }
 
 
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """A long lease: jobs these tests move to an active status by hand have no worker renewing
+    them, and the reaper must not requeue them while a slow machine runs the test."""
+    return make_settings(tmp_path, lease_seconds=600.0, poll_interval=0.05)
+
+
 def parse_ts(value: str) -> datetime:
     ts = datetime.fromisoformat(value)
     assert ts.utcoffset() is not None and ts.utcoffset().total_seconds() == 0, value  # type: ignore[union-attr]
@@ -149,6 +156,19 @@ async def test_create_invalid_body_is_422_naming_the_field(
 async def test_create_accepts_100_character_job_type(client: httpx.AsyncClient) -> None:
     job = await create(client, "x" * 100)
     assert job["job_type"] == "x" * 100
+
+
+async def test_create_oversized_body_is_413(client: httpx.AsyncClient) -> None:
+    body = {"job_type": "big", "request_data": {"blob": "x" * (1024 * 1024 + 10)}}
+    assert_error(await client.post("/api/jobs", json=body), 413)
+    assert (await client.get("/api/jobs")).json()["total"] == 0
+
+
+async def test_create_accepts_a_charset_in_the_content_type(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/jobs", content=b'{"job_type": "x"}', headers={"content-type": "application/json; charset=utf-8"}
+    )
+    assert response.status_code == 201
 
 
 async def test_create_non_object_body_is_422(client: httpx.AsyncClient) -> None:
@@ -354,6 +374,23 @@ async def test_progress_updates_the_job(client: httpx.AsyncClient) -> None:
     again = (await client.post(f"/api/jobs/{job['id']}/progress", json={"progress": 36})).json()
     assert again["progress"] == 36
     assert again["message"] == "a third"
+
+
+async def test_progress_may_carry_a_running_status(client: httpx.AsyncClient) -> None:
+    job = await create(client)
+    response = await client.post(f"/api/jobs/{job['id']}/progress", json={"progress": 10, "status": "rendering"})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["progress"]) == ("rendering", 10)
+    assert body["started_at"] is not None
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "queued", "pending", "bogus"])
+async def test_progress_refuses_a_non_running_status(client: httpx.AsyncClient, status: str) -> None:
+    job = await create(client)
+    response = await client.post(f"/api/jobs/{job['id']}/progress", json={"progress": 10, "status": status})
+    assert_error(response, 422, "status")
+    assert (await client.get(f"/api/jobs/{job['id']}")).json() == job
 
 
 async def test_progress_unknown_job_is_404(client: httpx.AsyncClient) -> None:
