@@ -173,7 +173,8 @@ class Database:
         ``op`` must either finish its writes or raise a ``JobQueueError`` before writing anything:
         such a domain error fails only this caller, while the other writes of the batch commit.
         Any other exception rolls the batch back and each write is retried alone, so one broken
-        write cannot fail its neighbours.
+        write cannot fail its neighbours. ``op`` runs in the writer thread and may await only
+        ``conn.execute_fetchall`` (nothing of the event loop).
         """
         if self._writer_task is None:
             raise DatabaseError("database is not open")
@@ -194,20 +195,13 @@ class Database:
     async def _run_batch(
         self, conn: aiosqlite.Connection, batch: list[tuple[WriteOp[Any], asyncio.Future[Any]]]
     ) -> None:
-        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        # The whole transaction runs in the connection's thread in one hop. Awaiting each
+        # statement from the event loop instead costs two thread switches per statement, and
+        # under load each switch waits for a full turn of a busy loop: that, not SQLite, capped
+        # the write rate (see benchmarks/README.md).
+        ops = [op for op, _ in batch]
         try:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                for op, future in batch:
-                    try:
-                        results.append((future, True, await op(conn)))
-                    except JobQueueError as exc:
-                        results.append((future, False, exc))
-                await conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
-                raise
+            results = await conn._execute(_run_transaction, conn._conn, ops)
         except Exception as exc:
             if len(batch) > 1:
                 logger.warning("write batch of %d failed (%s); retrying each alone", len(batch), exc)
@@ -218,13 +212,57 @@ class Database:
                 if not future.done():
                     future.set_exception(_as_database_error(exc))
             return
-        for future, ok, value in results:
+        for (_, future), (ok, value) in zip(batch, results):
             if future.done():  # the caller went away; its write committed all the same
                 continue
             if ok:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+
+class _ThreadConnection:
+    """What a write op sees in the writer thread: the statements run at once, so awaiting them
+    never suspends and the op's coroutine completes in a single ``send``."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute_fetchall(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> list[sqlite3.Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+
+def _run_op(op: WriteOp[T], conn: _ThreadConnection) -> T:
+    coro = op(conn)  # type: ignore[arg-type]
+    try:
+        coro.send(None)  # type: ignore[attr-defined]
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coro.close()  # type: ignore[attr-defined]
+    raise RuntimeError("a write op may only await its connection's execute_fetchall")
+
+
+def _run_transaction(raw: sqlite3.Connection, ops: list[WriteOp[Any]]) -> list[tuple[bool, Any]]:
+    """One transaction in the writer thread: each op's result, or its domain error."""
+    conn = _ThreadConnection(raw)
+    results: list[tuple[bool, Any]] = []
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        for op in ops:
+            try:
+                results.append((True, _run_op(op, conn)))
+            except JobQueueError as exc:
+                results.append((False, exc))
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
+    return results
 
 
 def _as_database_error(exc: Exception) -> Exception:
