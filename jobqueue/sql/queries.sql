@@ -60,6 +60,9 @@ RETURNING *;
 
 -- name: claim_jobs
 -- Atomically claim up to :limit due waiting jobs of any type, best priority then oldest first.
+-- INDEXED BY: without statistics the planner prefers jobs_status_created and sorts every
+-- waiting job on each claim (O(queue) per claim, ~0.2 s with 40k queued); jobs_claim is
+-- already in claim order, so the scan stops after :limit rows.
 UPDATE jobs SET
     event_seq = event_seq + 1,
     status = 'processing',
@@ -70,7 +73,7 @@ UPDATE jobs SET
     started_at = coalesce(started_at, :now),
     updated_at = :now
 WHERE id IN (
-    SELECT id FROM jobs
+    SELECT id FROM jobs INDEXED BY jobs_claim
     WHERE status IN ('queued', 'pending') AND run_at <= :now
     ORDER BY priority DESC, created_at
     LIMIT :limit
@@ -78,7 +81,8 @@ WHERE id IN (
 RETURNING *;
 
 -- name: claim_jobs_of_types
--- The same claim, restricted to the job types in the JSON array :job_types.
+-- The same claim, restricted to the job types in the JSON array :job_types. It walks jobs_claim
+-- too (global order, skipping other types) rather than sorting all waiting jobs of the types.
 UPDATE jobs SET
     event_seq = event_seq + 1,
     status = 'processing',
@@ -89,7 +93,7 @@ UPDATE jobs SET
     started_at = coalesce(started_at, :now),
     updated_at = :now
 WHERE id IN (
-    SELECT id FROM jobs
+    SELECT id FROM jobs INDEXED BY jobs_claim
     WHERE status IN ('queued', 'pending') AND run_at <= :now
       AND job_type IN (SELECT value FROM json_each(:job_types))
     ORDER BY priority DESC, created_at
