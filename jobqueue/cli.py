@@ -38,7 +38,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
         metavar="MODE",
         help="SQLite synchronous: NORMAL (default) or FULL [env SQLITE_SYNCHRONOUS]",
     )
-    parser.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
+    # choices: uvicorn raises a KeyError traceback for a level it does not know.
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        type=str.lower,
+        choices=["debug", "info", "warning", "error"],
+        help="debug, info, warning or error (default info)",
+    )
 
 
 def _pool_options(parser: argparse.ArgumentParser) -> None:

@@ -147,6 +147,13 @@ def test_bad_cli_flag_value_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip() == "jobqueue: error: --port must be an integer, got 'abc'"
 
 
+def test_unknown_log_level_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_cli("serve", "--log-level", "chatty", cwd=tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.db'}")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "--log-level" in result.stderr.strip().splitlines()[-1]
+
+
 def test_unknown_registry_is_one_line(tmp_path: Path) -> None:
     result = run_cli(
         "worker", "--burst", "--registry", "no_such_module:registry", cwd=tmp_path,
