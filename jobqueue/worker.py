@@ -255,8 +255,8 @@ class WorkerPool:
                 continue
             for item in claimed:
                 self._start(item)
-            if claimed:
-                continue
+            if len(claimed) == free:
+                continue  # there may be more; fewer than asked for means the queue is empty
             if burst:
                 if not self.running:
                     return
