@@ -1,4 +1,4 @@
-"""Command line: ``python -m jobqueue [serve|worker|migrate] [options]``.
+"""Command line: ``python -m jobqueue [serve|worker|migrate|prune] [options]``.
 
 Every option falls back to an environment variable (shown in ``--help``). Errors print one line
 to stderr and exit non-zero; no traceback reaches the terminal for a mistake of the user's.
@@ -115,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply pending database migrations and exit")
     _common(migrate)
 
+    prune = commands.add_parser("prune", help="delete finished jobs past their retention, then exit")
+    _common(prune)
+    prune.add_argument(
+        "--completed-days",
+        metavar="D",
+        help="keep completed jobs this many days (default 7) [env RETENTION_COMPLETED_DAYS]",
+    )
+    prune.add_argument(
+        "--failed-days",
+        metavar="D",
+        help="keep failed and cancelled jobs this many days (default 30) [env RETENTION_FAILED_DAYS]",
+    )
+
     add_client_commands(commands)
     return parser
 
@@ -123,6 +136,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     flags = ("database_url", "redis_url", "synchronous", "host", "port", "concurrency", "job_types",
              "lease_seconds", "poll_interval", "shutdown_grace")
     overrides: dict[str, str | None] = {f: getattr(args, f, None) for f in flags}
+    overrides["retention_completed_days"] = getattr(args, "completed_days", None)
+    overrides["retention_failed_days"] = getattr(args, "failed_days", None)
     if getattr(args, "no_worker", False):
         overrides["run_worker"] = "false"
     if getattr(args, "debug", False):
@@ -156,6 +171,16 @@ async def _migrate(settings: Settings) -> int:
     finally:
         await db.close()
     return len(applied)
+
+
+async def _prune(settings: Settings) -> int:
+    from jobqueue.service import JobQueueService
+
+    async with JobQueueService.open(settings) as service:
+        return await service.prune(
+            completed_older_than=settings.retention_completed_days * 86_400,
+            failed_older_than=settings.retention_failed_days * 86_400,
+        )
 
 
 async def _run_worker(settings: Settings, registry: Any, burst: bool, metrics_port: int | None = None) -> None:
@@ -232,6 +257,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "migrate":
             count = asyncio.run(_migrate(settings))
             print(f"applied {count} migration(s); database {settings.database_path} is up to date")
+        elif command == "prune":
+            count = asyncio.run(_prune(settings))
+            print(
+                f"pruned {count} finished job(s): completed older than "
+                f"{settings.retention_completed_days:g} days, failed or cancelled older than "
+                f"{settings.retention_failed_days:g} days"
+            )
         elif command == "worker":
             asyncio.run(_run_worker(settings, _load_registry(args.registry), args.burst, args.metrics_port))
         else:
