@@ -144,6 +144,9 @@ async def test_create_malformed_json_is_400(client: httpx.AsyncClient) -> None:
         ({"job_type": "x", "request_data": [1, 2]}, "request_data"),
         ({"job_type": "x", "request_data": "text"}, "request_data"),
         ({"job_type": "x", "surprise": 1}, "surprise"),
+        ({"job_type": "x", "priority": 10**7}, "priority"),
+        ({"job_type": "x", "delay": -1}, "delay"),
+        ({"job_type": "x", "run_at": "tomorrow"}, "run_at"),
     ],
 )
 async def test_create_invalid_body_is_422_naming_the_field(

@@ -170,7 +170,7 @@ def test_unknown_registry_is_one_line(tmp_path: Path) -> None:
 def test_live_server_serves_jobs_and_runs_generation(live_server: Callable[..., str]) -> None:
     base = live_server()
     with httpx.Client(base_url=base, timeout=10) as http:
-        created = http.post("/api/jobs/", json={"job_type": "report", "request_data": {"month": 11}})
+        created = http.post("/api/jobs/", json={"job_type": "report-without-handler", "request_data": {"month": 11}})
         assert created.status_code == 201
         job = created.json()
         fetched = http.get(f"/api/jobs/{job['id']}")
