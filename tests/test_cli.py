@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -73,7 +74,7 @@ def test_migrate_applies_and_exits_zero(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     shipped = len(load_migrations())
     assert f"applied {shipped} migration" in result.stdout
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
         assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (shipped,)
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
 
@@ -98,7 +99,7 @@ def _garbage_file(tmp_path: Path) -> dict[str, str]:
 
 def _future_database(tmp_path: Path) -> dict[str, str]:
     db = tmp_path / "future.db"
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
         conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT, checksum TEXT, applied_at REAL)")
         conn.execute("INSERT INTO schema_migrations VALUES (999, '0999_from_the_future.sql', 'x', 0)")
     return {"DATABASE_URL": f"sqlite:///{db}"}

@@ -9,6 +9,7 @@ import sys
 import time
 import zipfile
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import aiosqlite
@@ -306,7 +307,7 @@ def test_processes_racing_on_a_new_file_apply_each_migration_once(tmp_path: Path
 
     applied = sorted(v for result in results for v in result)
     assert applied == list(range(1, 7))
-    with sqlite3.connect(tmp_path / "race.db") as db:
+    with closing(sqlite3.connect(tmp_path / "race.db")) as db:
         assert sorted(r[0] for r in db.execute("SELECT version FROM runs")) == list(range(2, 7))
         assert [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version")] == list(range(1, 7))
 
@@ -315,7 +316,7 @@ def test_processes_racing_with_the_shipped_migrations(tmp_path: Path) -> None:
     results = _race(tmp_path, "")
     shipped = [m.version for m in load_migrations()]
     assert sorted(v for result in results for v in result) == shipped
-    with sqlite3.connect(tmp_path / "race.db") as db:
+    with closing(sqlite3.connect(tmp_path / "race.db")) as db:
         assert [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version")] == shipped
 
 
