@@ -423,9 +423,12 @@
     if (event.kind !== "progress") refreshJobs();
   }
 
+  let liveSource = null;
+
   function connect() {
     const connection = $("#connection");
     const source = new EventSource("/api/events");
+    liveSource = source;
     for (const kind of EVENT_KINDS) source.addEventListener(kind, onEvent);
     source.addEventListener("open", () => {
       connection.dataset.state = "live";
@@ -549,6 +552,15 @@
     $("#detail").addEventListener("close", () => {
       closeDetailStream();
       detail.jobId = null;
+    });
+    // Close the streams when the page is left: a page kept in the back/forward cache would
+    // otherwise hold its connections open and keep the server from shutting down promptly.
+    window.addEventListener("pagehide", () => {
+      liveSource.close();
+      closeDetailStream();
+    });
+    window.addEventListener("pageshow", (event) => {
+      if (event.persisted) connect();
     });
     connect();
     Promise.all([loadCounts(), loadJobs()]).catch((error) => showNotice(error.message));
