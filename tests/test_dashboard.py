@@ -1,0 +1,349 @@
+"""The dashboard in a real headless Chromium, driven by selenium, against a real uvicorn.
+
+Every test watches the page the way a person would: counts, rows, progress bars and buttons are
+read from the DOM, and changes made through the API must reach the page through its event
+stream. Outside CI the browser tests are skipped when chromium or chromedriver is missing; in CI
+(``.ci/run`` installs both) they must run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import IN_CI
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+#: Generous: two shared, noisy cores run the server, its worker pool and the browser.
+DEADLINE = 30.0
+
+RowState = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        reason = "chromium and chromedriver are needed (apt-get install chromium chromium-driver)"
+        if IN_CI:
+            pytest.fail(f"{reason}; CI must run the browser tests")
+        pytest.skip(reason)
+    if IN_CI:
+        from selenium import webdriver
+    else:
+        webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless",
+        "--no-sandbox",  # we run as root
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(argument)
+    # The console (for errors) and the network log (for requests leaving the service).
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    browser.set_page_load_timeout(DEADLINE)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+class Dashboard:
+    """The page of one live server, with the reads and waits the tests share."""
+
+    def __init__(self, driver: Any, base: str) -> None:
+        self.driver = driver
+        self.base = base
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = httpx.request(method, self.base + path, timeout=10, **kwargs)
+        assert response.status_code < 300, response.text
+        return response.json() if response.content else None
+
+    def enqueue(self, job_type: str, **data: Any) -> str:
+        return str(self.api("POST", "/api/jobs", json={"job_type": job_type, "request_data": data})["id"])
+
+    def generate(self, duration: float) -> str:
+        return str(self.api("POST", "/api/generate", json={"prompt": "a calm piano", "duration": duration})["id"])
+
+    def open(self, query: str = "") -> None:
+        self.driver.get(f"{self.base}/dashboard{query}")
+        # Live means the script ran and the event stream is open: changes from now on show up.
+        self.wait_for(lambda: self.js("return document.querySelector('#connection').dataset.state") == "live")
+
+    def js(self, script: str, *args: Any) -> Any:
+        return self.driver.execute_script(script, *args)
+
+    def wait_for(self, condition: Callable[[], Any], timeout: float = DEADLINE) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout}s; rows: {self.rows()}")
+            time.sleep(0.05)
+
+    def rows(self) -> list[RowState]:
+        return list(
+            self.js(
+                """return [...document.querySelectorAll('#jobs tbody tr')].map(tr => ({
+                    id: tr.dataset.jobId, status: tr.dataset.status,
+                    type: tr.cells[1].textContent, message: tr.cells[4].textContent,
+                    progress: tr.querySelector('progress').value,
+                    actions: [...tr.querySelectorAll('button[data-action]')].map(b => b.dataset.action),
+                }))"""
+            )
+        )
+
+    def row(self, job_id: str) -> RowState | None:
+        return next((row for row in self.rows() if row["id"] == job_id), None)
+
+    def wait_for_row(self, job_id: str, predicate: Callable[[RowState], bool]) -> RowState:
+        def check() -> RowState | None:
+            row = self.row(job_id)
+            return row if row is not None and predicate(row) else None
+
+        return self.wait_for(check)  # type: ignore[no-any-return]
+
+    def click(self, selector: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        self.driver.find_element(By.CSS_SELECTOR, selector).click()
+
+    def count(self, status: str) -> int | None:
+        text = self.js(
+            "const c = document.querySelector(`.count-card[data-status='${arguments[0]}'] .count`);"
+            "return c && c.textContent",
+            status,
+        )
+        return int(text) if text else None
+
+    def type_counts(self) -> dict[str, list[int]]:
+        rows = self.js(
+            """return [...document.querySelectorAll('#type-counts tbody tr')].map(tr =>
+                [tr.dataset.jobType, [...tr.querySelectorAll('td')].map(td => Number(td.textContent))])"""
+        )
+        return {name: values for name, values in rows}
+
+    def console_errors(self) -> list[dict[str, Any]]:
+        return [entry for entry in self.driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+    def requested_urls(self) -> list[str]:
+        urls = []
+        for entry in self.driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            if message["method"] == "Network.requestWillBeSent":
+                urls.append(message["params"]["request"]["url"])
+        return urls
+
+
+@pytest.fixture
+def dashboard(driver: Any, live_server: Callable[..., str]) -> Iterator[Callable[..., Dashboard]]:
+    def start(**env: str) -> Dashboard:
+        page = Dashboard(driver, live_server(**env))
+        driver.get("about:blank")
+        driver.get_log("browser")  # start each test with empty logs
+        driver.get_log("performance")
+        return page
+
+    yield start
+    # Leave the page before the server stops, or its EventSource logs failed reconnects into the
+    # next test's console.
+    driver.get("about:blank")
+
+
+RUNNING = ("processing", "loading_model", "preparing_prompt", "generating_audio", "exporting")
+
+
+@pytest.mark.browser
+def test_page_loads_with_counts_no_console_errors_and_no_external_requests(
+    dashboard: Callable[..., Dashboard],
+) -> None:
+    page = dashboard(RUN_WORKER="false")
+    first = [page.enqueue("alpha", n=1), page.enqueue("alpha", n=2), page.enqueue("beta", n=3)]
+
+    page.open()
+
+    page.wait_for(lambda: page.count("all") == 3 and page.count("queued") == 3)
+    assert page.count("completed") == 0
+    page.wait_for(lambda: page.type_counts() == {"alpha": [2, 2, 0, 0, 0, 0], "beta": [1, 1, 0, 0, 0, 0]})
+    assert {row["id"] for row in page.rows()} == set(first)
+    # Counts follow the event stream without a reload.
+    page.api("POST", f"/api/jobs/{first[0]}/cancel")
+    page.enqueue("gamma")
+    page.wait_for(lambda: page.count("all") == 4 and page.count("cancelled") == 1)
+    page.wait_for(lambda: page.type_counts().get("gamma") == [1, 1, 0, 0, 0, 0])
+    page.wait_for(lambda: page.type_counts()["alpha"] == [2, 1, 0, 0, 0, 1])
+
+    assert page.console_errors() == []
+    urls = page.requested_urls()
+    web = [url for url in urls if url.split(":", 1)[0] in ("http", "https", "ws", "wss")]
+    assert [url for url in web if not url.startswith(page.base + "/")] == []
+    for asset in ("/dashboard", "/dashboard/static/dashboard.js", "/dashboard/static/dashboard.css", "/api/events"):
+        assert page.base + asset in web, f"{asset} was not requested: {web}"
+
+
+@pytest.mark.browser
+def test_progress_bar_moves_live_then_the_row_completes(dashboard: Callable[..., Dashboard]) -> None:
+    page = dashboard(WORKER_CONCURRENCY="2")
+    page.open()
+    job_id = page.generate(duration=60)  # about 3 s of work in ten steps
+
+    page.wait_for_row(job_id, lambda row: True)
+    seen: list[int] = []
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        row = page.row(job_id)
+        assert row is not None
+        seen.append(row["progress"])
+        if row["status"] == "completed":
+            break
+        time.sleep(0.05)
+
+    assert seen == sorted(seen), f"progress went backwards: {seen}"
+    # 30..90 come only from "progress" events, which trigger no re-read of the table: seeing
+    # them means the bar follows the event stream itself.
+    from_progress_events = {value for value in seen if 30 <= value <= 90}
+    assert len(from_progress_events) >= 3, f"the bar did not visibly move: {seen}"
+    final = page.row(job_id)
+    assert final is not None and final["status"] == "completed" and final["progress"] == 100
+    assert final["actions"] == []
+    assert page.console_errors() == []
+
+
+@pytest.mark.browser
+def test_cancel_button_cancels_a_running_job(dashboard: Callable[..., Dashboard]) -> None:
+    page = dashboard()
+    page.open()
+    job_id = page.generate(duration=300)  # about 15 s: long enough to be caught running
+
+    page.wait_for_row(job_id, lambda row: row["status"] in RUNNING and row["progress"] > 0)
+    page.click(f"tr[data-job-id='{job_id}'] button[data-action='cancel']")
+
+    row = page.wait_for_row(job_id, lambda row: row["status"] == "cancelled")
+    assert row["actions"] == ["retry"]
+    job = page.api("GET", f"/api/jobs/{job_id}")
+    assert job["status"] == "cancelled" and job["progress"] < 100
+    assert page.console_errors() == []
+
+
+@pytest.mark.browser
+def test_retry_button_requeues_failed_and_cancelled_jobs(dashboard: Callable[..., Dashboard]) -> None:
+    page = dashboard(RUN_WORKER="false")
+    cancelled, failed, waiting = page.enqueue("alpha"), page.enqueue("alpha"), page.enqueue("alpha")
+    page.api("POST", f"/api/jobs/{cancelled}/cancel")
+    page.api("PUT", f"/api/jobs/{failed}", json={"status": "failed", "error": "boom"})
+    page.open()
+
+    page.wait_for_row(cancelled, lambda row: row["status"] == "cancelled" and row["actions"] == ["retry"])
+    page.wait_for_row(failed, lambda row: row["status"] == "failed" and row["actions"] == ["retry"])
+    assert page.row(waiting) is not None and page.row(waiting)["actions"] == ["cancel"]  # type: ignore[index]
+
+    for job_id in (cancelled, failed):
+        page.click(f"tr[data-job-id='{job_id}'] button[data-action='retry']")
+        row = page.wait_for_row(job_id, lambda row: row["status"] == "queued")
+        assert row["actions"] == ["cancel"]
+        assert page.api("GET", f"/api/jobs/{job_id}")["status"] == "queued"
+    page.wait_for(lambda: page.count("queued") == 3 and page.count("failed") == 0)
+    assert page.console_errors() == []
+
+
+@pytest.mark.browser
+def test_filters_and_paging_narrow_the_table(dashboard: Callable[..., Dashboard]) -> None:
+    page = dashboard(RUN_WORKER="false")
+    alphas = [page.enqueue("alpha", n=i) for i in range(9)]
+    betas = [page.enqueue("beta", n=i) for i in range(3)]
+    page.api("POST", f"/api/jobs/{betas[0]}/cancel")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    page.open("?limit=10")
+    page.wait_for(lambda: len(page.rows()) == 10)
+    assert page.js("return document.querySelector('#page-info').textContent") == "1–10 of 12"
+    page.click("#next-page")
+    page.wait_for(lambda: len(page.rows()) == 2)
+    # Newest first: the second page holds the two oldest jobs.
+    assert {row["id"] for row in page.rows()} == set(alphas[:2])
+
+    page.driver.find_element(By.ID, "filter-type").send_keys("beta")
+    page.wait_for(lambda: {row["id"] for row in page.rows()} == set(betas))
+    Select(page.driver.find_element(By.ID, "filter-status")).select_by_visible_text("cancelled")
+    page.wait_for(lambda: [row["id"] for row in page.rows()] == [betas[0]])
+
+    page.driver.find_element(By.ID, "filter-type").clear()
+    page.js("document.querySelector('#filter-type').dispatchEvent(new Event('input'))")
+    page.wait_for(lambda: [row["id"] for row in page.rows()] == [betas[0]] and page.js("return location.search") == "?status=cancelled&limit=10")
+    Select(page.driver.find_element(By.ID, "filter-status")).select_by_visible_text("waiting")
+    page.wait_for(lambda: len(page.rows()) == 10 and all(row["status"] == "queued" for row in page.rows()))
+    assert page.js("return document.querySelector('#page-info').textContent") == "1–10 of 11"
+    # A status card filters too.
+    page.click(".count-card[data-status='cancelled']")
+    page.wait_for(lambda: [row["id"] for row in page.rows()] == [betas[0]])
+    assert page.console_errors() == []
+
+
+@pytest.mark.browser
+def test_job_detail_shows_request_result_and_the_event_history(dashboard: Callable[..., Dashboard]) -> None:
+    page = dashboard()
+    job_id = page.generate(duration=20)
+    assert page.api("GET", f"/api/jobs/{job_id}/wait", params={"timeout": DEADLINE})["status"] == "completed"
+    failed = page.enqueue("no-such-handler", note="x")
+    page.api("PUT", f"/api/jobs/{failed}", json={"status": "failed", "error": "the model ran out of memory"})
+    page.open()
+
+    page.wait_for_row(job_id, lambda row: row["status"] == "completed")
+    page.click(f"tr[data-job-id='{job_id}'] th button")
+    page.wait_for(lambda: page.js("return document.querySelector('#detail').open"))
+    field = "return document.querySelector(`#detail [data-field='${arguments[0]}']`).textContent"
+    assert json.loads(page.js(field, "request_data"))["prompt"] == "a calm piano"
+    assert json.loads(page.js(field, "result_data"))["audio_url"] == f"/files/{job_id}.wav"
+    assert page.js(field, "error") == "—"
+    expected = page.api("GET", f"/api/jobs/{job_id}")["event_seq"]
+    history = "return [...document.querySelectorAll('#detail-events tbody tr')].map(tr => [Number(tr.dataset.seq), tr.dataset.kind])"
+    page.wait_for(lambda: len(page.js(history)) == expected)
+    events = page.js(history)
+    assert [seq for seq, _ in events] == list(range(1, expected + 1))
+    kinds = [kind for _, kind in events]
+    assert kinds[0] == "created" and kinds[-1] == "completed" and "progress" in kinds
+
+    page.click("#detail-close")
+    page.wait_for(lambda: not page.js("return document.querySelector('#detail').open"))
+    page.click(f"tr[data-job-id='{failed}'] th button")
+    page.wait_for(lambda: page.js(field, "error") == "the model ran out of memory")
+    assert json.loads(page.js(field, "request_data")) == {"note": "x"}
+    page.wait_for(lambda: [kind for _, kind in page.js(history)] == ["created", "failed"])
+    assert page.js("return [...document.querySelectorAll('#detail-actions button')].map(b => b.dataset.action)") == ["retry"]
+    assert page.console_errors() == []
+
+
+def test_dashboard_page_is_self_contained(live_server: Callable[..., str]) -> None:
+    """Without a browser: the page and its assets are served, and the policy forbids other origins."""
+    base = live_server(RUN_WORKER="false")
+    page = httpx.get(base + "/dashboard", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert "connect-src 'self'" in page.headers["content-security-policy"]
+    for asset, kind in (("dashboard.js", "javascript"), ("dashboard.css", "text/css"), ("favicon.svg", "image/svg")):
+        assert f"/dashboard/static/{asset}" in page.text
+        response = httpx.get(f"{base}/dashboard/static/{asset}", timeout=10)
+        assert response.status_code == 200 and kind in response.headers["content-type"]
+    assert "http://" not in page.text and "https://" not in page.text
