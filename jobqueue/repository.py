@@ -407,14 +407,19 @@ class SQLiteRepository:
 
         return await self._write(op)
 
-    async def incremental_vacuum(self) -> None:
-        """Hand the pages freed by pruning back to the file system (the file shrinks)."""
+    async def incremental_vacuum(self, max_pages: int = 2000) -> int:
+        """Hand up to ``max_pages`` pages freed by pruning back to the file system (the file
+        shrinks at the next checkpoint); returns how many free pages remain."""
 
-        async def op(conn: aiosqlite.Connection, events: list[JobEvent]) -> None:
-            # Fetching all rows runs the pragma to the end: it frees one page per step.
-            await conn.execute_fetchall(QUERIES["incremental_vacuum"])
+        async def op(conn: aiosqlite.Connection, events: list[JobEvent]) -> int:
+            free = next(iter(await conn.execute_fetchall(QUERIES["freelist_count"])))[0]
+            # The pragma has no result columns, so Python's sqlite3 steps it only once: one page
+            # per execute (fetching its rows does not run it further).
+            for _ in range(min(free, max_pages)):
+                await conn.execute_fetchall(QUERIES["incremental_vacuum"])
+            return max(free - max_pages, 0)
 
-        await self._write(op)
+        return await self._write(op)
 
     # -- events -------------------------------------------------------------------------------
 

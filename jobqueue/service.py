@@ -401,7 +401,9 @@ class JobQueueService:
                 if count < batch:
                     break
         if deleted:
-            await self.repository.incremental_vacuum()
+            # In slices, so other writes interleave while many pages are handed back.
+            while await self.repository.incremental_vacuum() > 0:
+                pass
         return deleted
 
 

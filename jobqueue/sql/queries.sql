@@ -289,5 +289,10 @@ DELETE FROM jobs WHERE id IN (
 RETURNING id;
 
 -- name: incremental_vacuum
--- Return every free page to the file system (the database uses auto_vacuum = INCREMENTAL).
+-- Return free pages to the file system (the database uses auto_vacuum = INCREMENTAL). Each step
+-- of this statement frees one page, and Python's sqlite3 steps it once per execute.
 PRAGMA incremental_vacuum;
+
+-- name: freelist_count
+-- Pages of the file that are free (left by deletes, not yet handed back).
+PRAGMA freelist_count;
