@@ -255,7 +255,9 @@ def test_retry_button_requeues_failed_and_cancelled_jobs(dashboard: Callable[...
     page.open()
 
     page.wait_for_row(cancelled, lambda row: row["status"] == "cancelled" and row["actions"] == ["retry"])
-    page.wait_for_row(failed, lambda row: row["status"] == "failed" and row["actions"] == ["retry"])
+    # A failed job's row shows its error.
+    page.wait_for_row(failed, lambda row: row["status"] == "failed" and row["message"] == "boom")
+    assert page.row(failed)["actions"] == ["retry"]  # type: ignore[index]
     assert page.row(waiting) is not None and page.row(waiting)["actions"] == ["cancel"]  # type: ignore[index]
 
     for job_id in (cancelled, failed):

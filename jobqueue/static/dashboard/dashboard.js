@@ -341,8 +341,12 @@
     if (job.cancel_requested && !TERMINAL.includes(job.status)) {
       cells.status.append(el("span", { className: "hint" }, " cancelling"));
     }
-    cells.message.textContent = job.message || "";
-    cells.message.title = job.message || "";
+    // A failed job's error says more than its last progress message.
+    const showError = job.status === "failed" && Boolean(job.error);
+    const text = (showError ? job.error : job.message) || "";
+    cells.message.textContent = text;
+    cells.message.title = text;
+    cells.message.classList.toggle("error", showError);
     cells.attempts.textContent = `${job.attempts} / ${job.max_attempts}`;
     cells.created.replaceChildren(timeElement(job.created_at));
     const wanted = actionsFor(job).join(" ");
@@ -411,6 +415,7 @@
         status: event.status,
         progress: event.progress,
         message: event.message,
+        error: event.kind === "failed" && event.data ? event.data.error : entry.job.error,
         cancel_requested: event.kind === "cancel_requested" || (entry.job.cancel_requested && isRunning(event.status)),
       };
       updateRow(entry);
