@@ -8,6 +8,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from tests.conftest import drain, make_settings
 
 
 def _stored_events(db_path: Path, job_id: str | None = None) -> list[sqlite3.Row]:
-    with sqlite3.connect(db_path) as conn:
+    with closing(sqlite3.connect(db_path)) as conn, conn:
         conn.row_factory = sqlite3.Row
         if job_id is None:
             return conn.execute("SELECT * FROM job_events ORDER BY id").fetchall()
@@ -128,7 +129,7 @@ async def test_a_change_and_its_event_commit_or_fail_together(
     group-commit batch still commit with their own events (published with the ids stored)."""
     jobs = [await service.enqueue_job("render", {"i": i}) for i in range(20)]
     # A real SQLite trigger makes storing one particular event fail after the job row changed.
-    with sqlite3.connect(settings.database_path) as conn:
+    with closing(sqlite3.connect(settings.database_path)) as conn, conn:
         conn.execute(
             "CREATE TRIGGER refuse_boom BEFORE INSERT ON job_events WHEN NEW.message = 'boom' "
             "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"

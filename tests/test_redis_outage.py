@@ -14,6 +14,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ async def _wait_status(http: httpx.AsyncClient, url: str, job_id: str, status: s
 
 
 def _stored_seqs(db_path: Path) -> dict[str, list[int]]:
-    with sqlite3.connect(db_path) as conn:
+    with closing(sqlite3.connect(db_path)) as conn, conn:
         rows = conn.execute("SELECT job_id, seq FROM job_events ORDER BY id").fetchall()
     seqs: dict[str, list[int]] = {}
     for job_id, seq in rows:
