@@ -320,3 +320,31 @@ async def test_idempotency_header_and_field_must_agree(client: httpx.AsyncClient
         headers={"Idempotency-Key": "b"},
     )
     assert response.status_code == 422
+
+
+async def test_remote_worker_over_real_http_long_polls_runs_and_completes(
+    live_server: Callable[..., str],
+) -> None:
+    # A poll interval far beyond the wait: the enqueue over HTTP must wake the parked claim.
+    base = live_server(RUN_WORKER="false", POLL_INTERVAL="30", LEASE_SECONDS="5")
+    async with httpx.AsyncClient(base_url=base, timeout=DEADLINE) as client:
+        started = time.monotonic()
+        waiting = asyncio.create_task(
+            client.post("/api/workers/claim", json={"worker_id": "far-away", "job_types": ["remote"], "wait": 20})
+        )
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        created = await create(client, request_data={"x": 2})
+        claimed = (await asyncio.wait_for(waiting, DEADLINE)).json()
+        assert time.monotonic() - started < 10
+        assert claimed["lease_seconds"] == 5
+        [item] = claimed["jobs"]
+        job_id, token = item["job"]["id"], item["claim_token"]
+        assert job_id == created["id"] and item["job"]["request_data"] == {"x": 2}
+
+        beat = await client.post(f"/api/jobs/{job_id}/heartbeat", json={"claim_token": token})
+        assert beat.json() == {"cancel_requested": False, "lease_seconds": 5}
+        progress = await client.post(f"/api/jobs/{job_id}/progress", json={"claim_token": token, "progress": 50})
+        assert progress.json()["progress"] == 50
+        done = await client.post(f"/api/jobs/{job_id}/complete", json={"claim_token": token, "result_data": 4})
+        assert done.json()["status"] == "completed" and done.json()["result_data"] == 4

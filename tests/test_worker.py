@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from jobqueue.errors import LeaseLost
+from jobqueue.handlers import default_registry
 from jobqueue.models import JobStatus
 from jobqueue.service import JobQueueService
 from jobqueue.worker import JobContext, Reaper, Registry, WorkerPool
@@ -515,3 +516,18 @@ async def test_job_enqueued_in_the_same_process_wakes_the_pool(service: JobQueue
         # The poll interval is 30 s: finishing well inside it means the enqueue woke the pool.
         assert elapsed < 10
         assert pool.claim_queries <= 4
+
+
+async def test_example_generation_handler_walks_its_statuses_to_a_result(service: JobQueueService) -> None:
+    job_id = await service.enqueue_job("generation", {"model": "audiogen", "prompt": "rain", "duration": 1})
+    await drain(service, default_registry())
+    job = await service.require_job(job_id)
+    assert job.status is JobStatus.COMPLETED
+    assert job.message == "writing the WAV file"  # the last running status's message
+    assert job.result_data == {
+        "model": "audiogen",
+        "prompt": "rain",
+        "duration": 1.0,
+        "sample_rate": 16_000,
+        "audio_url": f"/files/{job_id}.wav",
+    }
