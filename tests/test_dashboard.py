@@ -266,6 +266,10 @@ def test_retry_button_requeues_failed_and_cancelled_jobs(dashboard: Callable[...
         assert row["actions"] == ["cancel"]
         assert page.api("GET", f"/api/jobs/{job_id}")["status"] == "queued"
     page.wait_for(lambda: page.count("queued") == 3 and page.count("failed") == 0)
+    # The job's stream ends after each terminal event; the detail view must go on past it.
+    page.click(f"tr[data-job-id='{cancelled}'] th button")
+    history = "return [...document.querySelectorAll('#detail-events tbody tr')].map(tr => tr.dataset.kind)"
+    page.wait_for(lambda: page.js(history) == ["created", "cancelled", "retried"])
     assert page.console_errors() == []
 
 
