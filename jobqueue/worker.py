@@ -365,8 +365,11 @@ class WorkerPool:
                 if time.monotonic() + interval / 2 >= next_renewal:
                     next_renewal = time.monotonic() + self.lease / 3
                     await self._renew_all()
-            except JobQueueError as exc:
-                logger.error("lease upkeep failed: %s", exc)
+            except Exception:
+                # This task must outlive any failed round (a read error is a raw sqlite3
+                # error, not a JobQueueError): if it died, every running job would lose its
+                # lease and run a second time elsewhere.
+                logger.exception("lease upkeep failed; retrying next tick")
 
     async def _renew_all(self) -> None:
         running = [r for r in self.running.values() if r.stop_reason is None]
@@ -404,6 +407,7 @@ class Reaper:
             try:
                 for job in await self.service.reap_expired():
                     logger.warning("job %s: lease expired; now %s (%s)", job.id, job.status.value, job.error)
-            except JobQueueError as exc:
-                logger.error("reaper failed: %s", exc)
+            except Exception:
+                # Same as the lease keeper: one failed round must not end reaping for good.
+                logger.exception("reaper failed; retrying after %.1fs", self.interval)
             await asyncio.sleep(self.interval)
