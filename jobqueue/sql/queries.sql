@@ -124,14 +124,15 @@ RETURNING *;
 
 -- name: fail_job
 -- The holder's attempt failed: back to the queue at :retry_at while attempts remain (and
--- :retry is true), otherwise failed for good. The error is kept either way.
+-- :retry is true), otherwise failed for good. The error is kept either way. A job whose cancel
+-- was requested is not retried: running it again is what the cancel asked to prevent.
 UPDATE jobs SET
     event_seq = event_seq + 1,
-    status = CASE WHEN :retry AND attempts < max_attempts THEN 'queued' ELSE 'failed' END,
-    run_at = CASE WHEN :retry AND attempts < max_attempts THEN :retry_at ELSE run_at END,
-    completed_at = CASE WHEN :retry AND attempts < max_attempts THEN NULL ELSE :now END,
-    claim_token = CASE WHEN :retry AND attempts < max_attempts THEN NULL ELSE claim_token END,
-    worker_id = CASE WHEN :retry AND attempts < max_attempts THEN NULL ELSE worker_id END,
+    status = CASE WHEN :retry AND NOT cancel_requested AND attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+    run_at = CASE WHEN :retry AND NOT cancel_requested AND attempts < max_attempts THEN :retry_at ELSE run_at END,
+    completed_at = CASE WHEN :retry AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE :now END,
+    claim_token = CASE WHEN :retry AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE claim_token END,
+    worker_id = CASE WHEN :retry AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE worker_id END,
     error = :error,
     message = coalesce(:message, message),
     updated_at = :now,
