@@ -348,3 +348,16 @@ async def test_remote_worker_over_real_http_long_polls_runs_and_completes(
         assert progress.json()["progress"] == 50
         done = await client.post(f"/api/jobs/{job_id}/complete", json={"claim_token": token, "result_data": 4})
         assert done.json()["status"] == "completed" and done.json()["result_data"] == 4
+
+
+async def test_failed_attempt_of_a_job_whose_cancel_was_requested_is_not_retried(
+    client: httpx.AsyncClient,
+) -> None:
+    job_id = (await create(client, max_attempts=3))["id"]
+    _, token = await claim_one(client)
+    await client.post(f"/api/jobs/{job_id}/cancel")
+    failed = await client.post(f"/api/jobs/{job_id}/fail", json={"claim_token": token, "error": "broke"})
+    assert failed.status_code == 200
+    assert failed.json()["status"] == "failed"
+    assert failed.json()["error"] == "broke"
+    assert await claim(client) == []
