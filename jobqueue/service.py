@@ -361,6 +361,10 @@ class JobQueueService:
         """All jobs' stored events with a global id above ``after``, in order."""
         return await self.repository.events_after(after, limit)
 
+    async def last_event_id(self) -> int:
+        """The global id of the newest stored event (0 when there is none)."""
+        return await self.repository.last_event_id()
+
     async def wait_for_job(self, job_id: str, timeout: float) -> Job:
         """The job once it is finished, or as it is when ``timeout`` seconds have passed."""
         deadline = asyncio.get_running_loop().time() + timeout

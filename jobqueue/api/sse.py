@@ -136,36 +136,62 @@ async def all_events_stream(request: Request) -> Response:
         )
 
     stack = contextlib.ExitStack()
-    subscription = stack.enter_context(service.events.subscribe(wanted))
+    # Every event, not only the wanted ones: then a gap in the global ids always means an event
+    # of another process still on its way, which the database already has.
+    subscription = stack.enter_context(service.events.subscribe(lambda event: True))
+    try:
+        # Subscribed before reading, so nothing committed in between is missed.
+        start = last_event_id if last_event_id is not None else await service.last_event_id()
+    except BaseException:
+        stack.close()
+        raise
     keepalive = service.settings.sse_keepalive
 
     async def body() -> AsyncIterator[bytes]:
         with stack:
-            replayed_up_to = 0
-            if last_event_id is not None:
-                after = last_event_id
-                while True:
-                    page = await service.events_after(after)
-                    for event in page:
-                        if wanted(event):
-                            yield _event_message(event, event.id)
-                    if page:
-                        after = replayed_up_to = page[-1].id
-                    if len(page) < 1000:
-                        break
-            else:
+            if last_event_id is None:
                 yield b": connected\n\n"
+            last = start
+            # Sent strictly in global id order, because the id is where a client resumes: with
+            # 11 sent before 10, a client dropping in between would skip 10 for good. Events of
+            # other processes can arrive after newer local ones, so a gap is read from the
+            # database (as is everything missed before a resume).
+            pending: AsyncIterator[JobEvent] | None = (
+                None if last_event_id is None else _events_after(service, last)
+            )
             while True:
+                if pending is not None:
+                    async for event in pending:
+                        if event.id > last:
+                            last = event.id
+                            if wanted(event):
+                                yield _event_message(event, event.id)
+                    pending = None
                 try:
                     event = await subscription.get(timeout=keepalive)
                 except ListenerCutOff:
                     return
                 if event is None:
                     yield b": keep-alive\n\n"
-                elif event.id > replayed_up_to:
-                    yield _event_message(event, event.id)
+                elif event.id == last + 1:
+                    last = event.id
+                    if wanted(event):
+                        yield _event_message(event, event.id)
+                elif event.id > last:
+                    pending = _events_after(service, last)
 
     return _stream(body())
+
+
+async def _events_after(service: JobQueueService, after: int) -> AsyncIterator[JobEvent]:
+    """Every stored event after global id ``after``, a page at a time."""
+    while True:
+        page = await service.events_after(after)
+        for event in page:
+            yield event
+        if len(page) < 1000:
+            return
+        after = page[-1].id
 
 
 async def wait_for_job(request: Request) -> Response:
