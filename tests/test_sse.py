@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from jobqueue.service import JobQueueService
+from tests.conftest import make_settings
 from tests.event_handlers import (
     SSEMessage,
     next_message,
@@ -353,3 +355,36 @@ async def _wait_for_redis_state(http: httpx.AsyncClient, url: str, state: str, t
         if time.monotonic() > deadline:
             raise AssertionError(f"redis never became {state!r}: {body}")
         await asyncio.sleep(0.1)
+
+
+async def test_all_jobs_stream_sends_events_of_several_processes_in_global_order(
+    live_server: Callable[..., str], http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """The global id is the resume point of a dashboard, so the stream must never send an id
+    before a smaller one: a client that disconnects after the larger one would skip the
+    smaller one forever. Another process's events reach the server later (here by the
+    database poll) than the server's own, which it dispatches at once."""
+    url = live_server(**SERVER_ENV)
+    job = await _create(http, url, "local")
+    async with JobQueueService.open(make_settings(tmp_path)) as other_process:
+        remote_job = await other_process.enqueue_job("remote")
+        async with http.stream("GET", f"{url}/api/events") as response:
+            messages = sse_messages(response)
+            async with asyncio.timeout(20):
+                assert (await anext(messages)).comment == "connected"
+            for step in range(1, 6):
+                # Committed in this order: the remote change first, then the server's own.
+                await other_process.update_job(remote_job, progress=step)
+                await _put(http, url, job["id"], progress=step)
+            received = [await next_message(messages) for _ in range(10)]
+            ids = _ids(received)
+            assert ids == list(range(ids[0], ids[0] + 10)), ids
+            assert [m.data["job_type"] for m in received] == ["remote", "local"] * 5
+
+            # Resuming after any of them replays exactly the ones after it.
+            async with http.stream(
+                "GET", f"{url}/api/events", headers={"Last-Event-ID": str(received[3].id)}
+            ) as resumed:
+                resumed_messages = sse_messages(resumed)
+                replayed = [await next_message(resumed_messages) for _ in range(6)]
+    assert _ids(replayed) == ids[4:]
