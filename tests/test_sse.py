@@ -5,6 +5,7 @@ all-jobs stream, waiting, and events made in a worker process reaching another s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -388,3 +389,32 @@ async def test_all_jobs_stream_sends_events_of_several_processes_in_global_order
                 resumed_messages = sse_messages(resumed)
                 replayed = [await next_message(resumed_messages) for _ in range(6)]
     assert _ids(replayed) == ids[4:]
+
+
+async def test_a_client_that_goes_away_releases_its_subscription(
+    live_server: Callable[..., str], http: httpx.AsyncClient
+) -> None:
+    url = live_server(**SERVER_ENV)
+    job = await _create(http, url)
+    paths = [f"/api/jobs/{job['id']}/events", f"/api/jobs/{job['id']}/events", "/api/events?job_type=x"]
+    readers = []
+    async with contextlib.AsyncExitStack() as streams:
+        for path in paths:
+            response = await streams.enter_async_context(http.stream("GET", url + path))
+            readers.append(sse_messages(response))
+            async with asyncio.timeout(20):
+                await anext(readers[-1])  # the stream is up
+        assert await _listeners(http, url) == len(paths)
+    # The clients closed their connections without any further event of the job.
+    deadline = time.monotonic() + 30
+    while (count := await _listeners(http, url)) != 0:
+        assert time.monotonic() < deadline, f"{count} subscriptions outlived their clients"
+        await asyncio.sleep(0.1)
+
+
+async def _listeners(http: httpx.AsyncClient, url: str) -> float:
+    text = (await http.get(f"{url}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith("jobqueue_event_listeners "):
+            return float(line.split()[1])
+    raise AssertionError("no jobqueue_event_listeners metric")
