@@ -170,7 +170,7 @@ async function main() {
   }
   const main = document.getElementById("operations");
   for (const [tag, views] of groups) {
-    if (views.length) main.append(el("h2", {}, tag), views);
+    if (views.length) main.append(el("h2", {}, tag), ...views);
   }
   const schemas = document.getElementById("schemas");
   for (const [name, schema] of Object.entries(spec.components.schemas)) schemas.append(schemaView(name, schema));

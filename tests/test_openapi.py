@@ -1,0 +1,184 @@
+"""GET /openapi.json is a valid OpenAPI 3.1 document covering every route of the app, built from
+the msgspec types the endpoints use; GET /docs is a page whose assets all come from the service."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from openapi_spec_validator import validate
+from starlette.routing import Route
+
+from jobqueue.api.app import create_app
+from jobqueue.api.openapi import OPERATIONS, SCHEMA_TYPES, documented_routes
+from jobqueue.models import Job, JobCreate
+from jobqueue.settings import Settings
+
+from .conftest import IN_CI, free_port
+from .shared_server import running_server
+
+
+async def test_document_is_valid_openapi_3_1(client: httpx.AsyncClient) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    document = response.json()
+    assert document["openapi"].startswith("3.1")
+    validate(document)  # raises with the offending path when the document is invalid
+
+
+async def test_every_route_of_the_app_is_documented(client: httpx.AsyncClient, settings: Settings) -> None:
+    document = (await client.get("/openapi.json")).json()
+    app = create_app(settings)
+    in_app = {
+        (method, route.path if route.path == "/" else route.path.rstrip("/"))
+        for route in app.routes
+        if isinstance(route, Route) and route.include_in_schema
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    assert ("GET", "/api/jobs/{job_id}/events") in in_app and ("GET", "/metrics") in in_app
+    in_document = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+    assert in_app == in_document
+    undocumented = [key for key in documented_routes(app.routes) if key not in OPERATIONS]
+    assert undocumented == [], "add these to jobqueue.api.openapi.OPERATIONS"
+    operation_ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
+    assert len(operation_ids) == len(set(operation_ids))
+
+
+async def test_schemas_are_the_msgspec_types(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    for kind in SCHEMA_TYPES:
+        assert kind.__name__ in schemas
+    _, expected = msgspec.json.schema_components([Job, JobCreate], ref_template="#/components/schemas/{name}")
+    assert schemas["Job"] == expected["Job"]
+    assert schemas["JobCreate"] == expected["JobCreate"]
+    assert schemas["JobCreate"]["required"] == ["job_type"]
+
+    create = document["paths"]["/api/jobs"]["post"]
+    body = create["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/JobCreate"}
+    assert create["responses"]["201"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Job"}
+    assert create["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
+    listing = document["paths"]["/api/jobs"]["get"]
+    assert {p["name"] for p in listing["parameters"]} >= {"status", "job_type", "limit", "offset"}
+    stream = document["paths"]["/api/jobs/{job_id}/events"]["get"]
+    assert "text/event-stream" in stream["responses"]["200"]["content"]
+    assert stream["parameters"][0] == {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+async def test_docs_page_loads_only_local_assets(client: httpx.AsyncClient) -> None:
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert "/docs/docs.js" in assets and "/docs/docs.css" in assets
+    bodies = [html]
+    for asset in assets:
+        if asset.startswith("data:"):
+            continue  # inline (the empty favicon, so the browser asks for none)
+        assert asset.startswith("/"), f"{asset} is not served by the service"
+        response = await client.get(asset)
+        assert response.status_code == 200, asset
+        bodies.append(response.text)
+    script = (await client.get("/docs/docs.js")).text
+    assert 'fetch("/openapi.json")' in script
+    for body in bodies:
+        assert "http://" not in body and "https://" not in body, "the page must work offline"
+    assert (await client.get("/docs/nothing.js")).status_code == 404
+
+
+# -- the page in a real browser, with no way out to the internet ----------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+DEADLINE = 30.0
+
+
+@pytest.fixture(scope="module")
+def offline_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Headless Chromium whose only proxy is a closed port: anything not on 127.0.0.1 fails."""
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        reason = "chromium and chromedriver are needed (apt-get install chromium chromium-driver)"
+        if IN_CI:
+            pytest.fail(f"{reason}; CI must run the browser tests")
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless",
+        "--no-sandbox",  # we run as root
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--window-size=1200,1000",
+        # Loopback always bypasses the proxy, so only the service itself is reachable.
+        f"--proxy-server=http://127.0.0.1:{free_port()}",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-docs')}",
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    browser.set_page_load_timeout(DEADLINE)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+@pytest.fixture(scope="module")
+def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_server(tmp_path_factory.mktemp("docs-server"), RUN_WORKER="false") as url:
+        yield url
+
+
+def test_docs_render_offline_and_send_requests(offline_browser: Any, docs_server: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = offline_browser
+    browser.get(f"{docs_server}/docs")
+    wait = WebDriverWait(browser, DEADLINE)
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+    document = httpx.get(f"{docs_server}/openapi.json").json()
+    operations = sum(len(item) for item in document["paths"].values())
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#operations details.op")) == operations
+    assert "jobqueue" in browser.find_element(By.ID, "title").text
+
+    create = browser.find_element(By.ID, "post_api_jobs")
+    create.find_element(By.TAG_NAME, "summary").click()
+    body = create.find_element(By.TAG_NAME, "textarea")
+    assert json.loads(body.get_attribute("value")) == {"job_type": "string"}  # the example body
+    body.clear()
+    body.send_keys('{"job_type": "from-docs", "priority": 7}')
+    create.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda b: create.find_element(By.CSS_SELECTOR, ".output .status").text.startswith("201"))
+    shown = json.loads(create.find_element(By.CSS_SELECTOR, ".output pre").text)
+    assert (shown["job_type"], shown["priority"]) == ("from-docs", 7)
+    listed = httpx.get(f"{docs_server}/api/jobs", params={"job_type": "from-docs"}).json()
+    assert [job["id"] for job in listed["items"]] == [shown["id"]]
+
+    # A path parameter goes into the URL; an error response is shown with its status.
+    get_job = browser.find_element(By.ID, "get_api_jobs_job_id")
+    get_job.find_element(By.TAG_NAME, "summary").click()
+    get_job.find_element(By.CSS_SELECTOR, "input[data-param=job_id]").send_keys("missing-job")
+    get_job.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda b: get_job.find_element(By.CSS_SELECTOR, ".output .status").text.startswith("404"))
+    assert "job_not_found" in get_job.find_element(By.CSS_SELECTOR, ".output pre").text
+
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    # The one expected console error is the 404 the test asked for.
+    assert all("missing-job" in entry["message"] for entry in errors), errors
