@@ -418,3 +418,47 @@ async def _listeners(http: httpx.AsyncClient, url: str) -> float:
         if line.startswith("jobqueue_event_listeners "):
             return float(line.split()[1])
     raise AssertionError("no jobqueue_event_listeners metric")
+
+
+async def test_a_client_that_stops_reading_is_cut_off_and_resumes_without_gap(
+    live_server: Callable[..., str], http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """Far more events than the socket buffers and the listener queue hold, while the client
+    reads nothing: the server drops the listener (bounded memory) and ends the stream; the
+    client reads what was sent, resumes with Last-Event-ID and misses nothing."""
+    url = live_server(**SERVER_ENV)
+    job = await _create(http, url)
+    total_updates = 8_000
+    received: list[SSEMessage] = []
+    async with JobQueueService.open(make_settings(tmp_path)) as writer:
+        async with http.stream("GET", f"{url}/api/jobs/{job['id']}/events") as response:
+            messages = sse_messages(response)
+            received.append(await next_message(messages))
+            # Not reading: the server's writes back up in the socket, its queue fills.
+            for start in range(0, total_updates, 500):
+                await asyncio.gather(
+                    *(writer.update_job(job["id"], progress=i % 101, message=f"update {i} " + "x" * 1000)
+                      for i in range(start, start + 500))
+                )
+            await writer.update_job(job["id"], status="cancelled")
+            deadline = time.monotonic() + 60
+            while await _cut_offs(http, url) == 0:
+                assert time.monotonic() < deadline, "the listener was never cut off"
+                await asyncio.sleep(0.2)
+            first_connection = await read_until_end(messages, timeout=60)
+        received.extend(first_connection)
+        assert received[-1].event != "cancelled"  # the stream ended early, at the cut-off
+        async with http.stream(
+            "GET", f"{url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": str(received[-1].id)}
+        ) as response:
+            received.extend(await read_until_end(sse_messages(response), timeout=60))
+    assert _ids(received) == list(range(1, total_updates + 3))
+    assert received[-1].event == "cancelled"
+
+
+async def _cut_offs(http: httpx.AsyncClient, url: str) -> float:
+    text = (await http.get(f"{url}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith("jobqueue_events_dropped_total") and 'listener_cut_off' in line:
+            return float(line.split()[-1])
+    raise AssertionError("no listener cut-off counter in /metrics")
