@@ -224,7 +224,8 @@
     if (state.jobType) query.set("job_type", state.jobType);
     if (state.offset) query.set("offset", String(state.offset));
     if (state.limit !== 25) query.set("limit", String(state.limit));
-    history.replaceState(null, "", query.size ? `?${query}` : location.pathname);
+    const search = query.toString();
+    history.replaceState(null, "", search ? `?${search}` : location.pathname);
     for (const card of document.querySelectorAll(".count-card")) {
       card.setAttribute("aria-pressed", String((card.dataset.status === "all" ? "" : card.dataset.status) === state.status));
     }
