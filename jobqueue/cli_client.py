@@ -8,8 +8,9 @@ Exit codes: 0 success; 2 an error (server unreachable, job not found, refused re
 input); ``wait`` also exits 1 when the job failed, 3 when it was cancelled and 124 when
 ``--timeout`` passed first (as coreutils ``timeout`` does).
 
-A command is one ``ClientCommand`` in ``CLIENT_COMMANDS``: adding one (``prune`` will come with
-the retention work) is a parser function, an async runner and one entry in that table.
+A command is one ``ClientCommand`` in ``CLIENT_COMMANDS``: adding one is a parser function, an
+async runner and one entry in that table. (``prune`` is not here: it works on the database
+directly, like ``migrate``, and lives in cli.py.)
 """
 
 from __future__ import annotations
@@ -334,7 +335,7 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--url",
-        default=os.environ.get("JOBQUEUE_URL", DEFAULT_URL),
+        default=os.environ.get("JOBQUEUE_URL") or DEFAULT_URL,
         help=f"the jobqueue server (default {DEFAULT_URL}) [env JOBQUEUE_URL]",
     )
     common.add_argument("--json", action="store_true", help="print the API's JSON instead of text")

@@ -49,9 +49,8 @@ LONG_POLL_SECONDS = 30.0
 #: Seconds between GETs when the server has neither an event stream nor a wait endpoint.
 POLL_SECONDS = 0.5
 
-# Errors after which the request may have reached the server (so only idempotent requests are
-# repeated). ConnectError/ConnectTimeout are included: the brief is one simple rule, and a caller
-# that knows better can retry itself.
+# Every transport failure, a refused connection included, falls under one rule (repeat only what
+# is idempotent) rather than guessing from httpx's exception type whether the request was sent.
 _TRANSPORT_ERRORS = (httpx.TransportError,)
 
 
