@@ -21,6 +21,9 @@ from typing import Any
 from benchmarks.common import Context, Outcome
 
 SCENARIOS = ("http", "processing", "latency", "fanout", "scale", "peers", "memory")
+#: What a bare ``python -m benchmarks`` runs: memory (200k jobs through one worker) alone takes
+#: minutes, so it runs with ``--only memory`` or ``--all`` and the default stays under ten.
+DEFAULT = tuple(s for s in SCENARIOS if s != "memory")
 _MODULES = {"http": "http_enqueue"}
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -168,7 +171,7 @@ def print_comparisons(rows: list[dict[str, Any]], targets: list[dict[str, Any]])
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    names = [n for raw in args.only for n in raw.split(",") if n] or list(SCENARIOS)
+    names = [n for raw in args.only for n in raw.split(",") if n] or list(SCENARIOS if args.all else DEFAULT)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         print(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
@@ -211,6 +214,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small counts and short runs: a smoke test")
     parser.add_argument("--only", action="append", default=[], metavar="NAME",
                         help=f"run only these scenarios (repeat or comma-separate): {', '.join(SCENARIOS)}")
+    parser.add_argument("--all", action="store_true", help="also the memory scenario (several minutes)")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
                         help="Redis for the peers (this db is flushed!) [env BENCH_REDIS_URL]")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results ({RESULTS})")

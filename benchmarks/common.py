@@ -202,13 +202,15 @@ def db_scalar(path: Path, sql: str, params: Sequence[Any] = ()) -> Any:
         conn.close()
 
 
-async def wait_until_done(path: Path, expected: int, timeout: float) -> None:
-    """Poll until ``expected`` jobs are completed."""
+async def wait_until_done(path: Path, expected: int, timeout: float, worker: Child | None = None) -> None:
+    """Poll until ``expected`` jobs are completed (failing at once if ``worker`` died)."""
     deadline = time.monotonic() + timeout
     while True:
         done = db_scalar(path, "SELECT count(*) FROM jobs WHERE status = 'completed'")
         if done >= expected:
             return
+        if worker is not None and not worker.alive() and worker.proc.returncode != 0:
+            raise RuntimeError(f"worker exited with {worker.proc.returncode} after {done} jobs:\n{worker.tail()}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"only {done} of {expected} jobs completed within {timeout:g}s")
         await asyncio.sleep(0.2)

@@ -20,7 +20,7 @@ async def run(ctx: Context) -> Outcome:
         with Child(worker_command(database_url(db), "--poll-interval", "0.05"), ctx.workdir / "memory-worker.log") as worker:
             for done_rounds in range(1, rounds + 1):
                 await enqueue_many(service, "noop", round_size)
-                await wait_until_done(db, round_size * done_rounds, timeout=300)
+                await wait_until_done(db, round_size * done_rounds, timeout=300, worker=worker)
                 if not worker.alive():
                     raise RuntimeError(f"worker died:\n{worker.tail()}")
                 rss.append(worker.rss_mb())

@@ -55,7 +55,7 @@ async def run(ctx: Context) -> Outcome:
     outcome.add("enqueue (Python API, 50 tasks)", enqueue_rate, "jobs/s")
     with Child(worker_command(database_url(db), "--burst"), ctx.workdir / "processing-worker.log") as worker:
         with PeakSampler(worker) as peak:
-            await wait_until_done(db, count, timeout=600)
+            await wait_until_done(db, count, timeout=600, worker=worker)
             while worker.alive():
                 await asyncio.sleep(0.05)
         if worker.proc.returncode != 0:
