@@ -356,3 +356,21 @@ async def test_coalesced_progress_is_written_without_a_further_report(service: J
     assert job.message == "second"  # type: ignore[attr-defined]
     progress = [(e.progress, e.message) for e in await service.job_events(job_id) if e.kind is EventKind.PROGRESS]
     assert progress[0] == (10, "first") and progress[-1] == (30, "second")
+
+
+async def test_a_waiter_is_not_flooded_by_progress(service: JobQueueService) -> None:
+    """``wait_for_job`` only cares about the job finishing: thousands of progress events while
+    it waits neither cut it off (after which it used to spin on the database until its
+    timeout) nor delay its answer."""
+    job_id = await service.enqueue_job("render")
+    before = service.events.cut_off
+    waiter = asyncio.create_task(service.wait_for_job(job_id, timeout=60))
+    await asyncio.sleep(0.05)  # the waiter is subscribed
+    await asyncio.gather(*(service.update_job(job_id, progress=i % 100) for i in range(5000)))
+    assert not waiter.done()
+    assert service.events.cut_off == before
+    await service.update_job(job_id, status=JobStatus.COMPLETED, result_data={"ok": True})
+    async with asyncio.timeout(20):
+        job = await waiter
+    assert job.status is JobStatus.COMPLETED and job.result_data == {"ok": True}
+    assert service.events.cut_off == before
