@@ -7,7 +7,8 @@ replays the events after N from the database instead of the snapshot, so a clien
 event exactly once, in order. The stream ends after the terminal event.
 
 ``GET /api/events``: every job's events (``?job_type=``, ``?status=`` filters), ``id:`` being the
-global event id; ``Last-Event-ID`` replays from the database the same way. It never ends.
+global event id, always increasing; ``Last-Event-ID`` replays from the database the same way. A
+fresh connection starts after the newest stored event. It never ends.
 
 Both send ``: keep-alive`` comments when idle. A client too slow to read is cut off (the stream
 closes) and resumes with ``Last-Event-ID``.
