@@ -119,11 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(prune)
     prune.add_argument(
         "--completed-days",
+        "--retention-completed-days",  # the name a bad value's error message uses
+        dest="completed_days",
         metavar="D",
         help="keep completed jobs this many days (default 7) [env RETENTION_COMPLETED_DAYS]",
     )
     prune.add_argument(
         "--failed-days",
+        "--retention-failed-days",
+        dest="failed_days",
         metavar="D",
         help="keep failed and cancelled jobs this many days (default 30) [env RETENTION_FAILED_DAYS]",
     )
