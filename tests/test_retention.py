@@ -142,6 +142,9 @@ async def test_prune_command(tmp_path: Path) -> None:
     ]
     bad = _prune_cli(settings.database_path, "--failed-days", "soon")
     assert bad.returncode == 2 and "must be a number" in bad.stderr and "Traceback" not in bad.stderr
+    # The error names the setting's flag, which the command accepts as well.
+    assert bad.stderr.startswith("jobqueue: error: --retention-failed-days must be a number")
+    assert _prune_cli(settings.database_path, "--retention-failed-days", "1").returncode == 0
 
     async with JobQueueService.open(settings) as service:
         assert await service.get_job(completed) is None and await service.get_job(failed) is None
