@@ -115,8 +115,14 @@ async def index(request: Request) -> Response:
             "links": {
                 "jobs": "/api/jobs",
                 "stats": "/api/jobs/stats",
-                "health": "/health",
+                "events": "/api/events",
                 "generate": "/api/generate",
+                "dashboard": "/dashboard",
+                "docs": "/docs",
+                "openapi": "/openapi.json",
+                "metrics": "/metrics",
+                "health": "/health",
+                "ready": "/ready",
             },
         }
     )
