@@ -25,7 +25,7 @@ import aiosqlite
 from jobqueue.errors import DatabaseError, JobQueueError
 
 T = TypeVar("T")
-WriteOp = Callable[[aiosqlite.Connection], Awaitable[T]]
+WriteOp = Callable[["WriteConnection"], Awaitable[T]]
 
 logger = logging.getLogger(__name__)
 
@@ -221,22 +221,32 @@ class Database:
                 future.set_exception(value)
 
 
-class _ThreadConnection:
+class WriteConnection:
     """What a write op sees in the writer thread: the statements run at once, so awaiting them
-    never suspends and the op's coroutine completes in a single ``send``."""
+    never suspends and the op's coroutine completes in a single ``send``.
 
-    __slots__ = ("_conn",)
+    ``scratch`` lives as long as the transaction, and ``before_commit`` callbacks run right
+    before COMMIT: together they let ops of one batch share work (the repository collects the
+    events of every op and inserts them with one ``executemany``).
+    """
+
+    __slots__ = ("_conn", "scratch", "_before_commit")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self.scratch: dict[str, Any] = {}
+        self._before_commit: list[Callable[[sqlite3.Connection], None]] = []
 
     async def execute_fetchall(
         self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
     ) -> list[sqlite3.Row]:
         return self._conn.execute(sql, params).fetchall()
 
+    def before_commit(self, callback: Callable[[sqlite3.Connection], None]) -> None:
+        self._before_commit.append(callback)
 
-def _run_op(op: WriteOp[T], conn: _ThreadConnection) -> T:
+
+def _run_op(op: WriteOp[T], conn: WriteConnection) -> T:
     coro = op(conn)  # type: ignore[arg-type]
     try:
         coro.send(None)  # type: ignore[attr-defined]
@@ -248,7 +258,7 @@ def _run_op(op: WriteOp[T], conn: _ThreadConnection) -> T:
 
 def _run_transaction(raw: sqlite3.Connection, ops: list[WriteOp[Any]]) -> list[tuple[bool, Any]]:
     """One transaction in the writer thread: each op's result, or its domain error."""
-    conn = _ThreadConnection(raw)
+    conn = WriteConnection(raw)
     results: list[tuple[bool, Any]] = []
     raw.execute("BEGIN IMMEDIATE")
     try:
@@ -257,6 +267,8 @@ def _run_transaction(raw: sqlite3.Connection, ops: list[WriteOp[Any]]) -> list[t
                 results.append((True, _run_op(op, conn)))
             except JobQueueError as exc:
                 results.append((False, exc))
+        for callback in conn._before_commit:
+            callback(raw)
         raw.execute("COMMIT")
     except BaseException:
         if raw.in_transaction:

@@ -264,11 +264,16 @@ SELECT count(*) FROM schema_migrations;
 -- Whether the reaper has work (a cheap read before taking the write lock).
 SELECT 1 FROM jobs WHERE lease_expires_at < :now LIMIT 1;
 
+-- name: next_event_id
+-- The first free global event id: above every id ever used (AUTOINCREMENT keeps that in
+-- sqlite_sequence, pruning included). Read once per write transaction, which holds the lock.
+SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'job_events'), 0) + 1;
+
 -- name: insert_event
--- Record one change of a job (in the transaction of the change itself).
-INSERT INTO job_events (job_id, seq, job_type, kind, status, progress, message, data, at)
-VALUES (:job_id, :seq, :job_type, :kind, :status, :progress, :message, :data, :at)
-RETURNING id;
+-- Record changes of jobs, all events of one transaction in one executemany, just before COMMIT.
+-- Positional: (id, job_id, seq, job_type, kind, status, progress, message, data, at).
+INSERT INTO job_events (id, job_id, seq, job_type, kind, status, progress, message, data, at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: job_events_after
 -- A job's events after a per-job sequence number, in order (SSE replay with Last-Event-ID).
