@@ -186,12 +186,12 @@ class EventHub:
     async def catch_up(self) -> None:
         """Dispatch every event committed since the last poll (by any process)."""
         while True:
-            events = await self.repository.events_after(self._cursor, limit=1000)
+            events, self._cursor, read = await self.repository.unseen_events_after(
+                self._cursor, self._seen, limit=1000
+            )
             for event in events:
                 self._dispatch(event)
-            if events:
-                self._cursor = events[-1].id
-            if len(events) < 1000:
+            if read < 1000:
                 return
 
     async def _subscribe_loop(self) -> None:

@@ -13,7 +13,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Container, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TypeVar
@@ -453,6 +453,20 @@ class SQLiteRepository:
             QUERIES["job_events_after"], {"job_id": job_id, "after": after, "limit": limit}
         )
         return [event_from_row(r) for r in rows]
+
+    async def unseen_events_after(
+        self, after: int, seen: Container[int], limit: int = 1000
+    ) -> tuple[list[JobEvent], int, int]:
+        """Events after a global id, decoding only those whose id is not in ``seen``.
+
+        Returns the new events, the last id read and how many rows were read. A process's own
+        events are already delivered when its poll reads them back; skipping their decoding
+        keeps the poll cheap under load.
+        """
+        rows = await self.db.fetch_all(QUERIES["events_after"], {"after": after, "limit": limit})
+        rows = list(rows)
+        last = rows[-1]["id"] if rows else after
+        return [event_from_row(r) for r in rows if r["id"] not in seen], last, len(rows)
 
     async def events_after(self, after: int, limit: int = 1000) -> list[JobEvent]:
         rows = await self.db.fetch_all(QUERIES["events_after"], {"after": after, "limit": limit})
