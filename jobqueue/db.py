@@ -14,6 +14,7 @@ latest committed transaction when they start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -121,10 +122,9 @@ class Database:
     async def close(self) -> None:
         if self._writer_task is not None:
             self._writer_task.cancel()
-            try:
+            # Waiting for the loop to finish its current batch; its CancelledError is expected.
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._writer_task
-            except asyncio.CancelledError:
-                pass
             self._writer_task = None
         while not self._pending.empty():
             _, future = self._pending.get_nowait()

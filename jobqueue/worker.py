@@ -16,6 +16,7 @@ Guarantees (see the README's "Guarantees" section):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -267,10 +268,8 @@ class WorkerPool:
 
     async def _sleep(self, seconds: float) -> None:
         """Wait for a wake-up (new work here, a free slot, stop) or the poll interval."""
-        try:
+        with contextlib.suppress(TimeoutError):  # the interval passed without a wake-up
             await asyncio.wait_for(self._wakeup.wait(), seconds)
-        except TimeoutError:
-            pass
 
     def _start(self, claimed: ClaimedJob) -> None:
         context = JobContext(self.service, claimed, self.worker_id)

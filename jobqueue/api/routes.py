@@ -6,6 +6,7 @@ Routes never run jobs: they change rows through ``JobQueueService`` and return.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Annotated, Any, TypeVar
 
@@ -299,12 +300,10 @@ async def claim_jobs(request: Request) -> Response:
             remaining = deadline - time.monotonic()
             if jobs or remaining <= 0:
                 break
-            # Woken at once by an enqueue in this process; jobs enqueued by other processes
-            # are found on the next poll.
-            try:
+            # Woken at once by new work from any process (event hub); the poll interval is the
+            # fallback should a wake-up be missed. Timing out just means: claim again.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), min(remaining, service.settings.poll_interval))
-            except TimeoutError:
-                pass
     finally:
         service.remove_wakeup(wakeup)
     return JSONResponse(ClaimResponse(jobs=jobs, lease_seconds=service.settings.lease_seconds))
