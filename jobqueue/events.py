@@ -46,8 +46,6 @@ SLOW_POLL_INTERVAL = 2.0
 LISTENER_QUEUE_SIZE = 2000
 #: Events waiting to be published on Redis before new ones are dropped (the poller covers them).
 PUBLISH_QUEUE_SIZE = 50_000
-#: Global ids remembered to dispatch each event once per process.
-DEDUPE_WINDOW = 100_000
 
 _encode = msgspec.json.Encoder().encode
 _decode_events = msgspec.json.Decoder(list[JobEvent]).decode
@@ -94,8 +92,11 @@ class EventHub:
         self.redis_url = redis_url
         self._subscriptions: set[Subscription] = set()
         self._callbacks: list[Callable[[JobEvent], None]] = []
+        # Each event is dispatched once per process. Every id up to the poll's cursor has been
+        # dispatched (commits happen in id order, and the poll reads all of them); above it,
+        # the ids dispatched early (local commits, Redis) are remembered until the poll passes
+        # them. Memory is bounded by what commits between two polls, not by a window size.
         self._seen: set[int] = set()
-        self._seen_order: collections.deque[int] = collections.deque()
         self._cursor = 0
         self._outbox: asyncio.Queue[JobEvent] = asyncio.Queue(PUBLISH_QUEUE_SIZE)
         self._tasks: list[asyncio.Task[None]] = []
@@ -161,12 +162,9 @@ class EventHub:
                     self.dropped += 1  # other processes get it from their database poll
 
     def _dispatch(self, event: JobEvent) -> None:
-        if event.id in self._seen:
+        if event.id <= self._cursor or event.id in self._seen:
             return
         self._seen.add(event.id)
-        self._seen_order.append(event.id)
-        if len(self._seen_order) > DEDUPE_WINDOW:
-            self._seen.discard(self._seen_order.popleft())
         for subscription in list(self._subscriptions):
             if not subscription.offer(event):
                 self.cut_off += 1
@@ -186,11 +184,13 @@ class EventHub:
     async def catch_up(self) -> None:
         """Dispatch every event committed since the last poll (by any process)."""
         while True:
-            events, self._cursor, read = await self.repository.unseen_events_after(
+            events, last, read = await self.repository.unseen_events_after(
                 self._cursor, self._seen, limit=1000
             )
             for event in events:
                 self._dispatch(event)
+            self._cursor = last
+            self._seen = {i for i in self._seen if i > last}
             if read < 1000:
                 return
 
