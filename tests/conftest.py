@@ -4,11 +4,13 @@ uvicorn for streaming and process-boundary tests, and Redis (required in CI)."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +154,46 @@ def redis_url() -> str:
             pytest.fail(f"Redis at {url} is required in CI and is not reachable: {exc}")
         pytest.skip(f"no Redis at {url}: {exc}")
     return url
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@contextmanager
+def headless_chromium(profile: Path, *arguments: str, logging: dict[str, str]) -> Iterator[Any]:
+    """Debian's chromium driven by selenium, headless and cut off from the internet's services.
+
+    Outside CI the test is skipped when chromium or chromedriver is missing; in CI (``.ci/run``
+    installs both) it fails instead, so the browser tests always run there.
+    """
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        reason = "chromium and chromedriver are needed (apt-get install chromium chromium-driver)"
+        if IN_CI:
+            pytest.fail(f"{reason}; CI must run the browser tests")
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless",
+        "--no-sandbox",  # we run as root
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        *arguments,
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", logging)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    browser.set_page_load_timeout(30)
+    try:
+        yield browser
+    finally:
+        browser.quit()

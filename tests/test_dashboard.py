@@ -9,7 +9,6 @@ stream. Outside CI the browser tests are skipped when chromium or chromedriver i
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,10 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import IN_CI
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
+from .conftest import headless_chromium
 #: Generous: two shared, noisy cores run the server, its worker pool and the browser.
 DEADLINE = 30.0
 
@@ -30,40 +26,13 @@ RowState = dict[str, Any]
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        reason = "chromium and chromedriver are needed (apt-get install chromium chromium-driver)"
-        if IN_CI:
-            pytest.fail(f"{reason}; CI must run the browser tests")
-        pytest.skip(reason)
-    if IN_CI:
-        from selenium import webdriver
-    else:
-        webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless",
-        "--no-sandbox",  # we run as root
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
+    with headless_chromium(
+        tmp_path_factory.mktemp("chromium-profile"),
         "--window-size=1400,1000",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(argument)
-    # The console (for errors) and the network log (for requests leaving the service).
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    browser.set_page_load_timeout(DEADLINE)
-    try:
+        # The console (for errors) and the network log (for requests leaving the service).
+        logging={"browser": "ALL", "performance": "ALL"},
+    ) as browser:
         yield browser
-    finally:
-        browser.quit()
 
 
 class Dashboard:

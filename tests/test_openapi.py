@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from jobqueue.api.openapi import OPERATIONS, SCHEMA_TYPES, documented_routes
 from jobqueue.models import Job, JobCreate
 from jobqueue.settings import Settings
 
-from .conftest import IN_CI, free_port
+from .conftest import free_port, headless_chromium
 from .shared_server import running_server
 
 
@@ -100,43 +99,20 @@ async def test_docs_page_loads_only_local_assets(client: httpx.AsyncClient) -> N
 
 # -- the page in a real browser, with no way out to the internet ----------------------------------
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 DEADLINE = 30.0
 
 
 @pytest.fixture(scope="module")
 def offline_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Headless Chromium whose only proxy is a closed port: anything not on 127.0.0.1 fails."""
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        reason = "chromium and chromedriver are needed (apt-get install chromium chromium-driver)"
-        if IN_CI:
-            pytest.fail(f"{reason}; CI must run the browser tests")
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless",
-        "--no-sandbox",  # we run as root
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
+    with headless_chromium(
+        tmp_path_factory.mktemp("chromium-docs"),
         "--window-size=1200,1000",
         # Loopback always bypasses the proxy, so only the service itself is reachable.
         f"--proxy-server=http://127.0.0.1:{free_port()}",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-docs')}",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    browser.set_page_load_timeout(DEADLINE)
-    try:
+        logging={"browser": "ALL"},
+    ) as browser:
         yield browser
-    finally:
-        browser.quit()
 
 
 @pytest.fixture(scope="module")
