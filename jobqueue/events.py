@@ -42,6 +42,11 @@ EVENTS_CHANNEL = "jobqueue:events"
 FAST_POLL_INTERVAL = 0.25
 #: Seconds between safety-net polls while Redis is up.
 SLOW_POLL_INTERVAL = 2.0
+#: Seconds between liveness pings of Redis, and how long one may take before Redis counts as
+#: unreachable. A frozen server keeps the pub/sub socket open without sending anything: only a
+#: ping notices it.
+REDIS_PING_INTERVAL = 1.0
+REDIS_PING_TIMEOUT = 2.0
 #: Events one listener may have waiting before it is cut off.
 LISTENER_QUEUE_SIZE = 2000
 #: Events waiting to be published on Redis before new ones are dropped (the poller covers them).
@@ -101,6 +106,7 @@ class EventHub:
         self._outbox: asyncio.Queue[JobEvent] = asyncio.Queue(PUBLISH_QUEUE_SIZE)
         self._tasks: list[asyncio.Task[None]] = []
         self._redis_up = False
+        self._redis_answers = False
         #: Counters for metrics and health.
         self.published = 0
         self.dropped = 0
@@ -114,6 +120,7 @@ class EventHub:
         if self.redis_url is not None:
             self._tasks.append(asyncio.create_task(self._subscribe_loop(), name="jobqueue-events-sub"))
             self._tasks.append(asyncio.create_task(self._publish_loop(), name="jobqueue-events-pub"))
+            self._tasks.append(asyncio.create_task(self._ping_loop(), name="jobqueue-events-ping"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -126,7 +133,12 @@ class EventHub:
         """``not configured``, ``ok`` or ``degraded`` (unreachable; the database poll stands in)."""
         if self.redis_url is None:
             return "not configured"
-        return "ok" if self._redis_up else "degraded"
+        return "ok" if self._redis_live else "degraded"
+
+    @property
+    def _redis_live(self) -> bool:
+        """Subscribed, and the server answered its last ping in time."""
+        return self._redis_up and self._redis_answers
 
     @property
     def listener_count(self) -> int:
@@ -174,7 +186,7 @@ class EventHub:
 
     async def _poll_loop(self) -> None:
         while True:
-            interval = SLOW_POLL_INTERVAL if self._redis_up else FAST_POLL_INTERVAL
+            interval = SLOW_POLL_INTERVAL if self._redis_live else FAST_POLL_INTERVAL
             await asyncio.sleep(interval)
             try:
                 await self.catch_up()
@@ -223,6 +235,26 @@ class EventHub:
                 await client.aclose()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+    async def _ping_loop(self) -> None:
+        assert self.redis_url is not None
+        client = aioredis.Redis.from_url(
+            self.redis_url, socket_connect_timeout=REDIS_PING_TIMEOUT, socket_timeout=REDIS_PING_TIMEOUT
+        )
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(client.ping(), REDIS_PING_TIMEOUT)
+                    if not self._redis_answers:
+                        logger.info("Redis answers pings")
+                    self._redis_answers = True
+                except (RedisError, OSError, TimeoutError) as exc:
+                    if self._redis_answers:
+                        logger.warning("Redis does not answer (%r); events now come from the database", exc)
+                    self._redis_answers = False
+                await asyncio.sleep(REDIS_PING_INTERVAL)
+        finally:
+            await client.aclose()
 
     async def _publish_loop(self) -> None:
         assert self.redis_url is not None

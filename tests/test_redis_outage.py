@@ -204,3 +204,37 @@ async def test_redis_down_at_start_then_up(
             received = await read_until_end(sse_messages(response))
     assert [m.id for m in received] == list(range(1, len(received) + 1))
     assert received[0].event == "created" and received[-1].event == "completed"
+
+
+async def test_a_frozen_redis_is_reported_degraded_and_work_goes_on(
+    own_redis: RedisProcess, live_server: Callable[..., str]
+) -> None:
+    """SIGSTOP keeps Redis's sockets open but silent: only the liveness ping can notice it."""
+    import signal
+
+    own_redis.start()
+    base = live_server(REDIS_URL=own_redis.url)
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+
+        async def redis_state() -> str:
+            return (await client.get("/health")).json()["redis"]
+
+        async def wait_for_state(state: str) -> None:
+            deadline = time.monotonic() + 30
+            while (current := await redis_state()) != state:
+                assert time.monotonic() < deadline, f"redis stayed {current!r}, expected {state!r}"
+                await asyncio.sleep(0.2)
+
+        await wait_for_state("ok")
+        assert own_redis.proc is not None
+        own_redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            await wait_for_state("degraded")
+            # The in-process pool still runs jobs while Redis is frozen.
+            created = await client.post("/api/generate", json={"prompt": "frozen", "duration": 2})
+            assert created.status_code == 201
+            done = await client.get(f"/api/jobs/{created.json()['id']}/wait", params={"timeout": 30})
+            assert done.json()["status"] == "completed"
+        finally:
+            own_redis.proc.send_signal(signal.SIGCONT)
+        await wait_for_state("ok")
