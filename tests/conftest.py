@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,39 +106,49 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """Start ``python -m jobqueue serve`` on 127.0.0.1 (a real uvicorn); returns its base URL."""
-    procs: list[subprocess.Popen[bytes]] = []
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM (the graceful path under test), then SIGKILL if it does not end in time."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
-    def start(**env: str) -> str:
-        port = free_port()
-        full_env = subprocess_env(
-            DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.db'}", HOST="127.0.0.1", PORT=str(port), **env
+
+@contextmanager
+def running_server(directory: Path, **env: str) -> Iterator[str]:
+    """``python -m jobqueue serve`` (a real uvicorn) on a free port of 127.0.0.1, with its
+    database and log in ``directory``; yields its base URL."""
+    port = free_port()
+    full_env = subprocess_env(
+        DATABASE_URL=f"sqlite:///{directory / 'jobs.db'}", HOST="127.0.0.1", PORT=str(port), **env
+    )
+    # The child keeps its own copy of the descriptor; ours is closed at once.
+    with open(directory / f"server-{port}.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jobqueue", "serve", "--log-level", "warning"],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
-        # The child keeps its own copy of the descriptor; ours is closed at once.
-        with open(tmp_path / f"server-{port}.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "jobqueue", "serve", "--log-level", "warning"],
-                env=full_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        procs.append(proc)
+    try:
         url = f"http://127.0.0.1:{port}"
         wait_for_http(url + "/health", proc=proc)
-        return url
+        yield url
+    finally:
+        stop_process(proc)
 
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start servers (``running_server``) sharing the test's database; returns their base URL.
+
+    One server per test; a module that only needs isolation per job can share one server by
+    using ``running_server`` in a module-scoped fixture."""
+    with ExitStack() as servers:
+        yield lambda **env: servers.enter_context(running_server(tmp_path, **env))
 
 
 @pytest.fixture(scope="session")

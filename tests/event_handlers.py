@@ -22,7 +22,7 @@ import httpx
 import msgspec
 
 from jobqueue.worker import JobContext, Registry
-from tests.conftest import subprocess_env
+from tests.conftest import stop_process, subprocess_env
 
 registry = Registry()
 
@@ -118,10 +118,4 @@ def worker_process(tmp_path: Path, **env: str) -> Iterator[subprocess.Popen[byte
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=20)

@@ -21,8 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import free_port, subprocess_env
-from .shared_server import running_server
+from .conftest import free_port, running_server, subprocess_env
 
 SERVER_ENV = {"RUN_WORKER": "false", "SSE_KEEPALIVE": "0.2"}
 CEILING = 30.0

@@ -30,8 +30,7 @@ from jobqueue.client import (
 from jobqueue.models import EventKind, Job, JobEvent, JobList, JobStats, JobStatus
 from jobqueue.settings import Settings
 
-from .conftest import free_port
-from .shared_server import running_server
+from .conftest import free_port, running_server
 
 SERVER_ENV = {"RUN_WORKER": "false", "SSE_KEEPALIVE": "0.2"}
 #: Ceiling of every wait in these tests; generous, the machine is shared and noisy.

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import ROOT, free_port, make_settings, subprocess_env, wait_for_http
+from .conftest import ROOT, free_port, make_settings, stop_process, subprocess_env, wait_for_http
 
 EXAMPLE = ROOT / "examples" / "background_tasks.py"
 
@@ -124,10 +124,5 @@ def test_example_runs_as_a_script(tmp_path: Path) -> None:
         assert job["status"] == "completed", job
         assert f"report {job_id} queued for initech by 127.0.0.1" in audit.read_text()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()

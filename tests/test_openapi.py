@@ -19,8 +19,7 @@ from jobqueue.api.openapi import OPERATIONS, SCHEMA_TYPES, documented_routes
 from jobqueue.models import Job, JobCreate
 from jobqueue.settings import Settings
 
-from .conftest import free_port, headless_chromium
-from .shared_server import running_server
+from .conftest import free_port, headless_chromium, running_server
 
 
 async def test_document_is_valid_openapi_3_1(client: httpx.AsyncClient) -> None:

@@ -69,14 +69,11 @@ async def job_event_stream(request: Request) -> Response:
     service = get_job_queue_service(request)
     job_id = request.path_params["job_id"]
     last_event_id = _last_event_id(request)
-    stack = contextlib.ExitStack()
-    # Subscribe before reading the job, so nothing that happens in between is missed.
-    subscription = stack.enter_context(service.events.subscribe(lambda e: e.job_id == job_id))
-    try:
-        job = await service.require_job(job_id)
-    except BaseException:
-        stack.close()
-        raise
+    with contextlib.ExitStack() as opening:
+        # Subscribe before reading the job, so nothing that happens in between is missed.
+        subscription = opening.enter_context(service.events.subscribe(lambda e: e.job_id == job_id))
+        job = await service.require_job(job_id)  # a 404 leaves the with: unsubscribed
+        stack = opening.pop_all()  # from here the stream's body owns the subscription
     keepalive = service.settings.sse_keepalive
 
     async def body() -> AsyncIterator[bytes]:
@@ -136,16 +133,13 @@ async def all_events_stream(request: Request) -> Response:
             not statuses or event.status in statuses
         )
 
-    stack = contextlib.ExitStack()
-    # Every event, not only the wanted ones: then a gap in the global ids always means an event
-    # of another process still on its way, which the database already has.
-    subscription = stack.enter_context(service.events.subscribe(lambda event: True))
-    try:
+    with contextlib.ExitStack() as opening:
+        # Every event, not only the wanted ones: then a gap in the global ids always means an
+        # event of another process still on its way, which the database already has.
+        subscription = opening.enter_context(service.events.subscribe(lambda event: True))
         # Subscribed before reading, so nothing committed in between is missed.
         start = last_event_id if last_event_id is not None else await service.last_event_id()
-    except BaseException:
-        stack.close()
-        raise
+        stack = opening.pop_all()  # from here the stream's body owns the subscription
     keepalive = service.settings.sse_keepalive
 
     async def body() -> AsyncIterator[bytes]:
