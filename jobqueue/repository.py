@@ -123,17 +123,36 @@ def _status_kind(old: JobStatus, new: JobStatus) -> EventKind:
     return EventKind.STATUS
 
 
-class _PendingEvents:
-    """The events one write transaction recorded, inserted just before it commits."""
+class _PendingRows:
+    """The rows one write transaction inserts just before it commits: new jobs, then events.
 
-    __slots__ = ("next_id", "rows")
+    Inserting them together (one ``executemany`` each instead of a statement per change) is
+    what lets a transaction carry hundreds of enqueues: inserting events one by one took as long
+    as all other work of claiming and completing.
+    """
 
-    def __init__(self, next_id: int) -> None:
-        self.next_id = next_id
-        self.rows: list[tuple[Any, ...]] = []
+    __slots__ = ("next_event_id", "jobs", "events")
+
+    def __init__(self, next_event_id: int) -> None:
+        self.next_event_id = next_event_id
+        self.jobs: list[tuple[Any, ...]] = []
+        self.events: list[tuple[Any, ...]] = []
 
     def insert(self, conn: sqlite3.Connection) -> None:
-        conn.executemany(QUERIES["insert_event"], self.rows)
+        if self.jobs:
+            conn.executemany(QUERIES["insert_new_jobs"], self.jobs)
+        conn.executemany(QUERIES["insert_event"], self.events)
+
+
+async def _pending_rows(conn: WriteConnection) -> _PendingRows:
+    pending: _PendingRows | None = conn.scratch.get("rows")
+    if pending is None:
+        # Event ids come from the table's AUTOINCREMENT sequence, read once per transaction
+        # under the write lock.
+        first = await conn.execute_fetchall(QUERIES["next_event_id"])
+        pending = conn.scratch["rows"] = _PendingRows(first[0][0])
+        conn.before_commit(pending.insert)
+    return pending
 
 
 def claimed_from_row(row: sqlite3.Row) -> ClaimedJob:
@@ -150,6 +169,40 @@ async def _fetch_one(conn: WriteConnection, sql: str, params: dict[str, Any]) ->
     for row in rows:
         return row  # type: ignore[no-any-return]
     return None
+
+
+def _add_event(
+    pending: _PendingRows, events: list[JobEvent], job: Job, at: float, kind: EventKind, data: Any = None
+) -> None:
+    """Queue the event of a change that left ``job`` as it is (``at``: its raw updated_at)."""
+    event = JobEvent(
+        id=pending.next_event_id,
+        seq=job.event_seq,
+        job_id=job.id,
+        job_type=job.job_type,
+        kind=kind,
+        status=job.status,
+        progress=job.progress,
+        message=job.message,
+        data=data,
+        at=job.updated_at,
+    )
+    pending.next_event_id += 1
+    pending.events.append(
+        (
+            event.id,
+            job.id,
+            event.seq,
+            job.job_type,
+            kind.value,
+            job.status.value,
+            job.progress,
+            job.message,
+            _json_or_none(data),
+            at,
+        )
+    )
+    events.append(event)
 
 
 class SQLiteRepository:
@@ -183,47 +236,9 @@ class SQLiteRepository:
         kind: EventKind,
         data: Any = None,
     ) -> Job:
-        """Record the event of the change that produced ``row``; returns the job of the row.
-
-        The events of every op in the transaction are inserted together right before COMMIT
-        (one ``executemany`` instead of a statement each: inserting events one by one took as
-        long as all other work of claiming and completing). Ids are handed out here from the
-        table's AUTOINCREMENT sequence, read once per transaction under the write lock.
-        """
+        """Record the event of the change that produced ``row``; returns the job of the row."""
         job = job_from_row(row)
-        pending: _PendingEvents | None = conn.scratch.get("events")
-        if pending is None:
-            first = await conn.execute_fetchall(QUERIES["next_event_id"])
-            pending = conn.scratch["events"] = _PendingEvents(first[0][0])
-            conn.before_commit(pending.insert)
-        event = JobEvent(
-            id=pending.next_id,
-            seq=row["event_seq"],
-            job_id=job.id,
-            job_type=job.job_type,
-            kind=kind,
-            status=job.status,
-            progress=job.progress,
-            message=job.message,
-            data=data,
-            at=job.updated_at,
-        )
-        pending.next_id += 1
-        pending.rows.append(
-            (
-                event.id,
-                job.id,
-                event.seq,
-                job.job_type,
-                kind.value,
-                job.status.value,
-                job.progress,
-                job.message,
-                _json_or_none(data),
-                row["updated_at"],
-            )
-        )
-        events.append(event)
+        _add_event(await _pending_rows(conn), events, job, row["updated_at"], kind, data)
         return job
 
     # -- creating ---------------------------------------------------------------------------
@@ -241,11 +256,10 @@ class SQLiteRepository:
     ) -> tuple[Job, bool]:
         """Store a new job; returns it and whether it was created (False: idempotent replay)."""
         now = time.time()
-        fingerprint = (
-            _fingerprint(job_type, request_data, priority, max_attempts, timeout)
-            if idempotency_key is not None
-            else None
-        )
+        due = now if run_at is None else run_at
+        if idempotency_key is None:
+            return await self._insert_new_job(job_type, request_data, priority, max_attempts, now, due, timeout)
+        fingerprint = _fingerprint(job_type, request_data, priority, max_attempts, timeout)
         params = {
             "id": str(uuid.uuid4()),
             "job_type": job_type,
@@ -253,7 +267,7 @@ class SQLiteRepository:
             "request_data": _json_or_none(request_data),
             "now": now,
             "max_attempts": max_attempts,
-            "run_at": now if run_at is None else run_at,
+            "run_at": due,
             "timeout": timeout,
             "idempotency_key": idempotency_key,
             "fingerprint": fingerprint,
@@ -273,6 +287,62 @@ class SQLiteRepository:
                     f"request (job {existing['id']})"
                 )
             return job_from_row(existing), False
+
+        return await self._write(op)
+
+    async def _insert_new_job(
+        self,
+        job_type: str,
+        request_data: Any,
+        priority: int,
+        max_attempts: int,
+        now: float,
+        due: float,
+        timeout: float | None,
+    ) -> tuple[Job, bool]:
+        """A job without idempotency key: its row joins the transaction's one multi-row insert.
+
+        Nothing can conflict, so the op runs no statement of its own and the job is built here
+        from the values inserted (what ``RETURNING *`` would give, without decoding a row).
+        """
+        encoded = None if request_data is None else _json_encode(request_data)
+        created = datetime.fromtimestamp(now, UTC)
+        job = Job(
+            id=str(uuid.uuid4()),
+            status=JobStatus.QUEUED,
+            progress=0,
+            job_type=job_type,
+            priority=priority,
+            # Decoded back from the stored JSON, so the job is what a later read returns (and
+            # does not share the caller's mutable dict).
+            request_data=None if encoded is None else _json_decode(encoded),
+            result_data=None,
+            message=None,
+            error=None,
+            created_at=created,
+            updated_at=created,
+            started_at=None,
+            completed_at=None,
+            worker_id=None,
+            attempts=0,
+            max_attempts=max_attempts,
+            run_at=created if due == now else datetime.fromtimestamp(due, UTC),
+            timeout=timeout,
+            lease_expires_at=None,
+            cancel_requested=False,
+            idempotency_key=None,
+            event_seq=1,
+        )
+        row = (
+            job.id, job_type, priority, None if encoded is None else encoded.decode(),
+            now, max_attempts, due, timeout,
+        )
+
+        async def op(conn: WriteConnection, events: list[JobEvent]) -> tuple[Job, bool]:
+            pending = await _pending_rows(conn)
+            pending.jobs.append(row)
+            _add_event(pending, events, job, now, EventKind.CREATED)
+            return job, True
 
         return await self._write(op)
 

@@ -12,6 +12,15 @@ VALUES (:id, 'queued', 0, :job_type, :priority, :request_data, :now, :now,
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
+-- name: insert_new_jobs
+-- Create jobs without an idempotency key: every new job of one transaction in one executemany,
+-- just before its events. Nothing can conflict (fresh ids), so nothing needs to come back: the
+-- repository builds the returned jobs from these values and the defaults of the columns.
+-- Positional: (id, job_type, priority, request_data, now, max_attempts, run_at, timeout).
+INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
+                  max_attempts, run_at, timeout, event_seq)
+VALUES (?1, 'queued', 0, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, 1);
+
 -- name: get_job
 -- One job by id.
 SELECT * FROM jobs WHERE id = :id;
