@@ -155,12 +155,15 @@ class JobContext:
 class _Running:
     """Book-keeping of one running job."""
 
-    __slots__ = ("claimed", "context", "handler_task", "stop_reason", "renewed_at")
+    __slots__ = ("claimed", "context", "task", "in_handler", "stop_reason", "renewed_at")
 
     def __init__(self, claimed: ClaimedJob, context: JobContext) -> None:
         self.claimed = claimed
         self.context = context
-        self.handler_task: asyncio.Task[Any] | None = None
+        #: The job's one task: it runs the handler, then reports the outcome.
+        self.task: asyncio.Task[None] | None = None
+        #: True while the task is inside the handler: only then may the pool cancel it.
+        self.in_handler = False
         #: Why the pool cancelled the handler: "cancel", "lease_lost", "shutdown" or None.
         self.stop_reason: str | None = None
         self.renewed_at = time.monotonic()
@@ -276,6 +279,7 @@ class WorkerPool:
         running = _Running(claimed, context)
         self.running[claimed.job.id] = running
         task = asyncio.create_task(self._execute(running), name=f"jobqueue-job-{claimed.job.id}")
+        running.task = task
         self._tasks.add(task)
         task.add_done_callback(self._finished)
 
@@ -293,22 +297,27 @@ class WorkerPool:
         handler = self.registry.handlers[job.job_type]
         service = self.service
         try:
-            running.handler_task = asyncio.create_task(handler(context))
             outcome = "completed"
             result: Any = None
             error = ""
+            # The handler runs in this task (not a task of its own: one task per job halves
+            # the scheduling per job). The pool interrupts it by cancelling this task while
+            # in_handler is set, after saying why in stop_reason.
+            running.in_handler = True
             try:
-                # asyncio.timeout(None) never expires; on expiry it cancels the handler task
-                # through this await and raises TimeoutError here.
-                async with asyncio.timeout(job.timeout):
-                    result = await running.handler_task
+                # asyncio.timeout(None) never expires; on expiry it cancels this task inside
+                # the handler and raises TimeoutError here.
+                async with asyncio.timeout(job.timeout) as deadline:
+                    result = await handler(context)
             except asyncio.CancelledError:
                 if running.stop_reason is None:
-                    raise  # this runner itself is being cancelled, not the handler
+                    raise  # this task itself is being cancelled, not by the pool
+                # The pool's cancel is handled here: later awaits of this task must not see it.
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 outcome = running.stop_reason
             except TimeoutError as exc:
                 outcome = "failed"
-                if running.handler_task.cancelled():
+                if deadline.expired():
                     error = f"timed out after {job.timeout:g}s"
                 else:
                     error = "".join(traceback.format_exception_only(exc)).strip()
@@ -318,6 +327,8 @@ class WorkerPool:
                 outcome = "failed"
                 error = "".join(traceback.format_exception_only(exc)).strip()
                 logger.info("job %s (%s) attempt %d failed: %s", job.id, job.job_type, job.attempts, error)
+            finally:
+                running.in_handler = False
             if outcome == "lease_lost":
                 logger.warning("job %s: claim lost; its result is discarded", job.id)
                 return
@@ -341,9 +352,11 @@ class WorkerPool:
             self.running.pop(job.id, None)
 
     def _interrupt(self, running: _Running, reason: str) -> None:
-        if running.stop_reason is None and running.handler_task is not None:
+        # Only inside the handler: after it, the task is writing the outcome, which a cancel
+        # would cut off (the write would still commit, but its bookkeeping would not run).
+        if running.stop_reason is None and running.in_handler and running.task is not None:
             running.stop_reason = reason
-            running.handler_task.cancel()
+            running.task.cancel()
 
     async def _keep_leases(self) -> None:
         """Renew leases every third of the lease; stop handlers that were cancelled or lost."""
