@@ -107,6 +107,7 @@ class Database:
         self._alone: deque[tuple[WriteOp[Any], asyncio.Future[Any]]] = deque()
         #: The transaction running in the writer thread, if any.
         self._in_flight: asyncio.Future[Any] | None = None
+        self._submit_scheduled = False
         self._idle = asyncio.Event()
         self._idle.set()
         self._open = False
@@ -228,18 +229,24 @@ class Database:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append((op, future))
         self._writes_since_checkpoint += 1
-        if self._in_flight is None:
-            self._submit()
+        if self._in_flight is None and not self._submit_scheduled:
+            # After the callbacks already due in this loop iteration, which often write too:
+            # a burst of requests or of finishing jobs goes out as one transaction, and an idle
+            # process pays one iteration, not a task switch.
+            self._submit_scheduled = True
+            asyncio.get_running_loop().call_soon(self._submit)
         # A caller that goes away does not take its write back: it commits all the same.
         return await future
 
     def _submit(self) -> None:
         """Hand the waiting writes to the writer thread as one transaction.
 
-        Called by the first write while the thread is idle, and by the callback of the
-        transaction before it otherwise, so a write never waits for a task of ours to be
-        scheduled: an idle process commits a write with two thread hops and nothing else.
+        Scheduled by the first write reaching an idle thread, and called by the callback of
+        the transaction before otherwise: a write never waits for a task of ours.
         """
+        self._submit_scheduled = False
+        if self._in_flight is not None or not (self._alone or self._queue):
+            return  # closed meanwhile, or already taken by the transaction before
         if self._alone:
             batch = [self._alone.popleft()]
         else:

@@ -75,8 +75,11 @@ async def test_a_broken_write_rolls_its_batch_back_and_the_others_are_retried_al
 
 
 async def test_close_finishes_the_transaction_in_flight_and_fails_the_queued_writes(db: Database) -> None:
-    tasks = [asyncio.create_task(db.write(insert(n))) for n in range(3)]
-    await asyncio.sleep(0)  # the first write goes to the writer thread at once, the rest queue
+    tasks = [asyncio.create_task(db.write(insert(0)))]
+    while db._in_flight is None:  # the first write is handed to the writer thread
+        await asyncio.sleep(0)
+    tasks += [asyncio.create_task(db.write(insert(n))) for n in (1, 2)]
+    await asyncio.sleep(0)  # these two queue behind it
     await db.close()
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     assert outcomes[0] == 0
