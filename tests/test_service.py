@@ -21,6 +21,26 @@ async def test_enqueue_and_get(service: JobQueueService) -> None:
     assert await service.get_job("missing") is None
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"request_data": {"n": 1.5, "tags": ["a", "b"], "nested": {"k": None}}, "priority": -3},
+        {"delay": 30, "max_attempts": 7, "timeout": 2.5},
+        {"run_at": datetime(2031, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)},
+    ],
+)
+async def test_a_created_job_is_what_reading_it_back_returns(service: JobQueueService, kwargs: dict) -> None:
+    # Jobs without an idempotency key are built in Python, not read back from the insert:
+    # every field must still match the stored row, and the first event must be in the table.
+    created, is_new = await service.create_job("thumbnail", **kwargs)
+    assert is_new
+    stored = await service.get_job(created.id)
+    assert stored == created
+    events = await service.job_events(created.id)
+    assert [(e.seq, e.kind.value, e.at) for e in events] == [(1, "created", created.created_at)]
+
+
 @pytest.mark.parametrize("job_type", ["", "x" * 101])
 async def test_enqueue_refuses_a_bad_job_type(service: JobQueueService, job_type: str) -> None:
     with pytest.raises(ValidationFailed) as exc:
