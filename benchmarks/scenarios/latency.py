@@ -48,7 +48,7 @@ def add(outcome: Outcome, label: str, starts: list[float], dones: list[float]) -
     outcome.add(f"{label} enqueue->done p99", percentile(dones, 99) * 1000, "ms")
 
 
-async def _observe(service: JobQueueService, job_id: str) -> float:
+async def observe_jobqueue(service: JobQueueService, job_id: str) -> float:
     job = await service.wait_for_job(job_id, timeout=30)
     if job.status is not JobStatus.COMPLETED:
         raise RuntimeError(f"job {job_id} did not complete within 30s (it is {job.status.value})")
@@ -66,7 +66,7 @@ async def run(ctx: Context) -> Outcome:
         runner = asyncio.create_task(pool.run())
         try:
             starts, dones = await measure(
-                lambda: service.enqueue_job("stamp"), lambda job_id: _observe(service, job_id), count
+                lambda: service.enqueue_job("stamp"), lambda job_id: observe_jobqueue(service, job_id), count
             )
         finally:
             pool.stop()
@@ -80,9 +80,9 @@ async def run(ctx: Context) -> Outcome:
         with Child(cmd, ctx.workdir / "latency-worker.log") as worker:
             with PeakSampler(worker) as peak:
                 # The worker is ready once it has taken a first job.
-                await _observe(service, await service.enqueue_job("stamp"))
+                await observe_jobqueue(service, await service.enqueue_job("stamp"))
                 starts, dones = await measure(
-                    lambda: service.enqueue_job("stamp"), lambda job_id: _observe(service, job_id), count
+                    lambda: service.enqueue_job("stamp"), lambda job_id: observe_jobqueue(service, job_id), count
                 )
     add(outcome, "cross-process", starts, dones)
     outcome.add("cross-process worker peak RSS", peak.peak, "MiB")

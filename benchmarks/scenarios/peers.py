@@ -9,9 +9,23 @@ import importlib.util
 import time
 from typing import Any
 
-from benchmarks.common import PYTHON, Child, Context, Outcome, PeakSampler, percentile, read_json_line
-from benchmarks.scenarios.latency import measure
-from benchmarks.scenarios.processing import CONCURRENCY, PRODUCERS
+from benchmarks.common import (
+    PYTHON,
+    Child,
+    Context,
+    Outcome,
+    PeakSampler,
+    database_url,
+    percentile,
+    read_json_line,
+)
+from benchmarks.scenarios.latency import CROSS_PROCESS_POLL, measure, observe_jobqueue
+from benchmarks.scenarios.processing import CONCURRENCY, PRODUCERS, worker_command
+from jobqueue.service import JobQueueService
+from jobqueue.settings import Settings
+
+#: Idle-latency rounds alternating between the peer and jobqueue (jobs per system / rounds each).
+LATENCY_ROUNDS = 10
 
 PEERS = ("arq", "saq")
 
@@ -111,14 +125,53 @@ async def run_peer(ctx: Context, system: str, outcome: Outcome) -> None:
     outcome.add(f"{system} worker peak RSS", peak.peak, "MiB")
 
     await _flush(url)
-    with Child(worker_cmd, ctx.workdir / f"{system}-latency-worker.log") as worker:
-        async with _client(system, url) as client:
-            await client.observe(await client.enqueue("stamp"))  # the worker is up
-            starts, dones = await measure(lambda: client.enqueue("stamp"), client.observe, ctx.scale(500, 100))
+    starts, dones, our_dones = await _interleaved_latency(ctx, system, worker_cmd)
     outcome.add(f"{system} enqueue->start p50", percentile(starts, 50) * 1000, "ms")
     outcome.add(f"{system} enqueue->done p50", percentile(dones, 50) * 1000, "ms")
     outcome.add(f"{system} enqueue->done p99", percentile(dones, 99) * 1000, "ms")
+    outcome.add(f"jobqueue enqueue->done p50 (alternating with {system})", percentile(our_dones, 50) * 1000, "ms")
     await _flush(url)
+
+
+async def _interleaved_latency(
+    ctx: Context, system: str, worker_cmd: list[str]
+) -> tuple[list[float], list[float], list[float]]:
+    """The peer's idle latency, in rounds alternating with jobqueue's (a ``jobqueue worker`` in
+    another process, as in the latency scenario), so both are measured on the same machine
+    state: figures taken minutes apart drifted by up to 30% on this shared machine.
+
+    Returns the peer's enqueue->start and enqueue->done latencies and jobqueue's
+    enqueue->done latencies, in seconds.
+    """
+    count = ctx.scale(500, 100)
+    per_round = max(1, count // LATENCY_ROUNDS)
+    db = ctx.workdir / f"latency-vs-{system}.db"
+    settings = Settings(database_url=database_url(db), run_worker=False, redis_url=ctx.redis_url)
+    our_cmd = worker_command(
+        database_url(db), "--poll-interval", str(CROSS_PROCESS_POLL), "--redis-url", ctx.redis_url
+    )
+    starts: list[float] = []
+    dones: list[float] = []
+    our_dones: list[float] = []
+    async with JobQueueService.open(settings) as service:
+        with (
+            Child(worker_cmd, ctx.workdir / f"{system}-latency-worker.log"),
+            Child(our_cmd, ctx.workdir / f"jobqueue-vs-{system}-latency-worker.log"),
+        ):
+            async with _client(system, ctx.redis_url) as client:
+                await client.observe(await client.enqueue("stamp"))  # both workers are up
+                await observe_jobqueue(service, await service.enqueue_job("stamp"))
+                for _ in range(LATENCY_ROUNDS):
+                    s, d = await measure(lambda: client.enqueue("stamp"), client.observe, per_round)
+                    starts += s
+                    dones += d
+                    _, d = await measure(
+                        lambda: service.enqueue_job("stamp"),
+                        lambda job_id: observe_jobqueue(service, job_id),
+                        per_round,
+                    )
+                    our_dones += d
+    return starts, dones, our_dones
 
 
 async def run(ctx: Context) -> Outcome:
