@@ -183,16 +183,16 @@ def _add_event(
     at: float | None = None,
 ) -> None:
     """Queue the event of the change that produced ``row`` (``data``: JSON text or None; ``at``:
-    the raw updated_at of a ``Job`` built in Python, which its datetime only keeps to the µs).
+    for a ``Job`` built in Python, its raw updated_at, which the datetime keeps only to the µs).
 
     Only raw values here: this runs in the writer thread, where every microsecond of Python
     holds up the transaction; the ``JobEvent`` objects are built on the loop after COMMIT.
     """
     if isinstance(row, Job):
+        assert at is not None, "a Job built in Python comes with its raw updated_at"
         event = (
             pending.next_event_id, row.id, row.event_seq, row.job_type, kind.value,
-            row.status.value, row.progress, row.message, data,
-            row.updated_at.timestamp() if at is None else at,
+            row.status.value, row.progress, row.message, data, at,
         )
     else:
         event = (
