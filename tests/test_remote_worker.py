@@ -361,3 +361,38 @@ async def test_failed_attempt_of_a_job_whose_cancel_was_requested_is_not_retried
     assert failed.json()["status"] == "failed"
     assert failed.json()["error"] == "broke"
     assert await claim(client) == []
+
+
+async def _hang_up_after(base: str, request: bytes) -> None:
+    """Send ``request`` over a raw connection, give the server time to park it, then close."""
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request)
+    await writer.drain()
+    await asyncio.sleep(0.5)
+    assert not reader.at_eof()  # still waiting: nothing was answered yet
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_a_long_poll_whose_worker_hung_up_claims_nothing(live_server: Callable[..., str]) -> None:
+    # Without noticing the hang-up, the parked claim took the next job for nobody: it then sat
+    # under a lease nobody renewed, and its retry cost an attempt.
+    base = live_server(RUN_WORKER="false", POLL_INTERVAL="30", LEASE_SECONDS="30")
+    body = b'{"worker_id": "gone", "job_types": ["remote"], "wait": 30}'
+    await _hang_up_after(
+        base,
+        b"POST /api/workers/claim HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
+    )
+    await asyncio.sleep(0.3)  # the server sees the hang-up
+    async with httpx.AsyncClient(base_url=base, timeout=DEADLINE) as client:
+        created = await create(client)
+        await asyncio.sleep(1.0)  # a parked claim would be woken by this enqueue at once
+        job = (await client.get(f"/api/jobs/{created['id']}")).json()
+        assert (job["status"], job["attempts"]) == ("queued", 0)
+        # A worker that is still there gets it.
+        claimed = await client.post(
+            "/api/workers/claim", json={"worker_id": "here", "job_types": ["remote"], "wait": 5}
+        )
+        assert [item["job"]["id"] for item in claimed.json()["jobs"]] == [created["id"]]

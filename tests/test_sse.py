@@ -412,6 +412,29 @@ async def test_a_client_that_goes_away_releases_its_subscription(
         await asyncio.sleep(0.1)
 
 
+async def test_a_waiter_that_hangs_up_releases_its_subscription_at_once(
+    live_server: Callable[..., str], http: httpx.AsyncClient
+) -> None:
+    # /wait is a plain response, which Starlette does not cancel when the client leaves: before
+    # the server watched for the disconnect, the subscription stayed until the timeout (60 s).
+    url = live_server(**SERVER_ENV)
+    job = await _create(http, url)
+    host, port = url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET /api/jobs/{job['id']}/wait?timeout=60 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    deadline = time.monotonic() + 10
+    while await _listeners(http, url) != 1:
+        assert time.monotonic() < deadline, "the wait never subscribed"
+        await asyncio.sleep(0.05)
+    writer.close()
+    await writer.wait_closed()
+    deadline = time.monotonic() + 5
+    while (count := await _listeners(http, url)) != 0:
+        assert time.monotonic() < deadline, f"{count} subscription(s) outlived the waiter"
+        await asyncio.sleep(0.05)
+
+
 async def _listeners(http: httpx.AsyncClient, url: str) -> float:
     text = (await http.get(f"{url}/metrics")).text
     for line in text.splitlines():

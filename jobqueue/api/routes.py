@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import jobqueue
+from jobqueue.api.disconnect import watch_disconnect
 from jobqueue.api.errors import RequestError, validation_error
 from jobqueue.api.responses import JSONResponse
 from jobqueue.errors import ValidationFailed
@@ -292,18 +293,23 @@ async def claim_jobs(request: Request) -> Response:
     wakeup = asyncio.Event()
     service.add_wakeup(wakeup)
     try:
-        while True:
-            wakeup.clear()
-            jobs = await service.claim_jobs(
-                worker_id=body.worker_id, job_types=body.job_types, limit=body.limit
-            )
-            remaining = deadline - time.monotonic()
-            if jobs or remaining <= 0:
-                break
-            # Woken at once by new work from any process (event hub); the poll interval is the
-            # fallback should a wake-up be missed. Timing out just means: claim again.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), min(remaining, service.settings.poll_interval))
+        # A worker that hangs up mid-wait must not be handed jobs nobody will run.
+        async with watch_disconnect(request, wakeup) as gone:
+            while True:
+                wakeup.clear()
+                jobs = await service.claim_jobs(
+                    worker_id=body.worker_id, job_types=body.job_types, limit=body.limit
+                )
+                remaining = deadline - time.monotonic()
+                if jobs or remaining <= 0:
+                    break
+                # Woken at once by new work from any process (event hub), or by the client
+                # leaving; the poll interval is the fallback should a wake-up be missed. Timing
+                # out just means: claim again.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), min(remaining, service.settings.poll_interval))
+                if gone.is_set():
+                    return Response(status_code=204)  # never delivered: nobody is listening
     finally:
         service.remove_wakeup(wakeup)
     return JSONResponse(ClaimResponse(jobs=jobs, lease_seconds=service.settings.lease_seconds))

@@ -16,6 +16,7 @@ closes) and resumes with ``Last-Event-ID``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -24,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from jobqueue.api.disconnect import watch_disconnect
 from jobqueue.api.errors import RequestError
 from jobqueue.api.responses import JSONResponse
 from jobqueue.api.routes import _query_statuses, get_job_queue_service
@@ -199,8 +201,21 @@ async def wait_for_job(request: Request) -> Response:
         raise RequestError(
             422, "validation_error", f"timeout must be between 0 and {MAX_WAIT_SECONDS:g} seconds", "timeout"
         )
-    job = await get_job_queue_service(request).wait_for_job(request.path_params["job_id"], timeout)
-    return JSONResponse(job)
+    service = get_job_queue_service(request)
+    async with watch_disconnect(request) as gone:
+        # The wait holds an event subscription: end it when the client leaves, not at timeout.
+        waiter = asyncio.ensure_future(service.wait_for_job(request.path_params["job_id"], timeout))
+        leaving = asyncio.ensure_future(gone.wait())
+        try:
+            await asyncio.wait((waiter, leaving), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiter, leaving):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(waiter, leaving, return_exceptions=True)
+        if waiter.cancelled():
+            return Response(status_code=204)  # never delivered: nobody is listening
+    return JSONResponse(waiter.result())
 
 
 routes = [
