@@ -546,16 +546,20 @@ class SQLiteRepository:
     async def unseen_events_after(
         self, after: int, seen: Container[int], limit: int = 1000
     ) -> tuple[list[JobEvent], int, int]:
-        """Events after a global id, decoding only those whose id is not in ``seen``.
+        """Events after a global id, reading only those whose id is not in ``seen``.
 
-        Returns the new events, the last id read and how many rows were read. A process's own
-        events are already delivered when its poll reads them back; skipping their decoding
-        keeps the poll cheap under load.
+        Returns the new events, the last id read and how many ids were read. A process's own
+        events are already delivered when its poll comes across them: only their ids are read
+        (one integer each, not a ten-column row), and the rest are fetched by id.
         """
-        rows = await self.db.fetch_all(QUERIES["events_after"], {"after": after, "limit": limit})
-        rows = list(rows)
-        last = rows[-1]["id"] if rows else after
-        return [event_from_row(r) for r in rows if r["id"] not in seen], last, len(rows)
+        rows = await self.db.fetch_all(QUERIES["event_ids_after"], {"after": after, "limit": limit})
+        ids = [row[0] for row in rows]
+        last = ids[-1] if ids else after
+        unseen = [i for i in ids if i not in seen]
+        if not unseen:
+            return [], last, len(ids)
+        rows = await self.db.fetch_all(QUERIES["events_by_ids"], {"ids": _json_encode(unseen).decode()})
+        return [event_from_row(r) for r in rows], last, len(ids)
 
     async def events_after(self, after: int, limit: int = 1000) -> list[JobEvent]:
         rows = await self.db.fetch_all(QUERIES["events_after"], {"after": after, "limit": limit})

@@ -292,6 +292,15 @@ SELECT * FROM job_events WHERE job_id = :job_id AND seq > :after ORDER BY seq LI
 -- All jobs' events after a global id, in order (the all-jobs stream and cross-process polling).
 SELECT * FROM job_events WHERE id > :after ORDER BY id LIMIT :limit;
 
+-- name: event_ids_after
+-- The ids of all jobs' events after a global id (the poll: most are this process's own, already
+-- delivered, and need no more than their id).
+SELECT id FROM job_events WHERE id > :after ORDER BY id LIMIT :limit;
+
+-- name: events_by_ids
+-- The events whose ids are in the JSON array :ids, in order.
+SELECT * FROM job_events WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
+
 -- name: last_event_id
 -- The newest global event id (where a fresh poller starts).
 SELECT coalesce(max(id), 0) FROM job_events;
