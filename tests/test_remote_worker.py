@@ -385,7 +385,7 @@ async def test_a_long_poll_whose_worker_hung_up_claims_nothing(live_server: Call
         b"POST /api/workers/claim HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
     )
-    await asyncio.sleep(0.3)  # the server sees the hang-up
+    await asyncio.sleep(0.5)  # the server sees the hang-up (within milliseconds; margin for load)
     async with httpx.AsyncClient(base_url=base, timeout=DEADLINE) as client:
         created = await create(client)
         await asyncio.sleep(1.0)  # a parked claim would be woken by this enqueue at once
