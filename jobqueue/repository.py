@@ -99,17 +99,9 @@ def job_from_row(row: sqlite3.Row) -> Job:
 
 
 def event_from_row(row: sqlite3.Row) -> JobEvent:
-    return JobEvent(
-        id=row["id"],
-        seq=row["seq"],
-        job_id=row["job_id"],
-        job_type=row["job_type"],
-        kind=EventKind(row["kind"]),
-        status=JobStatus(row["status"]),
-        progress=row["progress"],
-        message=row["message"],
-        data=None if row["data"] is None else _json_decode(row["data"]),
-        at=_ts(row["at"]),  # type: ignore[arg-type]
+    return _event_from_values(
+        (row["id"], row["job_id"], row["seq"], row["job_type"], row["kind"],
+         row["status"], row["progress"], row["message"], row["data"], row["at"])
     )
 
 
@@ -204,7 +196,8 @@ def _add_event(
     events.append(event)
 
 
-def _event_from_row(row: EventRow) -> JobEvent:
+def _event_from_values(row: EventRow) -> JobEvent:
+    """A ``JobEvent`` from the values of its job_events row, in the table's column order."""
     id_, job_id, seq, job_type, kind, status, progress, message, data, at = row
     return JobEvent(
         id=id_,
@@ -240,7 +233,7 @@ class SQLiteRepository:
 
         result = await self.db.write(run)
         if events and self.on_events is not None:
-            self.on_events([_event_from_row(e) for e in events])
+            self.on_events([_event_from_values(e) for e in events])
         return result
 
     @staticmethod
