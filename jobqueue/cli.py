@@ -165,16 +165,10 @@ def _load_registry(spec: str | None) -> Any:
 
 
 async def _migrate(settings: Settings) -> int:
-    from jobqueue.db import Database
-    from jobqueue.migrate import apply_migrations
+    from jobqueue.storage import open_store
 
-    db = Database(settings.database_path, synchronous=settings.synchronous, readers=0)
-    await db.open()
-    try:
-        applied = await apply_migrations(db.writer)
-    finally:
-        await db.close()
-    return len(applied)
+    async with open_store(settings, migrate=False) as store:
+        return len(await store.migrate())
 
 
 async def _prune(settings: Settings) -> int:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 import jobqueue
-from jobqueue.migrate import load_migrations
+from jobqueue.storage.migrate import load_migrations
 
 from .conftest import subprocess_env
 
@@ -72,7 +72,7 @@ def test_migrate_applies_and_exits_zero(tmp_path: Path) -> None:
     url = f"sqlite:///{db}"
     result = run_cli("migrate", cwd=tmp_path, DATABASE_URL=url)
     assert result.returncode == 0, result.stderr
-    shipped = len(load_migrations())
+    shipped = len(load_migrations("sqlite"))
     assert f"applied {shipped} migration" in result.stdout
     with closing(sqlite3.connect(db, isolation_level=None)) as conn:
         assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (shipped,)
@@ -106,7 +106,7 @@ def _future_database(tmp_path: Path) -> dict[str, str]:
 
 
 BAD_CONFIG: dict[str, Callable[[Path], dict[str, str]]] = {
-    "postgres-url": lambda tmp: {"DATABASE_URL": "postgres://x"},
+    "unreachable-postgres": lambda tmp: {"DATABASE_URL": "postgresql://nobody:secret@127.0.0.1:1/jobs"},
     "memory-url": lambda tmp: {"DATABASE_URL": "sqlite:///:memory:"},
     "port-not-a-number": lambda tmp: {"PORT": "abc", "DATABASE_URL": f"sqlite:///{tmp / 'jobs.db'}"},
     "port-out-of-range": lambda tmp: {"PORT": "70000", "DATABASE_URL": f"sqlite:///{tmp / 'jobs.db'}"},
@@ -121,7 +121,7 @@ BAD_CONFIG: dict[str, Callable[[Path], dict[str, str]]] = {
 
 # Every case through `migrate`; the start-up paths of `serve` and `worker` with the cases that fail
 # at different stages (parsing, opening the file, migrating), to keep the suite quick.
-_STAGES = ["postgres-url", "port-not-a-number", "missing-folder", "folder-as-database", "database-newer-than-code"]
+_STAGES = ["unreachable-postgres", "port-not-a-number", "missing-folder", "folder-as-database", "database-newer-than-code"]
 
 
 @pytest.mark.parametrize(
@@ -197,3 +197,11 @@ def test_live_server_serves_jobs_and_runs_generation(live_server: Callable[..., 
         assert current["worker_id"]
         # The report job has no handler in the example registry: it is still waiting, untouched.
         assert http.get(f"/api/jobs/{job['id']}").json()["status"] == "queued"
+
+
+def test_unreachable_postgresql_stops_with_one_line_naming_it_without_the_password(tmp_path: Path) -> None:
+    result = run_cli("migrate", cwd=tmp_path, DATABASE_URL="postgresql://nobody:secret@127.0.0.1:1/jobs")
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("jobqueue: error: cannot connect to PostgreSQL at postgresql://nobody@127.0.0.1:1/jobs")
+    assert "secret" not in result.stderr

@@ -1,7 +1,7 @@
 """The write path of ``Database``: group commit, isolation of failing writes, close, checkpoints.
 
-These run against a real SQLite file with a scratch table; the repository's own tests cover the
-queries. Ops here are the same kind of callables the repository hands to ``Database.write``.
+These run against a real SQLite file with a scratch table; the store's own tests cover the
+queries. Ops here are the same kind of callables the store hands to ``Database.write``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import jobqueue.db
-from jobqueue.db import Database, WriteConnection
+import jobqueue.storage.sqlite.connection as connection
+from jobqueue.storage.sqlite.connection import Database, WriteConnection
 from jobqueue.errors import DatabaseError, JobNotFound
 
 
@@ -23,16 +23,20 @@ from jobqueue.errors import DatabaseError, JobNotFound
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     database = Database(tmp_path / "db.sqlite")
     await database.open()
-    await database.writer.execute("CREATE TABLE items (n INTEGER PRIMARY KEY, label TEXT NOT NULL)")
+    await database.write(create_items)
     try:
         yield database
     finally:
         await database.close()
 
 
+def create_items(conn: WriteConnection) -> None:
+    conn.fetch_all("CREATE TABLE items (n INTEGER PRIMARY KEY, label TEXT NOT NULL)")
+
+
 def insert(n: int, label: str | None = "x"):  # type: ignore[no-untyped-def]
-    async def op(conn: WriteConnection) -> int:
-        await conn.execute_fetchall("INSERT INTO items (n, label) VALUES (?, ?)", (n, label))
+    def op(conn: WriteConnection) -> int:
+        conn.fetch_all("INSERT INTO items (n, label) VALUES (?, ?)", (n, label))
         return n
 
     return op
@@ -50,7 +54,7 @@ async def test_concurrent_writes_each_get_their_own_result_after_commit(db: Data
 
 
 async def test_a_domain_error_fails_only_its_caller(db: Database) -> None:
-    async def refuse(conn: WriteConnection) -> None:
+    def refuse(conn: WriteConnection) -> None:
         raise JobNotFound("nope")
 
     results = await asyncio.gather(
@@ -94,11 +98,11 @@ async def test_the_background_checkpointer_copies_the_wal_while_the_writer_never
 ) -> None:
     # With the backstop far away, only the background checkpointer can move pages into the
     # database file; the WAL keeps its size (it restarts from its start) but is fully copied.
-    monkeypatch.setattr(jobqueue.db, "CHECKPOINT_INTERVAL", 0.05)
+    monkeypatch.setattr(connection, "CHECKPOINT_INTERVAL", 0.05)
     database = Database(tmp_path / "db.sqlite")
     await database.open()
     try:
-        await database.writer.execute("CREATE TABLE items (n INTEGER PRIMARY KEY, label TEXT NOT NULL)")
+        await database.write(create_items)
         before = database.path.stat().st_size
         await asyncio.gather(*(database.write(insert(n, "y" * 2000)) for n in range(500)))
         for _ in range(100):

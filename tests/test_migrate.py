@@ -12,23 +12,35 @@ from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
-from jobqueue.db import connect
 from jobqueue.errors import MigrationError
-from jobqueue.migrate import apply_migrations, load_migrations, split_statements
+from jobqueue.storage.migrate import apply_migrations, load_migrations
+from jobqueue.storage.sqlite.connection import Database, WriteConnection, split_statements
 
 from .conftest import ROOT, subprocess_env
 
 
 @pytest.fixture
-async def conn(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
-    connection = await connect(tmp_path / "jobs.db", "NORMAL")
+async def conn(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(tmp_path / "jobs.db")
+    await database.open()
     try:
-        yield connection
+        yield database
     finally:
-        await connection.close()
+        await database.close()
+
+
+async def execute(db: Database, sql: str, params: tuple[object, ...] = ()) -> None:
+    def op(conn: WriteConnection) -> None:
+        conn.fetch_all(sql, params)
+
+    await db.write(op)
+
+
+async def no_transaction_left(db: Database) -> None:
+    """A transaction left open by the runner would make the next write's BEGIN fail."""
+    await execute(db, "SELECT 1")
 
 
 def write_migrations(folder: Path, files: dict[str, str]) -> Path:
@@ -38,15 +50,15 @@ def write_migrations(folder: Path, files: dict[str, str]) -> Path:
     return folder
 
 
-async def recorded(conn: aiosqlite.Connection) -> list[tuple[int, str, str, float]]:
-    rows = await conn.execute_fetchall(
+async def recorded(conn: Database) -> list[tuple[int, str, str, float]]:
+    rows = await conn.fetch_all(
         "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
     )
     return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
-async def tables(conn: aiosqlite.Connection) -> set[str]:
-    rows = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+async def tables(conn: Database) -> set[str]:
+    rows = await conn.fetch_all("SELECT name FROM sqlite_master WHERE type = 'table'")
     return {row[0] for row in rows}
 
 
@@ -66,8 +78,8 @@ SIMPLE = {
 # -- the shipped migrations -------------------------------------------------------------------
 
 
-async def test_fresh_database_records_every_shipped_migration(conn: aiosqlite.Connection) -> None:
-    shipped = load_migrations()
+async def test_fresh_database_records_every_shipped_migration(conn: Database) -> None:
+    shipped = load_migrations("sqlite")
     assert [m.version for m in shipped] == list(range(1, len(shipped) + 1))
     assert shipped[0].name == "0001_create_jobs.sql"
 
@@ -85,7 +97,7 @@ async def test_fresh_database_records_every_shipped_migration(conn: aiosqlite.Co
     assert "jobs" in await tables(conn)
 
 
-async def test_rerun_is_a_no_op(conn: aiosqlite.Connection) -> None:
+async def test_rerun_is_a_no_op(conn: Database) -> None:
     await apply_migrations(conn)
     first = await recorded(conn)
     assert await apply_migrations(conn) == []
@@ -95,18 +107,18 @@ async def test_rerun_is_a_no_op(conn: aiosqlite.Connection) -> None:
 # -- bookkeeping on custom folders ------------------------------------------------------------
 
 
-async def test_only_new_migrations_are_applied(conn: aiosqlite.Connection, tmp_path: Path) -> None:
+async def test_only_new_migrations_are_applied(conn: Database, tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", {"0001_first.sql": SIMPLE["0001_first.sql"]})
-    assert [m.version for m in await apply_migrations(conn, load_migrations(folder))] == [1]
+    assert [m.version for m in await apply_migrations(conn, load_migrations("sqlite", folder))] == [1]
     write_migrations(folder, {"0002_second.sql": SIMPLE["0002_second.sql"]})
-    assert [m.version for m in await apply_migrations(conn, load_migrations(folder))] == [2]
+    assert [m.version for m in await apply_migrations(conn, load_migrations("sqlite", folder))] == [2]
     assert [r[0] for r in await recorded(conn)] == [1, 2]
-    assert [tuple(r) for r in await conn.execute_fetchall("SELECT y FROM b")] == [("seed",)]
+    assert [tuple(r) for r in await conn.fetch_all("SELECT y FROM b")] == [("seed",)]
 
 
 async def test_files_other_than_sql_are_ignored(tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", {**SIMPLE, "README.md": "notes", "0003_draft.sql.bak": "x"})
-    assert [m.name for m in load_migrations(folder)] == ["0001_first.sql", "0002_second.sql"]
+    assert [m.name for m in load_migrations("sqlite", folder)] == ["0001_first.sql", "0002_second.sql"]
 
 
 def test_trigger_bodies_stay_one_statement() -> None:
@@ -139,40 +151,40 @@ def test_incomplete_statement_is_refused() -> None:
 # -- refusals -----------------------------------------------------------------------------------
 
 
-async def test_edited_applied_file_is_refused(conn: aiosqlite.Connection, tmp_path: Path) -> None:
+async def test_edited_applied_file_is_refused(conn: Database, tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", SIMPLE)
-    await apply_migrations(conn, load_migrations(folder))
+    await apply_migrations(conn, load_migrations("sqlite", folder))
     (folder / "0002_second.sql").write_text(SIMPLE["0002_second.sql"] + "-- edited\n")
     with pytest.raises(MigrationError) as exc:
-        await apply_migrations(conn, load_migrations(folder))
+        await apply_migrations(conn, load_migrations("sqlite", folder))
     assert_one_line(exc, "0002_second.sql", "changed")
-    assert not conn.in_transaction
+    await no_transaction_left(conn)
 
 
-async def test_edit_is_refused_even_with_new_migrations_pending(conn: aiosqlite.Connection, tmp_path: Path) -> None:
+async def test_edit_is_refused_even_with_new_migrations_pending(conn: Database, tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", {"0001_first.sql": SIMPLE["0001_first.sql"]})
-    await apply_migrations(conn, load_migrations(folder))
+    await apply_migrations(conn, load_migrations("sqlite", folder))
     (folder / "0001_first.sql").write_text("CREATE TABLE a (x INTEGER, z INTEGER);\n")
     write_migrations(folder, {"0002_second.sql": SIMPLE["0002_second.sql"]})
     with pytest.raises(MigrationError):
-        await apply_migrations(conn, load_migrations(folder))
+        await apply_migrations(conn, load_migrations("sqlite", folder))
     assert [r[0] for r in await recorded(conn)] == [1]
     assert "b" not in await tables(conn)
 
 
-async def test_database_newer_than_the_code_is_refused(conn: aiosqlite.Connection, tmp_path: Path) -> None:
-    await apply_migrations(conn, load_migrations(write_migrations(tmp_path / "new", SIMPLE)))
+async def test_database_newer_than_the_code_is_refused(conn: Database, tmp_path: Path) -> None:
+    await apply_migrations(conn, load_migrations("sqlite", write_migrations(tmp_path / "new", SIMPLE)))
     old_code = write_migrations(tmp_path / "old", {"0001_first.sql": SIMPLE["0001_first.sql"]})
     with pytest.raises(MigrationError) as exc:
-        await apply_migrations(conn, load_migrations(old_code))
+        await apply_migrations(conn, load_migrations("sqlite", old_code))
     assert_one_line(exc, "0002", "newer")
 
 
-async def test_shipped_code_refuses_a_database_from_the_future(conn: aiosqlite.Connection) -> None:
+async def test_shipped_code_refuses_a_database_from_the_future(conn: Database) -> None:
     await apply_migrations(conn)
-    future = len(load_migrations()) + 1
-    await conn.execute(
-        "INSERT INTO schema_migrations VALUES (?, ?, ?, ?)", (future, f"{future:04d}_future.sql", "0" * 64, 0.0)
+    future = len(load_migrations("sqlite")) + 1
+    await execute(
+        conn, "INSERT INTO schema_migrations VALUES (?, ?, ?, ?)", (future, f"{future:04d}_future.sql", "0" * 64, 0.0)
     )
     with pytest.raises(MigrationError) as exc:
         await apply_migrations(conn)
@@ -182,14 +194,14 @@ async def test_shipped_code_refuses_a_database_from_the_future(conn: aiosqlite.C
 def test_gap_is_refused(tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", {"0001_a.sql": "SELECT 1;", "0003_c.sql": "SELECT 1;"})
     with pytest.raises(MigrationError) as exc:
-        load_migrations(folder)
+        load_migrations("sqlite", folder)
     assert_one_line(exc, "0002", "missing")
 
 
 def test_not_starting_at_one_is_a_gap(tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", {"0002_b.sql": "SELECT 1;"})
     with pytest.raises(MigrationError) as exc:
-        load_migrations(folder)
+        load_migrations("sqlite", folder)
     assert_one_line(exc, "0001")
 
 
@@ -198,7 +210,7 @@ def test_duplicate_number_is_refused(tmp_path: Path) -> None:
         tmp_path / "m", {"0001_a.sql": "SELECT 1;", "0002_b.sql": "SELECT 1;", "0002_other.sql": "SELECT 1;"}
     )
     with pytest.raises(MigrationError) as exc:
-        load_migrations(folder)
+        load_migrations("sqlite", folder)
     assert_one_line(exc, "duplicate", "0002_b.sql", "0002_other.sql")
 
 
@@ -206,20 +218,20 @@ def test_duplicate_number_is_refused(tmp_path: Path) -> None:
 def test_badly_named_file_is_refused(tmp_path: Path, name: str) -> None:
     folder = write_migrations(tmp_path / "m", {name: "SELECT 1;"})
     with pytest.raises(MigrationError) as exc:
-        load_migrations(folder)
+        load_migrations("sqlite", folder)
     assert_one_line(exc, name)
 
 
 def test_missing_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(MigrationError) as exc:
-        load_migrations(tmp_path / "nowhere")
+        load_migrations("sqlite", tmp_path / "nowhere")
     assert_one_line(exc, "nowhere")
 
 
 # -- atomicity ----------------------------------------------------------------------------------
 
 
-async def test_a_migration_failing_half_way_leaves_nothing(conn: aiosqlite.Connection, tmp_path: Path) -> None:
+async def test_a_migration_failing_half_way_leaves_nothing(conn: Database, tmp_path: Path) -> None:
     folder = write_migrations(
         tmp_path / "m",
         {
@@ -233,19 +245,19 @@ async def test_a_migration_failing_half_way_leaves_nothing(conn: aiosqlite.Conne
         },
     )
     with pytest.raises(MigrationError) as exc:
-        await apply_migrations(conn, load_migrations(folder))
+        await apply_migrations(conn, load_migrations("sqlite", folder))
     assert_one_line(exc, "0002_broken.sql", "no_such_table")
-    assert not conn.in_transaction
+    await no_transaction_left(conn)
     # 0001 committed on its own; nothing of 0002 is left, not even its first statements.
     assert [r[0] for r in await recorded(conn)] == [1]
     assert "half" not in await tables(conn)
-    assert [tuple(r) for r in await conn.execute_fetchall("SELECT count(*) FROM a")] == [(0,)]
-    columns = {row[1] for row in await conn.execute_fetchall("PRAGMA table_info(a)")}
+    assert [tuple(r) for r in await conn.fetch_all("SELECT count(*) FROM a")] == [(0,)]
+    columns = {row[1] for row in await conn.fetch_all("PRAGMA table_info(a)")}
     assert columns == {"x"}
 
     # Fixing the file lets it apply (it was never recorded, so its text may change).
     (folder / "0002_broken.sql").write_text("CREATE TABLE half (x INTEGER);\n")
-    assert [m.version for m in await apply_migrations(conn, load_migrations(folder))] == [2]
+    assert [m.version for m in await apply_migrations(conn, load_migrations("sqlite", folder))] == [2]
     assert "half" in await tables(conn)
 
 
@@ -254,15 +266,16 @@ async def test_a_migration_failing_half_way_leaves_nothing(conn: aiosqlite.Conne
 _MIGRATE_ONCE = """
 import asyncio, sys, time
 from pathlib import Path
-from jobqueue.db import connect
-from jobqueue.migrate import apply_migrations, load_migrations
+from jobqueue.storage.migrate import apply_migrations, load_migrations
+from jobqueue.storage.sqlite.connection import Database
 
 async def main(db: str, folder: str, go: str) -> None:
-    conn = await connect(Path(db), "NORMAL")
+    conn = Database(Path(db))
+    await conn.open()
     try:
         while not Path(go).exists():  # start together, so they really race
             time.sleep(0.005)
-        applied = await apply_migrations(conn, load_migrations(Path(folder)) if folder else None)
+        applied = await apply_migrations(conn, load_migrations("sqlite", Path(folder)) if folder else None)
         print(",".join(str(m.version) for m in applied))
     finally:
         await conn.close()
@@ -314,7 +327,7 @@ def test_processes_racing_on_a_new_file_apply_each_migration_once(tmp_path: Path
 
 def test_processes_racing_with_the_shipped_migrations(tmp_path: Path) -> None:
     results = _race(tmp_path, "")
-    shipped = [m.version for m in load_migrations()]
+    shipped = [m.version for m in load_migrations("sqlite")]
     assert sorted(v for result in results for v in result) == shipped
     with closing(sqlite3.connect(tmp_path / "race.db")) as db:
         assert [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version")] == shipped
@@ -340,10 +353,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_carries_migrations_and_queries(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    assert "jobqueue/migrations/0001_create_jobs.sql" in names
-    assert "jobqueue/sql/queries.sql" in names
-    for migration in load_migrations():
-        assert f"jobqueue/migrations/{migration.name}" in names
+    assert "jobqueue/storage/sqlite/queries.sql" in names
+    assert "jobqueue/storage/postgres/queries.sql" in names
+    for backend in ("sqlite", "postgresql"):
+        migrations = load_migrations(backend)
+        assert migrations
+        for migration in migrations:
+            assert f"jobqueue/migrations/{backend}/{migration.name}" in names
 
 
 def test_installed_package_finds_its_migrations(wheel: Path, tmp_path: Path) -> None:
@@ -357,12 +373,13 @@ def test_installed_package_finds_its_migrations(wheel: Path, tmp_path: Path) -> 
     )
     assert install.returncode == 0, install.stderr
     script = (
-        "import asyncio, sys, jobqueue.migrate as m\n"
+        "import asyncio, sys, jobqueue.storage.migrate as m\n"
         "from pathlib import Path\n"
-        "from jobqueue.db import connect\n"
-        "print(m.__file__); print(m.migrations_dir())\n"
+        "from jobqueue.storage.sqlite.connection import Database\n"
+        "print(m.__file__); print(m.migrations_dir('sqlite'))\n"
         "async def main():\n"
-        "    conn = await connect(Path(sys.argv[1]), 'NORMAL')\n"
+        "    conn = Database(Path(sys.argv[1]))\n"
+        "    await conn.open()\n"
         "    print(len(await m.apply_migrations(conn)))\n"
         "    await conn.close()\n"
         "asyncio.run(main())\n"
@@ -381,4 +398,4 @@ def test_installed_package_finds_its_migrations(wheel: Path, tmp_path: Path) -> 
     module_file, folder, count = run.stdout.split()
     assert module_file.startswith(str(target))
     assert folder.startswith(str(target))
-    assert int(count) == len(load_migrations())
+    assert int(count) == len(load_migrations("sqlite"))

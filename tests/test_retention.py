@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-import jobqueue.db
+import jobqueue.storage.sqlite.connection as sqlite_connection
 from jobqueue.models import JobStatus
 from jobqueue.service import JobQueueService
 from jobqueue.settings import Settings
@@ -170,7 +170,7 @@ async def test_fresh_file_uses_incremental_auto_vacuum(settings: Settings, servi
     with closing(sqlite3.connect(settings.database_path)) as conn, conn:
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
         # Streams must not let the WAL grow forever: it is truncated back after checkpoints.
-    rows = await service.repository.db.fetch_all("PRAGMA journal_size_limit")
+    rows = await service.store.db.fetch_all("PRAGMA journal_size_limit")
     assert next(iter(rows))[0] > 0
 
 
@@ -208,7 +208,7 @@ async def test_wal_stays_bounded_while_a_stream_is_open_during_heavy_writes(
     Under a steady stream of writes the background checkpointer alone never sees the WAL
     fully copied, so the writer's own checkpoint (the backstop) is what bounds it; the
     backstop is lowered here from 10,000 pages to 2,000 so the test writes 32 MiB, not 100."""
-    monkeypatch.setattr(jobqueue.db, "WRITER_AUTOCHECKPOINT_PAGES", 2_000)
+    monkeypatch.setattr(sqlite_connection, "WRITER_AUTOCHECKPOINT_PAGES", 2_000)
     url = live_server(RUN_WORKER="false", SSE_KEEPALIVE="0.2")
     wal = tmp_path / "jobs.db-wal"
     bound = 16 * 1024 * 1024

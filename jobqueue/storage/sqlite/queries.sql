@@ -1,5 +1,5 @@
 -- Every statement jobqueue runs against SQLite. Blocks start with "-- name: <query>" and a line
--- saying what they do; repository.py loads them once at import. Values are always bound
+-- saying what they do; store.py loads them once at import. Values are always bound
 -- parameters. Invariant used throughout: a job is held by a worker exactly when
 -- lease_expires_at IS NOT NULL, and the holder is whoever presents claim_token.
 
@@ -24,6 +24,10 @@ VALUES (?1, 'queued', 0, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, 1);
 -- name: get_job
 -- One job by id.
 SELECT * FROM jobs WHERE id = :id;
+
+-- name: get_job_status
+-- The status of one job (why a change was refused).
+SELECT status FROM jobs WHERE id = :id;
 
 -- name: get_job_by_idempotency_key
 -- The job created earlier with this idempotency key.
@@ -89,9 +93,17 @@ WHERE id IN (
 )
 RETURNING *;
 
--- name: claim_jobs_of_types
--- The same claim, restricted to the job types in the JSON array :job_types. It walks jobs_claim
--- too (global order, skipping other types) rather than sorting all waiting jobs of the types.
+-- name: claim_candidates_of_type
+-- The first :limit due waiting jobs of one type in claim order: one arm of a typed claim. It
+-- walks that type's range of jobs_claim_by_type, so other types' backlog is never read.
+SELECT id, priority, created_at FROM jobs INDEXED BY jobs_claim_by_type
+WHERE job_type = :job_type AND status IN ('queued', 'pending') AND run_at <= :now
+ORDER BY priority DESC, created_at
+LIMIT :limit;
+
+-- name: claim_jobs_by_id
+-- Claim the waiting jobs whose ids are in the JSON array :ids (the merged arms of a typed claim,
+-- chosen in the same write transaction).
 UPDATE jobs SET
     event_seq = event_seq + 1,
     status = 'processing',
@@ -101,13 +113,7 @@ UPDATE jobs SET
     lease_expires_at = :now + :lease,
     started_at = coalesce(started_at, :now),
     updated_at = :now
-WHERE id IN (
-    SELECT id FROM jobs INDEXED BY jobs_claim
-    WHERE status IN ('queued', 'pending') AND run_at <= :now
-      AND job_type IN (SELECT value FROM json_each(:job_types))
-    ORDER BY priority DESC, created_at
-    LIMIT :limit
-)
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('queued', 'pending')
 RETURNING *;
 
 -- name: heartbeat
