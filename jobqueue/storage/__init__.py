@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from jobqueue.errors import ConfigError
 from jobqueue.settings import Settings
 from jobqueue.storage.base import EventListener, Store
 
@@ -20,7 +21,13 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
     """Open the store ``settings.database_url`` names (applying pending migrations unless
     ``migrate`` is False) and close it on exit."""
     if settings.backend == "postgresql":
-        from jobqueue.storage.postgres.store import PostgresStore
+        try:
+            from jobqueue.storage.postgres.store import PostgresStore
+        except ImportError as exc:
+            raise ConfigError(
+                f"DATABASE_URL is a PostgreSQL URL but its driver is missing ({exc.name}): "
+                "pip install 'jobqueue[postgres]'"
+            ) from None
 
         async with PostgresStore.open(settings) as pg_store:
             if migrate:
