@@ -203,8 +203,11 @@ class EventHub:
     async def _poll_loop(self) -> None:
         while True:
             interval = SLOW_POLL_INTERVAL if self._redis_live else FAST_POLL_INTERVAL
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the stop's
+            # cancel when the signal arrives at the same moment, and the poller runs on.
             with contextlib.suppress(TimeoutError):  # the interval passed without a signal
-                await asyncio.wait_for(self._poll_now.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._poll_now.wait()
             self._poll_now.clear()
             try:
                 await self.catch_up()
