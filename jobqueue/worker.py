@@ -271,8 +271,10 @@ class WorkerPool:
 
     async def _sleep(self, seconds: float) -> None:
         """Wait for a wake-up (new work here, a free slot, stop) or the poll interval."""
+        # asyncio.timeout: wait_for on Python 3.11 can swallow a cancel that meets a wake-up.
         with contextlib.suppress(TimeoutError):  # the interval passed without a wake-up
-            await asyncio.wait_for(self._wakeup.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()
 
     def _start(self, claimed: ClaimedJob) -> None:
         context = JobContext(self.service, claimed, self.worker_id)
