@@ -28,10 +28,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-url",
         metavar="URL",
-        help="SQLite database, sqlite:///./jobs.db (relative) or sqlite:////abs/jobs.db [env DATABASE_URL]",
+        help="database: sqlite:///./jobs.db (relative), sqlite:////abs/jobs.db or postgresql://user@host/db [env DATABASE_URL]",
     )
     parser.add_argument(
         "--redis-url", metavar="URL", help="Redis for cross-process events, optional [env REDIS_URL]"
+    )
+    parser.add_argument(
+        "--database-pooling",
+        metavar="MODE",
+        help="PostgreSQL: session (default) or transaction behind PgBouncer [env DATABASE_POOLING]",
     )
     parser.add_argument(
         "--synchronous",
@@ -82,7 +87,7 @@ def _pool_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobqueue",
-        description="A durable async job queue: REST API, worker pools, SQLite storage. "
+        description="A durable async job queue: REST API, worker pools, SQLite or PostgreSQL storage. "
         "Without a command, runs `serve`.",
     )
     parser.add_argument("--version", action="version", version=f"jobqueue {__version__}")
@@ -137,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    flags = ("database_url", "redis_url", "synchronous", "host", "port", "concurrency", "job_types",
+    flags = ("database_url", "database_pooling", "redis_url", "synchronous", "host", "port", "concurrency", "job_types",
              "lease_seconds", "poll_interval", "shutdown_grace")
     overrides: dict[str, str | None] = {f: getattr(args, f, None) for f in flags}
     overrides["retention_completed_days"] = getattr(args, "completed_days", None)
