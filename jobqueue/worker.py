@@ -393,8 +393,11 @@ class WorkerPool:
         )
         for item, result in zip(running, results):
             if isinstance(result, LeaseLost):
-                logger.warning("job %s: lease lost (%s); stopping its handler", item.claimed.job.id, result)
-                self._interrupt(item, "lease_lost")
+                # Once the handler returned, the job's own outcome (written meanwhile) is what
+                # ended the claim: nothing was lost.
+                if item.in_handler:
+                    logger.warning("job %s: lease lost (%s); stopping its handler", item.claimed.job.id, result)
+                    self._interrupt(item, "lease_lost")
             elif isinstance(result, BaseException):
                 logger.error("heartbeat of job %s failed: %s", item.claimed.job.id, result)
             elif result:
