@@ -77,6 +77,11 @@ def postgres_database(admin_url: str) -> Iterator[str]:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+#: Pins a test to SQLite, for what only SQLite has (its file, WAL, pragmas, vacuum): it overrides
+#: the parameters of the ``backend`` fixture, so the test keeps ``database_url`` and ``settings``.
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
