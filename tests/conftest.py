@@ -87,14 +87,27 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@contextmanager
+def _new_database(backend: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    if backend == "sqlite":
+        folder.mkdir(exist_ok=True)
+        yield f"sqlite:///{folder / 'jobs.db'}"
+        return
+    with postgres_database(request.getfixturevalue("postgres_admin_url")) as url:
+        yield url
+
+
 @pytest.fixture
 def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """The test's database on each backend: a SQLite file, or a PostgreSQL database of its own."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'jobs.db'}"
-        return
-    admin_url = request.getfixturevalue("postgres_admin_url")
-    with postgres_database(admin_url) as url:
+    with _new_database(backend, tmp_path, request) as url:
+        yield url
+
+
+@pytest.fixture
+def second_database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """Another database of the test's backend, sharing nothing with ``database_url``."""
+    with _new_database(backend, tmp_path / "second", request) as url:
         yield url
 
 
