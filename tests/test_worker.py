@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,8 +47,8 @@ async def running_pool(service: JobQueueService, registry: Registry, **options: 
 
 
 @pytest.fixture
-async def short_lease_service(tmp_path: Path) -> AsyncIterator[JobQueueService]:
-    settings = make_settings(tmp_path, lease_seconds=0.5, poll_interval=0.05, retry_base_delay=0.05)
+async def short_lease_service(database_url: str) -> AsyncIterator[JobQueueService]:
+    settings = make_settings(database_url, lease_seconds=0.5, poll_interval=0.05, retry_base_delay=0.05)
     async with JobQueueService.open(settings) as svc:
         yield svc
 
