@@ -111,6 +111,14 @@ def second_database_url(backend: str, tmp_path: Path, request: pytest.FixtureReq
         yield url
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of each backend shared by the tests of one module (for a module-scoped
+    server: its tests keep apart by using job types of their own)."""
+    with _new_database(str(request.param), tmp_path_factory.mktemp("module-database"), request) as url:
+        yield url
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return make_settings(database_url, lease_seconds=2.0, poll_interval=0.05, retry_base_delay=0.05)
