@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import msgspec
 import psycopg
 import pytest
 
@@ -96,19 +97,18 @@ async def test_event_ids_are_reserved_one_transaction_at_a_time_until_commit(pg:
     """The event-id lock is held from the reservation to the commit: a second transaction waits."""
     job_id = await pg.enqueue_job("locked")
     row = (await pg.store.db.fetch_all("SELECT * FROM jobs WHERE id = %(id)s", {"id": job_id}))[0]  # type: ignore[attr-defined]
-    params = {
-        key: [value] for key, value in zip(
-            ("job_ids", "seqs", "job_types", "kinds", "statuses", "progresses", "messages", "data", "ats"),
-            _event_values(row, "x")[1:],
-        )
-    }
+    def rows(seq: int) -> dict[str, str]:
+        event = {"job_id": job_id, "seq": seq, "job_type": "locked", "kind": "progress", "status": "queued",
+                 "progress": 0, "message": None, "data": None, "at": row["updated_at"]}  # fmt: skip
+        return {"rows": msgspec.json.encode([event]).decode()}
+
     async with (
         await psycopg.AsyncConnection.connect(settings.database_url) as a,
         await psycopg.AsyncConnection.connect(settings.database_url) as b,
     ):
-        cur_a = await a.execute(QUERIES["insert_events"], {**params, "seqs": [100]})
+        cur_a = await a.execute(QUERIES["insert_events"], rows(100))
         (first_id,) = await cur_a.fetchone()  # type: ignore[misc]
-        second = asyncio.create_task(b.execute(QUERIES["insert_events"], {**params, "seqs": [101]}))
+        second = asyncio.create_task(b.execute(QUERIES["insert_events"], rows(101)))
         await asyncio.sleep(0.5)
         assert not second.done()  # waits for A's commit
         await a.commit()

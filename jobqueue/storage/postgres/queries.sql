@@ -15,17 +15,17 @@ ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
 -- name: insert_new_jobs
--- Create jobs without an idempotency key: every new job of one transaction in one statement
--- (arrays of columns, unnested), just before its events. Nothing can conflict (fresh ids), so
--- nothing needs to come back: the store builds the returned jobs from these values.
+-- Create jobs without an idempotency key: every new job of one transaction in one statement,
+-- just before its events, from one JSON array of rows (one parameter: encoding it is one C
+-- call, where a parameter per column cost the driver more than the statement). Nothing can
+-- conflict (fresh ids), so nothing needs to come back: the store builds the returned jobs.
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
                   max_attempts, run_at, timeout, event_seq)
 SELECT n.id, 'queued', 0, n.job_type, n.priority, n.request_data::jsonb, n.now, n.now,
        n.max_attempts, n.run_at, n.timeout, 1
-FROM unnest(%(ids)s::text[], %(job_types)s::text[], %(priorities)s::integer[],
-            %(request_data)s::text[], %(nows)s::timestamptz[], %(max_attempts)s::integer[],
-            %(run_ats)s::timestamptz[], %(timeouts)s::double precision[])
-     AS n(id, job_type, priority, request_data, now, max_attempts, run_at, timeout);
+FROM json_to_recordset(%(rows)s::json)
+     AS n(id text, job_type text, priority integer, request_data json, now timestamptz,
+          max_attempts integer, run_at timestamptz, timeout double precision);
 
 -- name: get_job
 -- One job by id.
@@ -311,16 +311,17 @@ FROM schema_migrations;
 SELECT 1 FROM jobs WHERE lease_expires_at < %(now)s LIMIT 1;
 
 -- name: insert_events
--- Record the events of one transaction, all in one statement, as its last step before COMMIT.
--- jobqueue_reserve_event_ids (see the migration) draws their ids under the event-id lock, so
--- ids increase in commit order; the lock is held until this transaction commits.
+-- Record the events of one transaction, all in one statement, as its last step before COMMIT,
+-- from one JSON array of rows (see insert_new_jobs). jobqueue_reserve_event_ids (see the
+-- migration) draws their ids under the event-id lock, so ids increase in commit order; the lock
+-- is held until this transaction commits.
 INSERT INTO job_events (id, job_id, seq, job_type, kind, status, progress, message, data, at)
 SELECT first.id + e.n - 1, e.job_id, e.seq, e.job_type, e.kind, e.status, e.progress, e.message,
        e.data::jsonb, e.at
-FROM (SELECT jobqueue_reserve_event_ids(cardinality(%(job_ids)s::text[])) AS id) AS first,
-     unnest(%(job_ids)s::text[], %(seqs)s::integer[], %(job_types)s::text[], %(kinds)s::text[],
-            %(statuses)s::text[], %(progresses)s::integer[], %(messages)s::text[],
-            %(data)s::text[], %(ats)s::timestamptz[])
+FROM (SELECT jobqueue_reserve_event_ids(json_array_length(%(rows)s::json)) AS id) AS first,
+     ROWS FROM (json_to_recordset(%(rows)s::json)
+                AS (job_id text, seq integer, job_type text, kind text, status text,
+                    progress integer, message text, data json, at timestamptz))
      WITH ORDINALITY AS e(job_id, seq, job_type, kind, status, progress, message, data, at, n)
 RETURNING id;
 
@@ -384,3 +385,44 @@ SELECT version, name, checksum FROM schema_migrations ORDER BY version;
 -- name: record_migration
 -- Record an applied file, in the same transaction as its statements.
 INSERT INTO schema_migrations (version, name, checksum) VALUES (%(version)s, %(name)s, %(checksum)s);
+
+-- name: complete_jobs
+-- complete_job for many holders at once (a transaction's completions, merged): the columns of
+-- each completion come as arrays, unnested in step. A row that does not come back was refused.
+UPDATE jobs SET
+    event_seq = jobs.event_seq + 1,
+    status = 'completed',
+    progress = 100,
+    result_data = v.result_data::jsonb,
+    message = coalesce(v.message, jobs.message),
+    error = NULL,
+    completed_at = v.now,
+    updated_at = v.now,
+    lease_expires_at = NULL
+FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(results)s::text[], %(messages)s::text[],
+            %(nows)s::timestamptz[]) AS v(id, token, result_data, message, now)
+WHERE jobs.id = v.id AND jobs.claim_token = v.token AND jobs.lease_expires_at IS NOT NULL
+RETURNING jobs.*;
+
+-- name: report_progress_jobs
+-- report_progress for many holders at once (merged, as complete_jobs).
+UPDATE jobs SET
+    event_seq = jobs.event_seq + 1,
+    progress = v.progress,
+    message = coalesce(v.message, jobs.message),
+    status = coalesce(v.status, jobs.status),
+    lease_expires_at = v.lease_until,
+    updated_at = v.now
+FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(progresses)s::integer[], %(messages)s::text[],
+            %(statuses)s::text[], %(lease_untils)s::timestamptz[], %(nows)s::timestamptz[])
+     AS v(id, token, progress, message, status, lease_until, now)
+WHERE jobs.id = v.id AND jobs.claim_token = v.token AND jobs.lease_expires_at IS NOT NULL
+RETURNING jobs.*;
+
+-- name: heartbeat_jobs
+-- heartbeat for many holders at once (merged, as complete_jobs).
+UPDATE jobs SET lease_expires_at = v.lease_until
+FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(lease_untils)s::timestamptz[])
+     AS v(id, token, lease_until)
+WHERE jobs.id = v.id AND jobs.claim_token = v.token AND jobs.lease_expires_at IS NOT NULL
+RETURNING jobs.id, jobs.cancel_requested;

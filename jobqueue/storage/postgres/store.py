@@ -27,6 +27,8 @@ from jobqueue.storage.migrate import apply_migrations
 from jobqueue.storage.postgres.connection import (
     QUERIES,
     EventValues,
+    MergedOp,
+    Outcome,
     PgDatabase,
     Transaction,
 )
@@ -181,6 +183,14 @@ class PostgresStore:
                 listener(committed)
         return result
 
+    async def _write_merged(self, op: MergedOp) -> Any:
+        result = await self.db.write(op)
+        if op.events and self._listeners:
+            committed = [_event_from_values(e) for e in op.events]
+            for listener in self._listeners:
+                listener(committed)
+        return result
+
     # -- creating ---------------------------------------------------------------------------
 
     async def insert_job(
@@ -268,7 +278,7 @@ class PostgresStore:
             event_seq=1,
         )
         values = (
-            job.id, job_type, priority, None if encoded is None else encoded.decode(),
+            job.id, job_type, priority, None if encoded is None else msgspec.Raw(encoded),
             created, max_attempts, job.run_at, timeout,
         )
 
@@ -497,17 +507,12 @@ class PostgresStore:
         return job_from_row(await self._write(op))
 
     async def heartbeat(self, job_id: str, token: str, lease: float) -> bool:
-        """Extend the lease (no event: nothing visible changed); True when a cancel was requested."""
-        now = time.time()
-        params = {"id": job_id, "token": token, "lease_until": _ts(now + lease)}
+        """Extend the lease (no event: nothing visible changed); True when a cancel was requested.
 
-        async def op(tx: Transaction, events: list[EventValues]) -> bool:
-            row = await tx.fetch_one(QUERIES["heartbeat"], params)
-            if row is None:
-                raise await _refusal(tx, job_id, token)
-            return bool(row["cancel_requested"])
-
-        return await self._write(op)
+        A pool renews all its leases at once: the heartbeats of a transaction are one statement.
+        """
+        item = {"id": job_id, "token": token, "lease_until": _ts(time.time() + lease)}
+        return bool(await self.db.write(MergedOp("heartbeat", job_id, item, _heartbeat_many)))
 
     async def report_progress(
         self,
@@ -519,28 +524,30 @@ class PostgresStore:
         status: JobStatus | None,
         lease: float,
     ) -> Job:
-        return await self._fenced(
-            "report_progress",
-            job_id,
-            token,
-            {
-                "progress": progress,
-                "message": message,
-                "status": None if status is None else status.value,
-                "lease_until": _ts(time.time() + lease),
-            },
-            EventKind.PROGRESS if status is None else EventKind.STATUS,
-        )
+        now = time.time()
+        item = {
+            "id": job_id,
+            "token": token,
+            "progress": progress,
+            "message": message,
+            "status": None if status is None else status.value,
+            "lease_until": _ts(now + lease),
+            "now": _ts(now),
+        }
+        kind = EventKind.PROGRESS if status is None else EventKind.STATUS
+        op = MergedOp(f"progress:{kind.value}", job_id, item, _PROGRESS_MANY[kind])
+        return job_from_row(await self._write_merged(op))
 
     async def complete(self, job_id: str, token: str, result_data: Any, message: str | None) -> Job:
         try:
-            return await self._fenced(
-                "complete_job",
-                job_id,
-                token,
-                {"result_data": _json_or_none(result_data), "message": message},
-                EventKind.COMPLETED,
-            )
+            item = {
+                "id": job_id,
+                "token": token,
+                "result_data": _json_or_none(result_data),
+                "message": message,
+                "now": _ts(time.time()),
+            }
+            return job_from_row(await self._write_merged(MergedOp("complete", job_id, item, _complete_many)))
         except LeaseLost:
             # A holder re-sending its completion (say, after a lost HTTP response) gets the same
             # answer again instead of an error; anything else stays refused.
@@ -596,3 +603,58 @@ async def _refusal(tx: Transaction, job_id: str, token: str) -> Exception:
     return rules.lease_lost(
         job_id, row["status"], row["claim_token"], row["lease_expires_at"] is not None, row["worker_id"], token
     )
+
+
+def _fenced_many(
+    query: str, columns: tuple[tuple[str, str], ...], kind: EventKind
+) -> Callable[[Transaction, list[MergedOp]], Awaitable[list[Outcome]]]:
+    """Run merged fenced writes as one statement: ``columns`` maps each array parameter of
+    ``query`` to the key of the ops' items; rows that do not come back were refused."""
+
+    async def run_many(tx: Transaction, ops: list[MergedOp]) -> list[Outcome]:
+        params = {param: [op.item[key] for op in ops] for param, key in columns}
+        rows = {row["id"]: row for row in await tx.fetch_all(QUERIES[query], params)}
+        outcomes: list[Outcome] = []
+        for op in ops:
+            row = rows.get(op.job_id)
+            if row is None:
+                outcomes.append((False, await _refusal(tx, op.job_id, op.item["token"])))
+            else:
+                actual = rules.fenced_kind(row["status"], kind)
+                _record(tx, op.events, row, actual, _event_data(actual, row))
+                outcomes.append((True, row))
+        return outcomes
+
+    return run_many
+
+
+_complete_many = _fenced_many(
+    "complete_jobs",
+    (("ids", "id"), ("tokens", "token"), ("results", "result_data"), ("messages", "message"), ("nows", "now")),
+    EventKind.COMPLETED,
+)
+_PROGRESS_COLUMNS = (
+    ("ids", "id"), ("tokens", "token"), ("progresses", "progress"), ("messages", "message"),
+    ("statuses", "status"), ("lease_untils", "lease_until"), ("nows", "now"),
+)
+_PROGRESS_MANY = {
+    kind: _fenced_many("report_progress_jobs", _PROGRESS_COLUMNS, kind)
+    for kind in (EventKind.PROGRESS, EventKind.STATUS)
+}
+
+
+async def _heartbeat_many(tx: Transaction, ops: list[MergedOp]) -> list[Outcome]:
+    params = {
+        "ids": [op.job_id for op in ops],
+        "tokens": [op.item["token"] for op in ops],
+        "lease_untils": [op.item["lease_until"] for op in ops],
+    }
+    rows = {row["id"]: row for row in await tx.fetch_all(QUERIES["heartbeat_jobs"], params)}
+    outcomes: list[Outcome] = []
+    for op in ops:
+        row = rows.get(op.job_id)
+        if row is None:
+            outcomes.append((False, await _refusal(tx, op.job_id, op.item["token"])))
+        else:
+            outcomes.append((True, row["cancel_requested"]))
+    return outcomes
