@@ -36,8 +36,10 @@ import aiosqlite
 
 from jobqueue.errors import DatabaseError, JobQueueError, MigrationError
 from jobqueue.storage.migrate import Migration
+from jobqueue.storage.queries import load_queries
 
 T = TypeVar("T")
+QUERIES = load_queries(__package__)
 #: A write operation: runs synchronously in the writer thread, inside the batch's transaction.
 WriteOp = Callable[["WriteConnection"], T]
 
@@ -411,19 +413,9 @@ class SQLiteMigrationSession:
         await self._run(_apply, self._conn, migration)
 
 
-_CREATE_MIGRATIONS_TABLE = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version    INTEGER PRIMARY KEY,
-    name       TEXT NOT NULL,
-    checksum   TEXT NOT NULL,
-    applied_at REAL NOT NULL
-)
-"""
-
-
 def _applied(conn: sqlite3.Connection) -> list[tuple[int, str, str]]:
-    conn.execute(_CREATE_MIGRATIONS_TABLE)
-    rows = conn.execute("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
+    conn.execute(QUERIES["create_migrations_table"])
+    rows = conn.execute(QUERIES["applied_migrations"])
     return [(row[0], row[1], row[2]) for row in rows]
 
 
@@ -435,8 +427,7 @@ def _apply(conn: sqlite3.Connection, migration: Migration) -> None:
         except sqlite3.Error as exc:
             raise MigrationError(f"migration {migration.name!r} failed: {exc}") from None
     conn.execute(
-        "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
-        (migration.version, migration.name, migration.checksum, time.time()),
+        QUERIES["record_migration"], (migration.version, migration.name, migration.checksum, time.time())
     )
 
 

@@ -326,3 +326,20 @@ PRAGMA incremental_vacuum;
 -- name: freelist_count
 -- Pages of the file that are free (left by deletes, not yet handed back).
 PRAGMA freelist_count;
+
+-- name: create_migrations_table
+-- The migration runner's bookkeeping: one row per applied file.
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    checksum   TEXT NOT NULL,
+    applied_at REAL NOT NULL
+);
+
+-- name: applied_migrations
+-- The applied files, in order.
+SELECT version, name, checksum FROM schema_migrations ORDER BY version;
+
+-- name: record_migration
+-- Record an applied file, in the same transaction as its statements.
+INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?);

@@ -32,8 +32,7 @@ from jobqueue.settings import Settings
 from jobqueue.storage import rules
 from jobqueue.storage.base import EventListener
 from jobqueue.storage.migrate import apply_migrations
-from jobqueue.storage.queries import load_queries
-from jobqueue.storage.sqlite.connection import Database, WriteConnection
+from jobqueue.storage.sqlite.connection import QUERIES, Database, WriteConnection
 
 T = TypeVar("T")
 #: An event as recorded in the writer thread: the job_events row (see insert_event), turned into
@@ -42,7 +41,6 @@ EventRow = tuple[Any, ...]
 #: A write operation: runs on the writer connection and appends the events it recorded.
 EventedOp = Callable[[WriteConnection, list[EventRow]], T]
 
-QUERIES = load_queries(__package__)
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
