@@ -8,6 +8,7 @@ is worded. That keeps SQLite and PostgreSQL answering the same thing to the same
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import msgspec
@@ -18,6 +19,7 @@ from jobqueue.models import (
     TERMINAL_STATUSES,
     WAITING_STATUSES,
     EventKind,
+    Job,
     JobStatus,
     JobUpdate,
 )
@@ -47,6 +49,46 @@ def check_idempotent_replay(key: str, job_id: str, stored_fingerprint: str | Non
         raise IdempotencyConflict(
             f"idempotency key {key!r} was already used for a different request (job {job_id})"
         )
+
+
+def new_job(
+    job_type: str,
+    encoded_request: bytes | None,
+    priority: int,
+    max_attempts: int,
+    now: float,
+    due: float,
+    timeout: float | None,
+) -> Job:
+    """A job without idempotency key as it is stored: what ``RETURNING *`` would give, built in
+    Python so the insert needs no row back (nothing can conflict with a fresh id)."""
+    created = datetime.fromtimestamp(now, UTC)
+    return Job(
+        id=str(uuid.uuid4()),
+        status=JobStatus.QUEUED,
+        progress=0,
+        job_type=job_type,
+        priority=priority,
+        # Decoded back from the stored JSON, so the job is what a later read returns (and does
+        # not share the caller's mutable dict).
+        request_data=None if encoded_request is None else msgspec.json.decode(encoded_request),
+        result_data=None,
+        message=None,
+        error=None,
+        created_at=created,
+        updated_at=created,
+        started_at=None,
+        completed_at=None,
+        worker_id=None,
+        attempts=0,
+        max_attempts=max_attempts,
+        run_at=created if due == now else datetime.fromtimestamp(due, UTC),
+        timeout=timeout,
+        lease_expires_at=None,
+        cancel_requested=False,
+        idempotency_key=None,
+        event_seq=1,
+    )
 
 
 class UpdatePlan(NamedTuple):

@@ -251,35 +251,10 @@ class PostgresStore:
         """A job without idempotency key: its row joins the transaction's one multi-row insert,
         and the job is built here from the values inserted (no row to decode)."""
         encoded = None if request_data is None else _json_encode(request_data)
-        created = _ts(now)
-        job = Job(
-            id=str(uuid.uuid4()),
-            status=JobStatus.QUEUED,
-            progress=0,
-            job_type=job_type,
-            priority=priority,
-            # Decoded back from the JSON stored, so the job is what a later read returns.
-            request_data=None if encoded is None else _json_decode(encoded),
-            result_data=None,
-            message=None,
-            error=None,
-            created_at=created,
-            updated_at=created,
-            started_at=None,
-            completed_at=None,
-            worker_id=None,
-            attempts=0,
-            max_attempts=max_attempts,
-            run_at=created if due == now else _ts(due),
-            timeout=timeout,
-            lease_expires_at=None,
-            cancel_requested=False,
-            idempotency_key=None,
-            event_seq=1,
-        )
+        job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout)
         values = (
             job.id, job_type, priority, None if encoded is None else msgspec.Raw(encoded),
-            created, max_attempts, job.run_at, timeout,
+            job.created_at, max_attempts, job.run_at, timeout,
         )
 
         async def op(tx: Transaction, events: list[EventValues]) -> tuple[Job, bool]:

@@ -297,33 +297,7 @@ class SQLiteStore:
         from the values inserted (what ``RETURNING *`` would give, without decoding a row).
         """
         encoded = None if request_data is None else _json_encode(request_data)
-        created = datetime.fromtimestamp(now, UTC)
-        job = Job(
-            id=str(uuid.uuid4()),
-            status=JobStatus.QUEUED,
-            progress=0,
-            job_type=job_type,
-            priority=priority,
-            # Decoded back from the stored JSON, so the job is what a later read returns (and
-            # does not share the caller's mutable dict).
-            request_data=None if encoded is None else _json_decode(encoded),
-            result_data=None,
-            message=None,
-            error=None,
-            created_at=created,
-            updated_at=created,
-            started_at=None,
-            completed_at=None,
-            worker_id=None,
-            attempts=0,
-            max_attempts=max_attempts,
-            run_at=created if due == now else datetime.fromtimestamp(due, UTC),
-            timeout=timeout,
-            lease_expires_at=None,
-            cancel_requested=False,
-            idempotency_key=None,
-            event_seq=1,
-        )
+        job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout)
         row = (
             job.id, job_type, priority, None if encoded is None else encoded.decode(),
             now, max_attempts, due, timeout,
