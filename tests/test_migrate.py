@@ -1,4 +1,5 @@
-"""The migration runner: bookkeeping, refusals, atomicity, concurrent start-up and packaging."""
+"""The migration runner on every backend: bookkeeping, refusals, atomicity, concurrent start-up;
+the SQLite statement splitter; packaging."""
 
 from __future__ import annotations
 
@@ -9,21 +10,28 @@ import sys
 import time
 import zipfile
 from collections.abc import AsyncIterator
-from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from jobqueue.errors import MigrationError
+from jobqueue.settings import database_backend, database_path
 from jobqueue.storage.migrate import apply_migrations, load_migrations
+from jobqueue.storage.postgres.connection import PgDatabase, Transaction
 from jobqueue.storage.sqlite.connection import Database, WriteConnection, split_statements
 
-from .conftest import ROOT, subprocess_env
+from .conftest import ROOT, postgres_database, subprocess_env
+from .helpers import applied_versions, record_future_migration, run_sql
+
+#: A migration target of either backend (both are ``MigrationTarget``s).
+Target = Database | PgDatabase
 
 
 @pytest.fixture
-async def conn(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "jobs.db")
+async def target(database_url: str) -> AsyncIterator[Target]:
+    sqlite = database_backend(database_url) == "sqlite"
+    database = Database(database_path(database_url)) if sqlite else PgDatabase(database_url)
     await database.open()
     try:
         yield database
@@ -31,16 +39,25 @@ async def conn(tmp_path: Path) -> AsyncIterator[Database]:
         await database.close()
 
 
-async def execute(db: Database, sql: str, params: tuple[object, ...] = ()) -> None:
-    def op(conn: WriteConnection) -> None:
-        conn.fetch_all(sql, params)
-
-    await db.write(op)
-
-
-async def no_transaction_left(db: Database) -> None:
+async def no_transaction_left(target: Target) -> None:
     """A transaction left open by the runner would make the next write's BEGIN fail."""
-    await execute(db, "SELECT 1")
+    if isinstance(target, Database):
+
+        def op(conn: WriteConnection) -> None:
+            conn.fetch_all("SELECT 1")
+
+        await target.write(op)
+        return
+
+    async def pg_op(tx: Transaction) -> None:
+        await tx.fetch_all("SELECT 1")
+
+    await target.write(pg_op)
+    idle_in_transaction = await target.fetch_all(
+        "SELECT count(*) AS n FROM pg_stat_activity "
+        "WHERE datname = current_database() AND state LIKE 'idle in transaction%%'"
+    )
+    assert idle_in_transaction[0]["n"] == 0
 
 
 def write_migrations(folder: Path, files: dict[str, str]) -> Path:
@@ -50,16 +67,39 @@ def write_migrations(folder: Path, files: dict[str, str]) -> Path:
     return folder
 
 
-async def recorded(conn: Database) -> list[tuple[int, str, str, float]]:
-    rows = await conn.fetch_all(
-        "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
+async def rows(target: Target, sql: str) -> list[tuple[object, ...]]:
+    return [tuple(dict(row).values()) for row in await target.fetch_all(sql)]
+
+
+async def recorded(target: Target) -> list[tuple[int, str, str, float]]:
+    """The bookkeeping rows, ``applied_at`` in epoch seconds on every backend."""
+    found = await rows(target, "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version")
+    return [
+        (v, n, c, a.timestamp() if isinstance(a, datetime) else a)  # type: ignore[misc]
+        for v, n, c, a in found
+    ]
+
+
+async def tables(target: Target) -> set[str]:
+    if isinstance(target, Database):
+        # Without SQLite's own tables (sqlite_sequence): they are no part of the schema.
+        found = await rows(
+            target, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!'"
+        )
+    else:
+        found = await rows(target, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+    return {str(name) for (name,) in found}
+
+
+async def columns(target: Target, table: str) -> set[str]:
+    if isinstance(target, Database):
+        return {str(row["name"]) for row in await target.fetch_all(f"PRAGMA table_info({table})")}
+    found = await target.fetch_all(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = %(table)s",
+        {"table": table},
     )
-    return [tuple(row) for row in rows]  # type: ignore[misc]
-
-
-async def tables(conn: Database) -> set[str]:
-    rows = await conn.fetch_all("SELECT name FROM sqlite_master WHERE type = 'table'")
-    return {row[0] for row in rows}
+    return {str(row["column_name"]) for row in found}
 
 
 def assert_one_line(exc: pytest.ExceptionInfo[MigrationError], *needles: str) -> None:
@@ -69,6 +109,7 @@ def assert_one_line(exc: pytest.ExceptionInfo[MigrationError], *needles: str) ->
         assert needle in text, text
 
 
+#: Test migrations, valid SQL on every backend.
 SIMPLE = {
     "0001_first.sql": "CREATE TABLE a (x INTEGER);\n",
     "0002_second.sql": "-- a comment\nCREATE TABLE b (y TEXT);\nINSERT INTO b VALUES ('seed');\n",
@@ -78,45 +119,62 @@ SIMPLE = {
 # -- the shipped migrations -------------------------------------------------------------------
 
 
-async def test_fresh_database_records_every_shipped_migration(conn: Database) -> None:
-    shipped = load_migrations("sqlite")
+async def test_fresh_database_records_every_shipped_migration(target: Target, backend: str) -> None:
+    shipped = load_migrations(backend)
     assert [m.version for m in shipped] == list(range(1, len(shipped) + 1))
     assert shipped[0].name == "0001_create_jobs.sql"
 
     before = time.time()
-    applied = await apply_migrations(conn)
+    applied = await apply_migrations(target)
     after = time.time()
 
     assert applied == shipped
-    rows = await recorded(conn)
-    assert [(v, n, c) for v, n, c, _ in rows] == [(m.version, m.name, m.checksum) for m in shipped]
-    for _, _, checksum, applied_at in rows:
+    found = await recorded(target)
+    assert [(v, n, c) for v, n, c, _ in found] == [(m.version, m.name, m.checksum) for m in shipped]
+    for _, _, checksum, applied_at in found:
         assert len(checksum) == 64
         assert before - 1 <= applied_at <= after + 1
     assert shipped[0].checksum == hashlib.sha256(shipped[0].sql.encode()).hexdigest()
-    assert "jobs" in await tables(conn)
+    assert {"jobs", "job_events", "schema_migrations"} <= await tables(target)
 
 
-async def test_rerun_is_a_no_op(conn: Database) -> None:
-    await apply_migrations(conn)
-    first = await recorded(conn)
-    assert await apply_migrations(conn) == []
-    assert await recorded(conn) == first
+async def test_rerun_is_a_no_op(target: Target) -> None:
+    await apply_migrations(target)
+    first = await recorded(target)
+    assert await apply_migrations(target) == []
+    assert await recorded(target) == first
+
+
+async def test_every_backend_has_the_same_tables_and_columns(tmp_path: Path, postgres_admin_url: str) -> None:
+    """The backends keep their own migration files (SQLite's history, PostgreSQL's one file in
+    its own types); migrated, they must hold the same tables with the same columns."""
+    schemas = []
+    with postgres_database(postgres_admin_url) as pg_url:
+        for database in (Database(tmp_path / "jobs.db"), PgDatabase(pg_url)):
+            await database.open()
+            try:
+                await apply_migrations(database)
+                schemas.append({table: await columns(database, table) for table in await tables(database)})
+            finally:
+                await database.close()
+    sqlite_schema, pg_schema = schemas
+    assert "jobs" in sqlite_schema and "job_events" in sqlite_schema
+    assert sqlite_schema == pg_schema
 
 
 # -- bookkeeping on custom folders ------------------------------------------------------------
 
 
-async def test_only_new_migrations_are_applied(conn: Database, tmp_path: Path) -> None:
+async def test_only_new_migrations_are_applied(target: Target, backend: str, tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", {"0001_first.sql": SIMPLE["0001_first.sql"]})
-    assert [m.version for m in await apply_migrations(conn, load_migrations("sqlite", folder))] == [1]
+    assert [m.version for m in await apply_migrations(target, load_migrations(backend, folder))] == [1]
     write_migrations(folder, {"0002_second.sql": SIMPLE["0002_second.sql"]})
-    assert [m.version for m in await apply_migrations(conn, load_migrations("sqlite", folder))] == [2]
-    assert [r[0] for r in await recorded(conn)] == [1, 2]
-    assert [tuple(r) for r in await conn.fetch_all("SELECT y FROM b")] == [("seed",)]
+    assert [m.version for m in await apply_migrations(target, load_migrations(backend, folder))] == [2]
+    assert [r[0] for r in await recorded(target)] == [1, 2]
+    assert await rows(target, "SELECT y FROM b") == [("seed",)]
 
 
-async def test_files_other_than_sql_are_ignored(tmp_path: Path) -> None:
+def test_files_other_than_sql_are_ignored(tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", {**SIMPLE, "README.md": "notes", "0003_draft.sql.bak": "x"})
     assert [m.name for m in load_migrations("sqlite", folder)] == ["0001_first.sql", "0002_second.sql"]
 
@@ -151,44 +209,48 @@ def test_incomplete_statement_is_refused() -> None:
 # -- refusals -----------------------------------------------------------------------------------
 
 
-async def test_edited_applied_file_is_refused(conn: Database, tmp_path: Path) -> None:
+async def test_edited_applied_file_is_refused(target: Target, backend: str, tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", SIMPLE)
-    await apply_migrations(conn, load_migrations("sqlite", folder))
+    await apply_migrations(target, load_migrations(backend, folder))
     (folder / "0002_second.sql").write_text(SIMPLE["0002_second.sql"] + "-- edited\n")
     with pytest.raises(MigrationError) as exc:
-        await apply_migrations(conn, load_migrations("sqlite", folder))
+        await apply_migrations(target, load_migrations(backend, folder))
     assert_one_line(exc, "0002_second.sql", "changed")
-    await no_transaction_left(conn)
+    await no_transaction_left(target)
 
 
-async def test_edit_is_refused_even_with_new_migrations_pending(conn: Database, tmp_path: Path) -> None:
+async def test_edit_is_refused_even_with_new_migrations_pending(target: Target, backend: str, tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", {"0001_first.sql": SIMPLE["0001_first.sql"]})
-    await apply_migrations(conn, load_migrations("sqlite", folder))
+    await apply_migrations(target, load_migrations(backend, folder))
     (folder / "0001_first.sql").write_text("CREATE TABLE a (x INTEGER, z INTEGER);\n")
     write_migrations(folder, {"0002_second.sql": SIMPLE["0002_second.sql"]})
     with pytest.raises(MigrationError):
-        await apply_migrations(conn, load_migrations("sqlite", folder))
-    assert [r[0] for r in await recorded(conn)] == [1]
-    assert "b" not in await tables(conn)
+        await apply_migrations(target, load_migrations(backend, folder))
+    assert [r[0] for r in await recorded(target)] == [1]
+    assert "b" not in await tables(target)
 
 
-async def test_database_newer_than_the_code_is_refused(conn: Database, tmp_path: Path) -> None:
-    await apply_migrations(conn, load_migrations("sqlite", write_migrations(tmp_path / "new", SIMPLE)))
+async def test_database_newer_than_the_code_is_refused(target: Target, backend: str, tmp_path: Path) -> None:
+    await apply_migrations(target, load_migrations(backend, write_migrations(tmp_path / "new", SIMPLE)))
     old_code = write_migrations(tmp_path / "old", {"0001_first.sql": SIMPLE["0001_first.sql"]})
     with pytest.raises(MigrationError) as exc:
-        await apply_migrations(conn, load_migrations("sqlite", old_code))
+        await apply_migrations(target, load_migrations(backend, old_code))
     assert_one_line(exc, "0002", "newer")
+    await no_transaction_left(target)
 
 
-async def test_shipped_code_refuses_a_database_from_the_future(conn: Database) -> None:
-    await apply_migrations(conn)
-    future = len(load_migrations("sqlite")) + 1
-    await execute(
-        conn, "INSERT INTO schema_migrations VALUES (?, ?, ?, ?)", (future, f"{future:04d}_future.sql", "0" * 64, 0.0)
-    )
+async def test_shipped_code_refuses_a_database_from_the_future(
+    target: Target, backend: str, database_url: str
+) -> None:
+    await apply_migrations(target)
+    future = len(load_migrations(backend)) + 1
+    record_future_migration(database_url, future)
     with pytest.raises(MigrationError) as exc:
-        await apply_migrations(conn)
+        await apply_migrations(target)
     assert_one_line(exc, f"{future:04d}", "newer")
+
+
+# Refused by the loader, before any database is opened: the same rule for every backend's folder.
 
 
 def test_gap_is_refused(tmp_path: Path) -> None:
@@ -231,7 +293,7 @@ def test_missing_folder_is_refused(tmp_path: Path) -> None:
 # -- atomicity ----------------------------------------------------------------------------------
 
 
-async def test_a_migration_failing_half_way_leaves_nothing(conn: Database, tmp_path: Path) -> None:
+async def test_a_migration_failing_half_way_leaves_nothing(target: Target, backend: str, tmp_path: Path) -> None:
     folder = write_migrations(
         tmp_path / "m",
         {
@@ -245,37 +307,39 @@ async def test_a_migration_failing_half_way_leaves_nothing(conn: Database, tmp_p
         },
     )
     with pytest.raises(MigrationError) as exc:
-        await apply_migrations(conn, load_migrations("sqlite", folder))
+        await apply_migrations(target, load_migrations(backend, folder))
     assert_one_line(exc, "0002_broken.sql", "no_such_table")
-    await no_transaction_left(conn)
+    await no_transaction_left(target)
     # 0001 committed on its own; nothing of 0002 is left, not even its first statements.
-    assert [r[0] for r in await recorded(conn)] == [1]
-    assert "half" not in await tables(conn)
-    assert [tuple(r) for r in await conn.fetch_all("SELECT count(*) FROM a")] == [(0,)]
-    columns = {row[1] for row in await conn.fetch_all("PRAGMA table_info(a)")}
-    assert columns == {"x"}
+    assert [r[0] for r in await recorded(target)] == [1]
+    assert "half" not in await tables(target)
+    assert await rows(target, "SELECT count(*) AS n FROM a") == [(0,)]
+    assert await columns(target, "a") == {"x"}
 
     # Fixing the file lets it apply (it was never recorded, so its text may change).
     (folder / "0002_broken.sql").write_text("CREATE TABLE half (x INTEGER);\n")
-    assert [m.version for m in await apply_migrations(conn, load_migrations("sqlite", folder))] == [2]
-    assert "half" in await tables(conn)
+    assert [m.version for m in await apply_migrations(target, load_migrations(backend, folder))] == [2]
+    assert "half" in await tables(target)
 
 
-# -- two processes at once ------------------------------------------------------------------------
+# -- processes at once ----------------------------------------------------------------------------
 
 _MIGRATE_ONCE = """
 import asyncio, sys, time
 from pathlib import Path
+from jobqueue.settings import database_backend, database_path
 from jobqueue.storage.migrate import apply_migrations, load_migrations
+from jobqueue.storage.postgres.connection import PgDatabase
 from jobqueue.storage.sqlite.connection import Database
 
-async def main(db: str, folder: str, go: str) -> None:
-    conn = Database(Path(db))
+async def main(url: str, folder: str, go: str) -> None:
+    backend = database_backend(url)
+    conn = Database(database_path(url)) if backend == "sqlite" else PgDatabase(url)
     await conn.open()
     try:
         while not Path(go).exists():  # start together, so they really race
             time.sleep(0.005)
-        applied = await apply_migrations(conn, load_migrations("sqlite", Path(folder)) if folder else None)
+        applied = await apply_migrations(conn, load_migrations(backend, Path(folder)) if folder else None)
         print(",".join(str(m.version) for m in applied))
     finally:
         await conn.close()
@@ -284,12 +348,12 @@ asyncio.run(main(*sys.argv[1:]))
 """
 
 
-def _race(tmp_path: Path, folder: str, processes: int = 4) -> list[list[int]]:
-    db = tmp_path / "race.db"
+def _race(tmp_path: Path, database_url: str, folder: str, processes: int = 4) -> list[list[int]]:
+    """Start ``processes`` runners on one new database at the same instant; what each applied."""
     go = tmp_path / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _MIGRATE_ONCE, str(db), folder, str(go)],
+            [sys.executable, "-c", _MIGRATE_ONCE, database_url, folder, str(go)],
             env=subprocess_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -307,7 +371,7 @@ def _race(tmp_path: Path, folder: str, processes: int = 4) -> list[list[int]]:
     return results
 
 
-def test_processes_racing_on_a_new_file_apply_each_migration_once(tmp_path: Path) -> None:
+def test_processes_racing_on_a_new_database_apply_each_migration_once(tmp_path: Path, database_url: str) -> None:
     # Not idempotent on purpose: a second run of any file would fail or add a second row.
     files = {
         f"{n:04d}_step_{n}.sql": f"CREATE TABLE t{n} (x INTEGER);\nINSERT INTO runs VALUES ({n});\n"
@@ -316,21 +380,19 @@ def test_processes_racing_on_a_new_file_apply_each_migration_once(tmp_path: Path
     files["0001_runs.sql"] = "CREATE TABLE runs (version INTEGER);\n"
     folder = write_migrations(tmp_path / "m", files)
 
-    results = _race(tmp_path, str(folder))
+    results = _race(tmp_path, database_url, str(folder))
 
     applied = sorted(v for result in results for v in result)
     assert applied == list(range(1, 7))
-    with closing(sqlite3.connect(tmp_path / "race.db")) as db:
-        assert sorted(r[0] for r in db.execute("SELECT version FROM runs")) == list(range(2, 7))
-        assert [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version")] == list(range(1, 7))
+    assert sorted(row["version"] for row in run_sql(database_url, "SELECT version FROM runs")) == list(range(2, 7))
+    assert applied_versions(database_url) == list(range(1, 7))
 
 
-def test_processes_racing_with_the_shipped_migrations(tmp_path: Path) -> None:
-    results = _race(tmp_path, "")
-    shipped = [m.version for m in load_migrations("sqlite")]
+def test_processes_racing_with_the_shipped_migrations(tmp_path: Path, backend: str, database_url: str) -> None:
+    results = _race(tmp_path, database_url, "")
+    shipped = [m.version for m in load_migrations(backend)]
     assert sorted(v for result in results for v in result) == shipped
-    with closing(sqlite3.connect(tmp_path / "race.db")) as db:
-        assert [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version")] == shipped
+    assert applied_versions(database_url) == shipped
 
 
 # -- packaging ---------------------------------------------------------------------------------
