@@ -145,14 +145,15 @@ def test_wait_exit_codes_and_progress_lines(
 ) -> None:
     job_id = jobqueue("enqueue", "render", url=server, cwd=tmp_path).stdout.strip()
     wait_for_listeners(server, lambda n: n == 0)  # the streams of earlier tests are gone
-    waiter = start_wait(job_id, "--timeout", str(CEILING), url=server, cwd=tmp_path)
-    try:
-        wait_for_listeners(server, lambda n: n >= 1)
-        put(server, job_id, status="processing", progress=25, message="a quarter")
-        put(server, job_id, **outcome)
-        stdout, stderr = waiter.communicate(timeout=CEILING)
-    finally:
-        waiter.kill()
+    # The block closes the pipes and reaps the process even when the test fails half-way.
+    with start_wait(job_id, "--timeout", str(CEILING), url=server, cwd=tmp_path) as waiter:
+        try:
+            wait_for_listeners(server, lambda n: n >= 1)
+            put(server, job_id, status="processing", progress=25, message="a quarter")
+            put(server, job_id, **outcome)
+            stdout, stderr = waiter.communicate(timeout=CEILING)
+        finally:
+            waiter.kill()
     assert waiter.returncode == exit_code, (stdout, stderr)
     lines = stdout.splitlines()
     # Not a terminal: one plain line per change, then the outcome.
