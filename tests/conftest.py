@@ -37,10 +37,9 @@ POSTGRES_ADMIN_URL = os.environ.get("POSTGRES_TEST_URL", "postgresql://postgres@
 TEST_DATABASE_PREFIX = "jobqueue_test_"
 
 
-def make_settings(where: Path | str, **overrides: Any) -> Settings:
-    """Settings on a database: a folder (its ``jobs.db`` SQLite file) or a database URL."""
-    url = where if isinstance(where, str) else f"sqlite:///{where / 'jobs.db'}"
-    settings = load_settings({"DATABASE_URL": url, "RUN_WORKER": "false"})
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings on the database at ``database_url`` (a test's ``database_url``, on every backend)."""
+    settings = load_settings({"DATABASE_URL": database_url, "RUN_WORKER": "false"})
     fields = {f: getattr(settings, f) for f in settings.__struct_fields__}
     fields.update(overrides)
     return Settings(**fields)
@@ -203,13 +202,12 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
 
 
 @contextmanager
-def running_server(directory: Path, database_url: str | None = None, **env: str) -> Iterator[str]:
+def running_server(directory: Path, database_url: str, **env: str) -> Iterator[str]:
     """``python -m jobqueue serve`` (a real uvicorn) on a free port of 127.0.0.1, with its log in
-    ``directory`` and its database at ``database_url`` (default: ``jobs.db`` in ``directory``);
-    yields its base URL."""
+    ``directory`` and its database at ``database_url``; yields its base URL."""
     port = free_port()
     full_env = subprocess_env(
-        DATABASE_URL=database_url or f"sqlite:///{directory / 'jobs.db'}",
+        DATABASE_URL=database_url,
         HOST="127.0.0.1",
         PORT=str(port),
         **env,
