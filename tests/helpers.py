@@ -1,4 +1,5 @@
-"""Reaching a test's database behind the service's back, on every backend.
+"""Helpers shared by the test modules: waiting for a condition, and reaching a test's database
+behind the service's back on every backend.
 
 Tests read stored rows here to check what the store really wrote (an event row per change, the
 events gone with a pruned job), and change rows the service has no operation for (the clock of a
@@ -9,12 +10,34 @@ PostgreSQL ``timestamptz``). Each call opens its own connection, as another proc
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from typing import Any
 
 from jobqueue.settings import database_backend, database_path
+
+#: Seconds ``wait_until`` waits by default: generous, two shared cores can stall a process.
+WAIT_CEILING = 45.0
+
+
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = WAIT_CEILING
+) -> None:
+    """Check ``condition`` (plain or async) until it holds; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        met = condition()
+        if inspect.isawaitable(met):
+            met = await met
+        if met:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(0.02)
 
 #: A statement written once for both backends, or once per backend where the dialects differ.
 Statement = str | Mapping[str, str]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 
@@ -17,7 +16,7 @@ from jobqueue.service import JobQueueService
 from jobqueue.settings import Settings
 from jobqueue.worker import PROGRESS_WRITE_INTERVAL, JobContext, Registry
 from tests.conftest import drain, make_settings
-from tests.helpers import refuse_events_with_message, stored_events
+from tests.helpers import refuse_events_with_message, stored_events, wait_until
 
 
 async def _collect(subscription: object, count: int, timeout: float = 20.0) -> list[JobEvent]:
@@ -224,7 +223,9 @@ async def test_events_cross_hubs_over_redis(database_url: str, second_database_u
         JobQueueService.open(publisher_settings) as publisher,
         JobQueueService.open(listener_settings) as listener,
     ):
-        await _wait_until(lambda: publisher.events.redis_state == "ok" and listener.events.redis_state == "ok")
+        await wait_until(
+            lambda: publisher.events.redis_state == "ok" and listener.events.redis_state == "ok", "both hubs on Redis"
+        )
         # Other test runs may share this Redis: listen to a job type nobody else uses.
         job_type = f"over-redis-{uuid.uuid4().hex}"
         with listener.events.subscribe(lambda e: e.job_type == job_type) as subscription:
@@ -248,7 +249,9 @@ async def test_new_work_wakes_pools_of_another_process_over_redis(
         JobQueueService.open(make_settings(database_url, redis_url=redis_url)) as producer,
         JobQueueService.open(make_settings(second_database_url, redis_url=redis_url)) as consumer,
     ):
-        await _wait_until(lambda: producer.events.redis_state == "ok" and consumer.events.redis_state == "ok")
+        await wait_until(
+            lambda: producer.events.redis_state == "ok" and consumer.events.redis_state == "ok", "both hubs on Redis"
+        )
         wakeup = asyncio.Event()
         consumer.add_wakeup(wakeup)
         try:
@@ -256,14 +259,6 @@ async def test_new_work_wakes_pools_of_another_process_over_redis(
             await asyncio.wait_for(wakeup.wait(), 20)
         finally:
             consumer.remove_wakeup(wakeup)
-
-
-async def _wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 # -- progress coalescing ---------------------------------------------------------------------

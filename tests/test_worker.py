@@ -16,16 +16,9 @@ from jobqueue.models import JobStatus
 from jobqueue.service import JobQueueService
 from jobqueue.worker import JobContext, Reaper, Registry, WorkerPool
 from tests.conftest import drain, make_settings
+from tests.helpers import wait_until
 
 DEADLINE = 30.0
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def status_is(service: JobQueueService, job_id: str, status: JobStatus) -> Callable[[], Awaitable[bool]]:
