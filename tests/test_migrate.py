@@ -54,8 +54,8 @@ async def no_transaction_left(target: Target) -> None:
 
     await target.write(pg_op)
     idle_in_transaction = await target.fetch_all(
-        "SELECT count(*) AS n FROM pg_stat_activity "
-        "WHERE datname = current_database() AND state LIKE 'idle in transaction%%'"
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+        "AND state IN ('idle in transaction', 'idle in transaction (aborted)')"
     )
     assert idle_in_transaction[0]["n"] == 0
 
