@@ -39,13 +39,14 @@ async def wait_until(
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         await asyncio.sleep(0.02)
 
+
 #: A statement written once for both backends, or once per backend where the dialects differ.
 Statement = str | Mapping[str, str]
 
 
 @contextmanager
 def _cursor(database_url: str) -> Iterator[Any]:
-    """A DB-API cursor on the database, committing when the block ends."""
+    """A DB-API cursor on the database, in autocommit mode: each statement commits at once."""
     if database_backend(database_url) == "sqlite":
         with closing(sqlite3.connect(database_path(database_url), isolation_level=None)) as conn:
             conn.row_factory = sqlite3.Row
@@ -64,7 +65,11 @@ def run_sql(database_url: str, statement: Statement, params: Sequence[Any] = ())
     if not isinstance(statement, str):
         statement = statement[database_backend(database_url)]
     with _cursor(database_url) as cursor:
-        cursor.execute(statement, params)
+        # Without parameters the text goes as written (psycopg would read a % as a placeholder).
+        if params:
+            cursor.execute(statement, params)
+        else:
+            cursor.execute(statement)
         if cursor.description is None:
             return []
         return [dict(row) for row in cursor.fetchall()]
