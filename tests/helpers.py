@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from jobqueue.settings import database_backend, database_path
 
@@ -115,6 +116,24 @@ def move_every_job_back(database_url: str, seconds: float) -> None:
         },
         (seconds, seconds),
     )
+
+
+def drop_database(database_url: str) -> None:
+    """The whole database gone under a running service: SQLite's files deleted, PostgreSQL's
+    database dropped (its sessions ended)."""
+    if database_backend(database_url) == "sqlite":
+        path = database_path(database_url)
+        for file in path.parent.glob(path.name + "*"):  # with its -wal and -shm
+            file.unlink()
+        return
+    import psycopg
+    from psycopg import sql
+
+    from tests.conftest import POSTGRES_ADMIN_URL
+
+    name = urlsplit(database_url).path.lstrip("/")
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def drop_table(database_url: str, table: str) -> None:

@@ -4,9 +4,7 @@ lifespan entered, on every backend."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,10 +14,10 @@ from jobqueue.api.app import create_app
 from jobqueue.handlers.generation import MODELS
 from jobqueue.models import JobStatus
 from jobqueue.service import MAX_PAGE_SIZE
-from jobqueue.settings import Settings
+from jobqueue.settings import Settings, database_path
 
 from .conftest import make_settings, sqlite_only
-from .helpers import drop_table
+from .helpers import drop_database, drop_table
 
 JOB_FIELDS = {
     "id",
@@ -628,14 +626,9 @@ async def test_health_ok(client: httpx.AsyncClient) -> None:
     assert body["database"] == "ok"
 
 
-def _delete_database(path: Path) -> None:
-    for file in path.parent.glob(path.name + "*"):
-        file.unlink()
-
-
-def _replace_with_garbage(path: Path) -> None:
-    _delete_database(path)
-    path.write_bytes(b"this is not a database " * 500)
+def _replace_with_garbage(database_url: str) -> None:
+    drop_database(database_url)
+    database_path(database_url).write_bytes(b"this is not a database " * 500)
 
 
 async def assert_health_unavailable(client: httpx.AsyncClient) -> None:
@@ -646,14 +639,17 @@ async def assert_health_unavailable(client: httpx.AsyncClient) -> None:
     assert body["database"].startswith("error")
 
 
-@sqlite_only
-@pytest.mark.parametrize("breakage", [_delete_database, _replace_with_garbage])
-async def test_health_is_503_when_the_database_file_is_gone(
-    client: httpx.AsyncClient, settings: Settings, breakage: Callable[[Path], None]
-) -> None:
+async def test_health_is_503_when_the_database_is_gone(client: httpx.AsyncClient, settings: Settings) -> None:
     assert (await client.get("/health")).status_code == 200
-    # In a thread: a blocking sqlite3 call on the loop would starve the app's own writer.
-    await asyncio.to_thread(breakage, settings.database_path)
+    # In a thread: a blocking call on the loop would starve the app's own writer.
+    await asyncio.to_thread(drop_database, settings.database_url)
+    await assert_health_unavailable(client)
+
+
+@sqlite_only
+async def test_health_is_503_when_the_database_file_is_garbage(client: httpx.AsyncClient, settings: Settings) -> None:
+    assert (await client.get("/health")).status_code == 200
+    await asyncio.to_thread(_replace_with_garbage, settings.database_url)
     await assert_health_unavailable(client)
 
 
