@@ -424,7 +424,7 @@ def test_wheel_carries_migrations_and_queries(wheel: Path) -> None:
             assert f"jobqueue/migrations/{backend}/{migration.name}" in names
 
 
-def test_installed_package_finds_its_migrations(wheel: Path, tmp_path: Path) -> None:
+def test_installed_package_finds_its_migrations(wheel: Path, tmp_path: Path, backend: str, database_url: str) -> None:
     """Outside a checkout: the wheel installed into a bare folder migrates a database on its own."""
     target = tmp_path / "site"
     install = subprocess.run(
@@ -436,20 +436,22 @@ def test_installed_package_finds_its_migrations(wheel: Path, tmp_path: Path) -> 
     assert install.returncode == 0, install.stderr
     script = (
         "import asyncio, sys, jobqueue.storage.migrate as m\n"
-        "from pathlib import Path\n"
+        "from jobqueue.settings import database_backend, database_path\n"
+        "from jobqueue.storage.postgres.connection import PgDatabase\n"
         "from jobqueue.storage.sqlite.connection import Database\n"
-        "print(m.__file__); print(m.migrations_dir('sqlite'))\n"
-        "async def main():\n"
-        "    conn = Database(Path(sys.argv[1]))\n"
+        "async def main(url):\n"
+        "    backend = database_backend(url)\n"
+        "    print(m.__file__); print(m.migrations_dir(backend))\n"
+        "    conn = Database(database_path(url)) if backend == 'sqlite' else PgDatabase(url)\n"
         "    await conn.open()\n"
         "    print(len(await m.apply_migrations(conn)))\n"
         "    await conn.close()\n"
-        "asyncio.run(main())\n"
+        "asyncio.run(main(sys.argv[1]))\n"
     )
     env = subprocess_env()
     env["PYTHONPATH"] = str(target)
     run = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "installed.db")],
+        [sys.executable, "-c", script, database_url],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -460,4 +462,4 @@ def test_installed_package_finds_its_migrations(wheel: Path, tmp_path: Path) -> 
     module_file, folder, count = run.stdout.split()
     assert module_file.startswith(str(target))
     assert folder.startswith(str(target))
-    assert int(count) == len(load_migrations("sqlite"))
+    assert int(count) == len(load_migrations(backend))
