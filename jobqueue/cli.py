@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         if command == "migrate":
             count = _run(_migrate(settings))
-            print(f"applied {count} migration(s); database {settings.database_path} is up to date")
+            print(f"applied {count} migration(s); database {settings.database_name} is up to date")
         elif command == "prune":
             count = _run(_prune(settings))
             print(

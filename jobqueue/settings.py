@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -72,6 +73,20 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def database_path(self) -> Path:
         return database_path(self.database_url)
+
+    @property
+    def database_name(self) -> str:
+        """The database for messages: the SQLite file, or the PostgreSQL URL without password."""
+        if self.backend == "sqlite":
+            return str(self.database_path)
+        return redact_url(self.database_url)
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{parts.scheme}://{user}{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
 
 
 #: URL schemes of each backend.

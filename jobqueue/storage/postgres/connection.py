@@ -1,4 +1,11 @@
-"""PostgreSQL connections: a psycopg pool, group commit, events in commit order, the signal.
+"""PostgreSQL connections: an asyncpg pool, group commit, events in commit order, the signal.
+
+asyncpg, not psycopg 3: an A/B of this workload's statements (claim, completion, event insert
+in one transaction, same server, alternating rounds) spent 620-790 us of CPU per job through
+asyncpg against 1,000-1,330 us through psycopg 3 with psycopg_pool, and the process's CPU is
+what limits a pool of workers (see benchmarks/README.md). Queries keep psycopg's named
+``%(name)s`` placeholders in ``queries.sql`` (readable, one name per value); they are turned
+into asyncpg's positional ``$n`` once, when first used.
 
 Writes queue up and run as transactions on a pool connection, ``WRITERS`` at once; a
 transaction carries every write waiting when it starts (group commit): one COMMIT, one WAL
@@ -14,28 +21,27 @@ between transactions of all processes.
 Without a pooler, other processes learn of commits through LISTEN/NOTIFY: a payload-free
 signal (the payload only names the sender), sent by a notifier task after commits, at most one
 per ``NOTIFY_INTERVAL`` per process, never from inside a write transaction. Behind PgBouncer in
-transaction mode (``DATABASE_POOLING=transaction``) LISTEN is not available and psycopg must
-not prepare statements; readers then poll.
+transaction mode (``DATABASE_POOLING=transaction``) LISTEN is not available and named
+prepared statements must not be cached; readers then poll.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import asyncpg
 import msgspec
 from msgspec import Raw
-import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import set_json_loads
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from jobqueue.errors import DatabaseError, JobQueueError, MigrationError
+from jobqueue.settings import redact_url
 from jobqueue.storage.migrate import Migration
 from jobqueue.storage.queries import load_queries
 
@@ -72,8 +78,8 @@ class MergedOp:
     """A write that a transaction can run together with writes of the same kind, in one
     statement (say, every completion of the batch in one ``UPDATE ... FROM unnest(...)``).
 
-    Python's time per statement (psycopg's query conversion, one round trip each) was what
-    limited a worker pool on PostgreSQL; merging makes a batch of completions cost what one
+    Python's time per statement (the driver's work and one round trip each) was what limited a
+    worker pool on PostgreSQL; merging makes a batch of completions cost what one
     does. Consecutive ops of one kind on distinct jobs merge; a second op on the same job
     starts a new statement, so writes of one job still apply in order.
     """
@@ -95,17 +101,32 @@ class MergedOp:
         self.run_many = run_many
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "(an unparsable PostgreSQL URL)"
-    user = info.get("user")
-    host = info.get("host", "localhost")
-    port = info.get("port", "5432")
-    name = info.get("dbname", "")
-    return f"postgresql://{user + '@' if user else ''}{host}:{port}/{name}"
+_NAMED = re.compile(r"%\((\w+)\)s")
+#: SQL text with named placeholders -> (SQL with $n, the parameter names in $n order).
+_POSITIONAL: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+def positional(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``%(name)s`` placeholders as asyncpg's ``$1, $2...`` (one number per distinct name)."""
+    found = _POSITIONAL.get(sql)
+    if found is None:
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            if match.group(1) not in names:
+                names.append(match.group(1))
+            return f"${names.index(match.group(1)) + 1}"
+
+        found = _POSITIONAL[sql] = (_NAMED.sub(number, sql), tuple(names))
+    return found
+
+
+def _args(sql: str, params: dict[str, Any] | None) -> tuple[str, list[Any]]:
+    text, names = positional(sql)
+    return text, [params[name] for name in names] if params else []
+
+
+Row = asyncpg.Record
 
 
 class Transaction:
@@ -113,7 +134,7 @@ class Transaction:
 
     __slots__ = ("conn", "events", "new_jobs")
 
-    def __init__(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
+    def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
         #: Every event of the transaction, in order; inserted just before COMMIT.
         self.events: list[EventValues] = []
@@ -121,19 +142,19 @@ class Transaction:
         #: statement for all of them instead of one each).
         self.new_jobs: list[tuple[Any, ...]] = []
 
-    async def fetch_all(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        cur = await self.conn.execute(sql, params)
-        return await cur.fetchall()
+    async def fetch_all(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+        text, args = _args(sql, params)
+        return await self.conn.fetch(text, *args)  # type: ignore[no-any-return]
 
-    async def fetch_one(self, sql: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        cur = await self.conn.execute(sql, params)
-        return await cur.fetchone()
+    async def fetch_one(self, sql: str, params: dict[str, Any] | None = None) -> Row | None:
+        text, args = _args(sql, params)
+        return await self.conn.fetchrow(text, *args)
 
     async def finish(self) -> None:
         """The transaction's last statements: its new jobs, then its events."""
         if self.new_jobs:
             rows = [dict(zip(_NEW_JOB_KEYS, job)) for job in self.new_jobs]
-            await self.conn.execute(QUERIES["insert_new_jobs"], {"rows": _encode(rows).decode()})
+            await self.fetch_all(QUERIES["insert_new_jobs"], {"rows": _encode(rows).decode()})
         if not self.events:
             return
         rows = [
@@ -143,8 +164,8 @@ class Transaction:
             }
             for e in self.events
         ]  # fmt: skip
-        cur = await self.conn.execute(QUERIES["insert_events"], {"rows": _encode(rows).decode()})
-        first = min(row["id"] for row in await cur.fetchall())
+        inserted = await self.fetch_all(QUERIES["insert_events"], {"rows": _encode(rows).decode()})
+        first = min(row["id"] for row in inserted)
         for offset, event in enumerate(self.events):
             event[0] = first + offset
 
@@ -154,9 +175,17 @@ _NEW_JOB_KEYS = ("id", "job_type", "priority", "request_data", "now", "max_attem
 _encode = msgspec.json.Encoder().encode
 
 
-async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
-    # jsonb comes back through msgspec, as SQLite's JSON text does.
-    set_json_loads(msgspec.json.decode, conn)
+async def _configure(conn: asyncpg.Connection) -> None:
+    # json and jsonb come back through msgspec, as SQLite's JSON text does; values go out as
+    # JSON text the store encoded already.
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, schema="pg_catalog", encoder=_identity, decoder=msgspec.json.decode, format="text"
+        )
+
+
+def _identity(text: str) -> str:
+    return text
 
 
 class PgDatabase:
@@ -168,20 +197,8 @@ class PgDatabase:
     def __init__(self, url: str, *, pool_size: int = 10, transaction_pooling: bool = False) -> None:
         self.url = url
         self.transaction_pooling = transaction_pooling
-        kwargs: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
-        if transaction_pooling:
-            # A pooler in transaction mode hands each transaction to any server connection:
-            # a statement prepared on one is unknown on the next.
-            kwargs["prepare_threshold"] = None
-        self._pool = AsyncConnectionPool(
-            url,
-            min_size=min(2, pool_size),
-            max_size=pool_size,
-            kwargs=kwargs,
-            configure=_configure,
-            open=False,
-            name="jobqueue",
-        )
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
         self._queue: list[tuple[WriteOp[Any] | MergedOp, asyncio.Future[Any]]] = []
         self._alone: deque[tuple[WriteOp[Any] | MergedOp, asyncio.Future[Any]]] = deque()
         self._running: set[asyncio.Task[None]] = set()
@@ -190,16 +207,25 @@ class PgDatabase:
         self._notify_wanted = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "PgDatabase.open() was not awaited"
+        return self._pool
+
     async def open(self) -> None:
-        # One plain connection first: a wrong or unreachable URL fails at once with the server's
-        # own reason, where the pool would retry in the background and only time out.
         try:
-            probe = await psycopg.AsyncConnection.connect(self.url, connect_timeout=int(CONNECT_TIMEOUT))
-            await probe.close()
-            await self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
-        except (PoolTimeout, psycopg.Error) as exc:
-            await self._pool.close()
-            raise DatabaseError(f"cannot connect to PostgreSQL at {redact(self.url)}: {_reason(exc)}") from None
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=min(2, self._pool_size),
+                max_size=self._pool_size,
+                init=_configure,
+                timeout=CONNECT_TIMEOUT,
+                # A pooler in transaction mode hands each transaction to any server connection:
+                # a statement prepared on one is unknown on the next.
+                statement_cache_size=0 if self.transaction_pooling else 1024,
+            )
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            raise DatabaseError(f"cannot connect to PostgreSQL at {redact_url(self.url)}: {_reason(exc)}") from None
         self._open = True
         if not self.transaction_pooling:
             self._background.append(asyncio.create_task(self._notify_loop(), name="jobqueue-pg-notify"))
@@ -217,19 +243,20 @@ class PgDatabase:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
-        await self._pool.close()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def fetch_all(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    async def fetch_all(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+        text, args = _args(sql, params)
         try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(sql, params)
-                return await cur.fetchall()
-        except psycopg.OperationalError as exc:
+            return await self.pool.fetch(text, *args)  # type: ignore[no-any-return]
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
             raise DatabaseError(f"database read failed: {_reason(exc)}") from None
 
-    async def fetch_one(self, sql: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    async def fetch_one(self, sql: str, params: dict[str, Any] | None = None) -> Row | None:
         rows = await self.fetch_all(sql, params)
         return rows[0] if rows else None
 
@@ -269,7 +296,7 @@ class PgDatabase:
     async def _run_batch(self, batch: list[tuple[WriteOp[Any] | MergedOp, asyncio.Future[Any]]]) -> None:
         results: list[Outcome] = []
         try:
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self.pool.acquire() as conn, conn.transaction():
                 tx = Transaction(conn)
                 ops = [op for op, _ in batch]
                 start = 0
@@ -314,9 +341,8 @@ class PgDatabase:
             await self._notify_wanted.wait()
             self._notify_wanted.clear()
             try:
-                async with self._pool.connection() as conn:
-                    await conn.execute(QUERIES["notify"], {"sender": self._sender})
-            except psycopg.Error as exc:
+                await self.fetch_all(QUERIES["notify"], {"sender": self._sender})
+            except (DatabaseError, asyncpg.PostgresError) as exc:
                 # Readers fall back on their poll; nothing is lost, it only arrives later.
                 logger.warning("commit signal failed: %s", exc)
             await asyncio.sleep(NOTIFY_INTERVAL)
@@ -330,19 +356,25 @@ class PgDatabase:
         return True
 
     async def _listen_loop(self, on_signal: Callable[[], None]) -> None:
+        def signalled(conn: Any, pid: int, channel: str, payload: str) -> None:
+            if payload != self._sender:
+                on_signal()
+
         backoff = 0.1
         while True:
+            lost = asyncio.Event()
             try:
-                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-                async with conn:
-                    await conn.execute(QUERIES["listen"])
+                conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT)
+                try:
+                    conn.add_termination_listener(lambda _: lost.set())
+                    await conn.add_listener(CHANNEL, signalled)
                     backoff = 0.1
                     # Whatever was committed while we were not listening: the poll covers it.
                     on_signal()
-                    async for notify in conn.notifies():
-                        if notify.payload != self._sender:
-                            on_signal()
-            except psycopg.Error as exc:
+                    await lost.wait()
+                finally:
+                    await conn.close(timeout=2)
+            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 logger.warning("LISTEN connection lost (%s); events come from polling meanwhile", exc)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
@@ -352,7 +384,7 @@ class PgDatabase:
     @asynccontextmanager
     async def locked(self) -> AsyncIterator[PgMigrationSession]:
         """A transaction holding the migration lock, for the migration runner."""
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(QUERIES["migration_lock"])
             yield PgMigrationSession(conn)
 
@@ -371,25 +403,27 @@ def _merge_group(ops: list[Any], start: int) -> list[MergedOp]:
 
 
 class PgMigrationSession:
-    def __init__(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
+    def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
     async def applied(self) -> list[tuple[int, str, str]]:
         await self._conn.execute(QUERIES["create_migrations_table"])
-        cur = await self._conn.execute(QUERIES["applied_migrations"])
-        return [(row["version"], row["name"], row["checksum"]) for row in await cur.fetchall()]
+        rows = await self._conn.fetch(QUERIES["applied_migrations"])
+        return [(row["version"], row["name"], row["checksum"]) for row in rows]
 
     async def apply(self, migration: Migration) -> None:
         try:
-            # No parameters: the whole file goes as one simple query, dollar quotes included.
-            async with self._conn.transaction():  # a savepoint: a failed file leaves nothing
-                await self._conn.execute(migration.sql.encode())
-        except psycopg.Error as exc:
+            # No arguments: the whole file goes as one simple query, dollar quotes included;
+            # the savepoint makes a failed file leave nothing.
+            async with self._conn.transaction():
+                await self._conn.execute(migration.sql)
+        except asyncpg.PostgresError as exc:
             raise MigrationError(f"migration {migration.name!r} failed: {_reason(exc)}") from None
-        await self._conn.execute(
+        text, args = _args(
             QUERIES["record_migration"],
             {"version": migration.version, "name": migration.name, "checksum": migration.checksum},
         )
+        await self._conn.execute(text, *args)
 
 
 def _reason(exc: Exception) -> str:
@@ -399,6 +433,6 @@ def _reason(exc: Exception) -> str:
 
 
 def _as_database_error(exc: Exception) -> Exception:
-    if isinstance(exc, psycopg.Error):
+    if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
         return DatabaseError(f"database write failed: {_reason(exc)}")
     return exc

@@ -1,6 +1,6 @@
 -- Every statement jobqueue runs against PostgreSQL. Blocks start with "-- name: <query>" and a
 -- line saying what they do; store.py loads them once at import. Values are always bound
--- parameters (psycopg's %(name)s). The same invariant as on SQLite: a job is held by a worker
+-- parameters, written %(name)s (connection.py numbers them for asyncpg). The same invariant as on SQLite: a job is held by a worker
 -- exactly when lease_expires_at IS NOT NULL, and the holder is whoever presents claim_token.
 -- Instants come from the application (%(now)s, a timestamptz), as on SQLite, so both backends
 -- compare leases and run_at against the same clock.
@@ -55,17 +55,17 @@ UPDATE jobs SET
     error = CASE WHEN %(error_set)s THEN %(error)s ELSE error END,
     worker_id = CASE WHEN %(worker_set)s THEN %(worker_id)s
                      WHEN %(becomes_waiting)s THEN NULL ELSE worker_id END,
-    started_at = CASE WHEN %(becomes_active)s THEN coalesce(started_at, %(now)s) ELSE started_at END,
-    completed_at = CASE WHEN %(becomes_terminal)s THEN %(now)s ELSE completed_at END,
-    lease_expires_at = CASE WHEN %(becomes_active)s THEN %(lease_until)s
+    started_at = CASE WHEN %(becomes_active)s THEN coalesce(started_at, %(now)s::timestamptz) ELSE started_at END,
+    completed_at = CASE WHEN %(becomes_terminal)s THEN %(now)s::timestamptz ELSE completed_at END,
+    lease_expires_at = CASE WHEN %(becomes_active)s THEN %(lease_until)s::timestamptz
                             WHEN %(leaves_active)s THEN NULL
-                            WHEN lease_expires_at IS NOT NULL THEN %(lease_until)s
+                            WHEN lease_expires_at IS NOT NULL THEN %(lease_until)s::timestamptz
                             ELSE NULL END,
     claim_token = CASE WHEN %(becomes_waiting)s THEN NULL
                        WHEN %(becomes_active)s THEN replace(gen_random_uuid()::text, '-', '')
                        ELSE claim_token END,
-    run_at = CASE WHEN %(becomes_waiting)s THEN %(now)s ELSE run_at END,
-    updated_at = %(now)s
+    run_at = CASE WHEN %(becomes_waiting)s THEN %(now)s::timestamptz ELSE run_at END,
+    updated_at = %(now)s::timestamptz
 WHERE id = %(id)s
 RETURNING *;
 
@@ -159,19 +159,19 @@ WHERE id = %(id)s AND claim_token = %(token)s AND lease_expires_at IS NOT NULL
 RETURNING *;
 
 -- name: fail_job
--- The holder's attempt failed: back to the queue at %(retry_at)s while attempts remain (and
+-- The holder's attempt failed: back to the queue at %(retry_at)s::timestamptz while attempts remain (and
 -- %(retry)s is true), otherwise failed for good. The error is kept either way. A job whose
 -- cancel was requested is not retried: running it again is what the cancel asked to prevent.
 UPDATE jobs SET
     event_seq = event_seq + 1,
     status = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN 'queued' ELSE 'failed' END,
-    run_at = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN %(retry_at)s ELSE run_at END,
-    completed_at = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE %(now)s END,
+    run_at = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN %(retry_at)s::timestamptz ELSE run_at END,
+    completed_at = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE %(now)s::timestamptz END,
     claim_token = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE claim_token END,
     worker_id = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE worker_id END,
     error = %(error)s,
     message = coalesce(%(message)s, message),
-    updated_at = %(now)s,
+    updated_at = %(now)s::timestamptz,
     lease_expires_at = NULL
 WHERE id = %(id)s AND claim_token = %(token)s AND lease_expires_at IS NOT NULL
 RETURNING *;

@@ -30,11 +30,11 @@ from jobqueue.storage.postgres.connection import (
     MergedOp,
     Outcome,
     PgDatabase,
+    Row,
     Transaction,
 )
 
 T = TypeVar("T")
-Row = dict[str, Any]
 #: A write operation of the store: runs in a transaction and appends the events it recorded.
 EventedOp = Callable[[Transaction, list[EventValues]], Awaitable[T]]
 
@@ -207,6 +207,7 @@ class PostgresStore:
         """Store a new job; returns it and whether it was created (False: idempotent replay)."""
         now = time.time()
         due = now if run_at is None else run_at
+        timeout = None if timeout is None else float(timeout)  # the driver wants a float8 a float
         if idempotency_key is None:
             return await self._insert_new_job(job_type, request_data, priority, max_attempts, now, due, timeout)
         fingerprint = rules.fingerprint(job_type, request_data, priority, max_attempts, timeout)
