@@ -28,10 +28,12 @@ class Figures:
         return None if outcome is None else outcome.value(key)
 
     def enqueue(self) -> float | None:
-        return self("processing", "enqueue (Python API, 50 tasks)")
+        return self("peers", "jobqueue enqueue") or self("processing", "enqueue (Python API, 50 tasks)")
 
     def process(self) -> float | None:
-        return self("processing", "process")
+        """jobqueue's rate measured alternating with the peers (PostgreSQL), else the
+        processing scenario's."""
+        return self("peers", "jobqueue process") or self("processing", "process")
 
 
 def ratio(ours: float | None, theirs: float | None) -> float | None:

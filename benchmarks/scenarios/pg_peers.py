@@ -3,9 +3,10 @@ fresh database of its own with its schema installed by its own tool, the process
 no-op workload (10,000 jobs, 20 running at once, 50 enqueuing tasks, pools of 10 connections),
 their workers in their own process (uvloop) as jobqueue's is.
 
-Enqueue: jobs/s of one call per job from 50 tasks (jobqueue's figure is the processing
-scenario's). Processing: the first handler start to the moment the library's drain mode returned
-(every outcome written), checked against the library's own tables afterwards.
+Enqueue: jobs/s of one call per job from 50 tasks. Processing: the first handler start to the
+moment the library's drain mode returned (every outcome written), checked against the library's
+own tables afterwards. jobqueue runs in the same rounds, alternating with the peers, measured as
+the processing scenario measures it (Python API enqueue, ``jobqueue worker --burst``).
 
 ANALYZE runs on each peer's database after its enqueue, before its worker starts: on a server
 with autovacuum on (the default) the peer's tables would have been analyzed by then; jobqueue
@@ -16,12 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import statistics
 import time
 
 from benchmarks.common import PYTHON, Child, Context, Outcome, PeakSampler, read_json_line
 from benchmarks.databases import Database
 from benchmarks.pg_peers import SYSTEMS, UNFINISHED_SQL, enqueuer, install_schema
-from benchmarks.scenarios.processing import CONCURRENCY, JOBS, PRODUCERS
+from benchmarks.scenarios.processing import CONCURRENCY, JOBS, PRODUCERS, drain, enqueue_many
+from jobqueue.service import JobQueueService
+from jobqueue.settings import Settings
+
+#: Rounds alternating jobqueue and each peer: on a shared machine the load drifts by tens of
+#: percent within minutes, and a ratio of figures taken apart would measure the drift.
+ROUNDS = 2
 
 
 async def _enqueue_many(system: str, dsn: str, count: int) -> float:
@@ -37,24 +45,29 @@ async def _enqueue_many(system: str, dsn: str, count: int) -> float:
         return count / (time.perf_counter() - started)
 
 
-async def run_peer(ctx: Context, system: str, db: Database, outcome: Outcome) -> None:
-    count = ctx.scale(*JOBS["postgresql"])
-    concurrency = CONCURRENCY["postgresql"]
+async def _peer_round(ctx: Context, system: str, db: Database, count: int) -> tuple[float, float, float]:
+    """One peer on a fresh database: (enqueue jobs/s, process jobs/s, worker peak RSS)."""
     await asyncio.to_thread(install_schema, system, db.url)
-    outcome.add(f"{system} enqueue", await _enqueue_many(system, db.url, count), "jobs/s")
+    enqueue_rate = await _enqueue_many(system, db.url, count)
     await asyncio.to_thread(db.execute, "ANALYZE")
-    command = [PYTHON, "-m", "benchmarks.pg_peers", system, db.url, "--concurrency", str(concurrency)]
-    with Child(command, ctx.workdir / f"{system}-worker.log") as worker:
-        with PeakSampler(worker) as peak:
-            code = await asyncio.to_thread(worker.proc.wait, 600)
+    command = [PYTHON, "-m", "benchmarks.pg_peers", system, db.url, "--concurrency", str(CONCURRENCY["postgresql"])]
+    with Child(command, ctx.workdir / f"{system}-worker.log") as worker, PeakSampler(worker) as peak:
+        code = await asyncio.to_thread(worker.proc.wait, 600)
         if code != 0:
             raise RuntimeError(f"worker exited with {code}:\n{worker.tail()}")
     result = read_json_line(worker.log_path.read_text())
     unfinished = await asyncio.to_thread(db.scalar, UNFINISHED_SQL[system])
     if result["ran"] != count or unfinished:
         raise RuntimeError(f"{result['ran']} of {count} handlers ran, {unfinished} jobs left unfinished")
-    outcome.add(f"{system} process", count / (result["last"] - result["first"]), "jobs/s")
-    outcome.add(f"{system} worker peak RSS", peak.peak, "MiB")
+    return enqueue_rate, count / (result["last"] - result["first"]), peak.peak
+
+
+async def _jobqueue_round(ctx: Context, db: Database, count: int) -> tuple[float, float, float]:
+    """jobqueue on a fresh database, as the processing scenario measures it."""
+    async with JobQueueService.open(Settings(database_url=db.url, run_worker=False)) as service:
+        enqueue_rate = await enqueue_many(service, "noop", count)
+    rate, peak = await drain(ctx, db, count, 1, "jobqueue-vs-peers")
+    return enqueue_rate, rate, peak
 
 
 async def run(ctx: Context) -> Outcome:
@@ -62,20 +75,43 @@ async def run(ctx: Context) -> Outcome:
     if ctx.backend != "postgresql":
         outcome.skipped = "the PostgreSQL peers run with --backend postgresql"
         return outcome
+    count = ctx.scale(*JOBS["postgresql"])
+    rounds = ctx.scale(ROUNDS, 1)
     missing = [system for system in SYSTEMS if importlib.util.find_spec(system) is None]
-    for system in SYSTEMS:
-        if system in missing:
-            outcome.notes.append(f"{system}: skipped, not installed (pip install -e '.[bench]')")
+    for system in missing:
+        outcome.notes.append(f"{system}: skipped, not installed (pip install -e '.[bench]')")
+    systems = ["jobqueue", *(system for system in SYSTEMS if system not in missing)]
+    measured: dict[str, list[tuple[float, float, float]]] = {system: [] for system in systems}
+    failed: set[str] = set()
+    for _ in range(rounds):
+        for system in systems:
+            if system in failed:
+                continue
+            try:
+                with ctx.databases.create(f"peer-{system}") as db:
+                    if system == "jobqueue":
+                        measured[system].append(await _jobqueue_round(ctx, db, count))
+                    else:
+                        measured[system].append(await _peer_round(ctx, system, db, count))
+            except Exception as exc:  # keep the other systems' figures and say what broke
+                failed.add(system)
+                outcome.notes.append(f"{system}: failed: {type(exc).__name__}: {exc}")
+    for system, results in measured.items():
+        if not results:
             continue
-        try:
-            with ctx.databases.create(f"peer-{system}") as db:
-                await run_peer(ctx, system, db, outcome)
-        except Exception as exc:  # keep the other peer's figures and say what broke
-            outcome.notes.append(f"{system}: failed: {type(exc).__name__}: {exc}")
+        enqueue_rates, process_rates, peaks = zip(*results, strict=True)
+        outcome.add(f"{system} enqueue", statistics.mean(enqueue_rates), "jobs/s")
+        outcome.add(f"{system} process", statistics.mean(process_rates), "jobs/s")
+        outcome.add(f"{system} worker peak RSS", max(peaks), "MiB")
+        outcome.notes.append(
+            f"{system} per round: enqueue {', '.join(f'{r:,.0f}' for r in enqueue_rates)}; "
+            f"process {', '.join(f'{r:,.0f}' for r in process_rates)} jobs/s"
+        )
     if len(missing) == len(SYSTEMS):
         outcome.skipped = "neither procrastinate nor pgqueuer is installed (pip install -e '.[bench]')"
     outcome.notes.append(
-        f"{ctx.scale(*JOBS['postgresql'])} jobs, concurrency {CONCURRENCY['postgresql']}, {PRODUCERS} enqueuing tasks; "
-        "ANALYZE on the peers' databases (not on jobqueue's); uvloop in every process"
+        f"{count} jobs, concurrency {CONCURRENCY['postgresql']}, {PRODUCERS} enqueuing tasks, {rounds} round(s) "
+        f"alternating {' / '.join(systems)} (mean); ANALYZE on the peers' databases (not on jobqueue's); "
+        "uvloop in every process"
     )
     return outcome
