@@ -155,7 +155,7 @@ async def run_backend(backend: str, names: list[str], ctx: Context) -> list[Outc
 
 async def main_async(args: argparse.Namespace) -> int:
     only = [n for raw in args.only for n in raw.split(",") if n]
-    unknown = [n for n in only if n not in SCENARIOS]
+    unknown = [n for n in only if n.rpartition(":")[2] not in SCENARIOS or n.rpartition(":")[0] not in ("", *BACKENDS)]
     if unknown:
         print(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
         return 2
@@ -168,7 +168,10 @@ async def main_async(args: argparse.Namespace) -> int:
     try:
         for backend in backends:
             databases = Databases(backend, workdir)
-            names = only or [*DEFAULT[backend], *(["memory"] if args.all else [])]
+            # A name may be qualified by its backend (postgresql:peers); a bare one means every backend.
+            names = [n.rpartition(":")[2] for n in only if n.rpartition(":")[0] in ("", backend)] if only else [
+                *DEFAULT[backend], *(["memory"] if args.all else [])
+            ]
             unavailable = databases.check()
             if unavailable:
                 print(f"\n#### {backend}: skipped: {unavailable}")
@@ -217,7 +220,8 @@ def main() -> int:
                              f"the PostgreSQL server of POSTGRES_BENCH_URL ({redacted(ADMIN_URL)}), or both")
     parser.add_argument("--quick", action="store_true", help="small counts and short runs: a smoke test")
     parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help=f"run only these scenarios (repeat or comma-separate): {', '.join(SCENARIOS)}")
+                        help="run only these scenarios (repeat or comma-separate; BACKEND:NAME for one backend "
+                             f"only): {', '.join(SCENARIOS)}")
     parser.add_argument("--all", action="store_true", help="also the memory scenario (several minutes per backend)")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
                         help="Redis for the SQLite peers and events (this db is flushed!) [env BENCH_REDIS_URL]")

@@ -33,7 +33,7 @@ FOREIGN = 100_000
 SINGLE_CLAIMS = 2_000
 BATCH = 64
 #: Longest time spent on the single claims, and on the batches, of one table.
-MEASURE_SECONDS = 15.0
+MEASURE_SECONDS = 10.0
 #: The type claimed, and the type of the backlog it must not notice.
 CLAIMED_TYPE = "noop"
 FOREIGN_TYPE = "foreign"
