@@ -491,12 +491,14 @@ class SQLiteStore:
     ) -> list[ClaimedJob]:
         """Claim up to ``limit`` due jobs; best priority, then oldest, first.
 
-        Without types, one statement walks ``jobs_claim`` in claim order. With types, each type
-        is one arm walking its own ``jobs_claim_by_type`` range, so a backlog of other types
-        is never read (walking the global order past 100,000 foreign jobs took ~26 ms a claim,
-        holding the write lock); the arms' candidates are merged in claim order and claimed by
-        one statement. SQLite has no LATERAL join to put the arms into the claim statement
-        itself; all of it runs in one write op, under the write lock, so it is just as atomic.
+        Without types, one statement walks ``jobs_claim`` in claim order; with one type (a
+        worker's usual claim), one statement walks that type's range of ``jobs_claim_by_type``,
+        so a backlog of other types is never read (walking the global order past 100,000
+        foreign jobs took ~26 ms a claim, holding the write lock). With several types, each is
+        one arm on its own range; the arms' candidates are merged in claim order and claimed by
+        rowid in one statement. SQLite has no LATERAL join to put the arms into the claim
+        statement itself; all of it runs in one write op, under the write lock, so it is just
+        as atomic.
         """
         now = time.time()
         params: dict[str, Any] = {"worker_id": worker_id, "now": now, "lease": lease, "limit": limit}
@@ -505,6 +507,8 @@ class SQLiteStore:
         def op(conn: WriteConnection, events: list[EventRow]) -> list[sqlite3.Row]:
             if types is None:
                 rows = conn.fetch_all(QUERIES["claim_jobs"], params)
+            elif len(types) == 1:
+                rows = conn.fetch_all(QUERIES["claim_jobs_of_type"], {**params, "job_type": types[0]})
             else:
                 candidates: list[sqlite3.Row] = []
                 for job_type in types:
@@ -515,9 +519,9 @@ class SQLiteStore:
                 if not candidates:
                     return []
                 candidates.sort(key=lambda c: (-c["priority"], c["created_at"]))
-                ids = [c["id"] for c in candidates[:limit]]
+                rowids = [c["rowid"] for c in candidates[:limit]]
                 rows = conn.fetch_all(
-                    QUERIES["claim_jobs_by_id"], {**params, "ids": _json_encode(ids).decode()}
+                    QUERIES["claim_jobs_by_rowid"], {**params, "rowids": _json_encode(rowids).decode()}
                 )
             for row in rows:
                 self._record(conn, events, row, EventKind.STATUS)
