@@ -1,6 +1,7 @@
-"""Peers in the same run: arq and SAQ on the local Redis (a dedicated db, flushed before each
-step: only that db), the same no-op workload, the same concurrency (64 running jobs, 50
-enqueuing tasks), their workers in their own process as jobqueue's is."""
+"""The SQLite backend's peers in the same run: arq and SAQ on the local Redis (a dedicated db,
+flushed before each step: only that db), the same no-op workload, the same concurrency (64
+running jobs, 50 enqueuing tasks), their workers in their own process as jobqueue's is. The
+PostgreSQL backend's peers are in ``pg_peers``."""
 
 from __future__ import annotations
 
