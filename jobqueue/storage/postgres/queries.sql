@@ -426,3 +426,11 @@ FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(lease_untils)s::timestamptz[]
      AS v(id, token, lease_until)
 WHERE jobs.id = v.id AND jobs.claim_token = v.token AND jobs.lease_expires_at IS NOT NULL
 RETURNING jobs.id, jobs.cancel_requested;
+
+-- name: claim_plan
+-- Before a claim, for the rest of its transaction: no bitmap scans. Without statistics (a
+-- table never ANALYZEd, autovacuum off) the planner underestimates the waiting jobs of a type
+-- and reads all of them through a bitmap, then sorts them, to return the first few: 12.6 ms
+-- against 0.2 ms for the ordered index scan with 20,000 waiting (EXPLAIN ANALYZE). The claim
+-- must walk its index in order whatever the statistics say.
+SET LOCAL enable_bitmapscan = off;

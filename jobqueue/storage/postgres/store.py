@@ -455,6 +455,7 @@ class PostgresStore:
             params["job_types"] = list(dict.fromkeys(job_types))
 
         async def op(tx: Transaction, events: list[EventValues]) -> list[Row]:
+            await tx.fetch_all(QUERIES["claim_plan"])
             rows = await tx.fetch_all(sql, params)
             for row in rows:
                 _record(tx, events, row, EventKind.STATUS)
