@@ -52,6 +52,17 @@ class LeaseLost(JobQueueError):
     code = "lease_lost"
 
 
+class JobHeld(JobQueueError):
+    """An unfenced change of a job a worker holds (HTTP 409).
+
+    The holder would go on running and then report over the change (or a second worker would run
+    the job beside it); send the holder's claim token, cancel the job, or force the change (which
+    fences the holder out).
+    """
+
+    code = "job_held"
+
+
 class IdempotencyConflict(JobQueueError):
     """An idempotency key was reused with a different request (HTTP 422)."""
 

@@ -128,6 +128,8 @@ class JobUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     result_data: Any = None
     error: Message | None = None
     worker_id: WorkerId | None = None
+    #: The holder's claim token: required to change a job a worker holds (else 409 ``job_held``).
+    claim_token: str | None = None
 
 
 class ProgressUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -81,6 +81,17 @@ def _query_int(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
+def _query_bool(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise RequestError(422, "validation_error", f"{name} must be true or false, got {raw!r}", name)
+
+
 def _query_statuses(request: Request) -> list[JobStatus] | None:
     values = [v for raw in request.query_params.getlist("status") for v in raw.split(",") if v]
     statuses = []
@@ -196,7 +207,7 @@ async def update_job(request: Request) -> Response:
     if update.progress is None and "progress" in sent:
         raise RequestError(422, "validation_error", "progress cannot be null", "progress")
     job = await get_job_queue_service(request).apply_update(
-        request.path_params["job_id"], update, set(sent)
+        request.path_params["job_id"], update, set(sent), force=_query_bool(request, "force")
     )
     return JSONResponse(job)
 

@@ -77,7 +77,11 @@ class Store(Protocol):
 
     # -- unfenced changes (operators, the seed's simple workers) ------------------------------
 
-    async def update_job(self, job_id: str, update: JobUpdate, fields: set[str], lease: float) -> Job: ...
+    async def update_job(
+        self, job_id: str, update: JobUpdate, fields: set[str], lease: float, *, force: bool = False
+    ) -> Job:
+        """Apply ``rules.plan_update`` to the job read in the same write transaction: a held job
+        changes only with its claim token, or with ``force``, which fences its holder out."""
 
     async def cancel(self, job_id: str, message: str | None) -> Job:
         """Cancel a waiting job at once, or ask the holder of a running one to stop."""
@@ -127,7 +131,9 @@ class Store(Protocol):
         lease: float,
     ) -> Job: ...
 
-    async def complete(self, job_id: str, token: str, result_data: Any, message: str | None) -> Job: ...
+    async def complete(self, job_id: str, token: str, result_data: Any, message: str | None) -> Job:
+        """Finish a held job; a repeat of the completion that finished it (same token, same
+        result) answers the job again, anything else refused is ``LeaseLost``."""
 
     async def fail(
         self, job_id: str, token: str, *, error: str, retry: bool, retry_at: float, message: str | None

@@ -44,8 +44,10 @@ SELECT status FROM jobs WHERE id = %(id)s;
 SELECT * FROM jobs WHERE idempotency_key = %(key)s;
 
 -- name: update_job
--- Apply a validated change; NULL parameters leave a column as it is (the *_set flags allow
--- clearing). Leaving the active statuses drops the claim; entering one starts a lease.
+-- Apply a validated change (rules.plan_update); NULL parameters leave a column as it is (the *_set
+-- flags allow clearing). Leaving the active statuses drops the lease; entering one starts a lease
+-- without a claim token (nobody holds a job started this way). Only the holder's own update keeps
+-- its claim: any other change, a forced one included, clears the token and so fences it out.
 UPDATE jobs SET
     event_seq = event_seq + 1,
     status = coalesce(%(status)s, status),
@@ -61,9 +63,7 @@ UPDATE jobs SET
                             WHEN %(leaves_active)s THEN NULL
                             WHEN lease_expires_at IS NOT NULL THEN %(lease_until)s::timestamptz
                             ELSE NULL END,
-    claim_token = CASE WHEN %(becomes_waiting)s THEN NULL
-                       WHEN %(becomes_active)s THEN replace(gen_random_uuid()::text, '-', '')
-                       ELSE claim_token END,
+    claim_token = CASE WHEN %(keeps_claim)s THEN claim_token ELSE NULL END,
     run_at = CASE WHEN %(becomes_waiting)s THEN %(now)s::timestamptz ELSE run_at END,
     updated_at = %(now)s::timestamptz
 WHERE id = %(id)s

@@ -321,15 +321,18 @@ class PostgresStore:
 
     # -- changing (unfenced: the seed's API, for operators and simple workers) ----------------
 
-    async def update_job(self, job_id: str, update: JobUpdate, fields: set[str], lease: float) -> Job:
-        """Apply the ``fields`` of ``update``; the row is locked from the status check on."""
+    async def update_job(
+        self, job_id: str, update: JobUpdate, fields: set[str], lease: float, *, force: bool = False
+    ) -> Job:
+        """Apply the ``fields`` of ``update``; the row is locked from the status and claim check on."""
         now = time.time()
 
         async def op(tx: Transaction, events: list[EventValues]) -> Row:
             row = await tx.fetch_one(QUERIES["get_job_for_update"], {"id": job_id})
             if row is None:
                 raise JobNotFound(job_id)
-            plan = rules.plan_update(job_id, JobStatus(row["status"]), update, fields)
+            holder = rules.Holder(row["claim_token"], row["lease_expires_at"] is not None, row["worker_id"])
+            plan = rules.plan_update(job_id, JobStatus(row["status"]), update, fields, holder, force=force)
             params = {
                 "id": job_id,
                 "now": _ts(now),
@@ -348,6 +351,7 @@ class PostgresStore:
                 "leaves_active": plan.leaves_active,
                 "becomes_waiting": plan.becomes_waiting,
                 "becomes_terminal": plan.becomes_terminal,
+                "keeps_claim": plan.keeps_claim,
             }
             updated = await tx.fetch_one(QUERIES["update_job"], params)
             assert updated is not None  # the row exists: we hold its lock since reading it
@@ -528,9 +532,11 @@ class PostgresStore:
             # A holder re-sending its completion (say, after a lost HTTP response) gets the same
             # answer again instead of an error; anything else stays refused.
             row = await self.db.fetch_one(QUERIES["get_job"], {"id": job_id})
-            if row is not None and row["status"] == "completed" and row["claim_token"] == token:
-                return job_from_row(row)
-            raise
+            if row is None or not rules.completion_replayed(
+                row["status"], row["claim_token"], row["result_data"], token, _as_stored(result_data)
+            ):
+                raise
+            return job_from_row(row)
 
     async def fail(
         self, job_id: str, token: str, *, error: str, retry: bool, retry_at: float, message: str | None
@@ -565,6 +571,11 @@ class PostgresStore:
             return rows
 
         return [job_from_row(row) for row in await self._write(op)]
+
+
+def _as_stored(value: Any) -> Any:
+    """``value`` as it reads back once stored (JSON round trip), to compare with a stored one."""
+    return None if value is None else _json_decode(_json_encode(value))
 
 
 async def _status_of(tx: Transaction, job_id: str) -> str | None:

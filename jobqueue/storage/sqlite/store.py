@@ -363,14 +363,18 @@ class SQLiteStore:
 
     # -- changing (unfenced: the seed's API, for operators and simple workers) ----------------
 
-    async def update_job(self, job_id: str, update: JobUpdate, fields: set[str], lease: float) -> Job:
-        """Apply the ``fields`` of ``update``; the status rules are checked under the write lock."""
+    async def update_job(
+        self, job_id: str, update: JobUpdate, fields: set[str], lease: float, *, force: bool = False
+    ) -> Job:
+        """Apply the ``fields`` of ``update``; the status and claim rules are checked under the
+        write lock."""
 
         def op(conn: WriteConnection, events: list[EventRow]) -> sqlite3.Row:
             row = conn.fetch_one(QUERIES["get_job"], {"id": job_id})
             if row is None:
                 raise JobNotFound(job_id)
-            plan = rules.plan_update(job_id, JobStatus(row["status"]), update, fields)
+            holder = rules.Holder(row["claim_token"], row["lease_expires_at"] is not None, row["worker_id"])
+            plan = rules.plan_update(job_id, JobStatus(row["status"]), update, fields, holder, force=force)
             params = {
                 "id": job_id,
                 "now": time.time(),
@@ -389,6 +393,7 @@ class SQLiteStore:
                 "leaves_active": plan.leaves_active,
                 "becomes_waiting": plan.becomes_waiting,
                 "becomes_terminal": plan.becomes_terminal,
+                "keeps_claim": plan.keeps_claim,
             }
             updated = conn.fetch_one(QUERIES["update_job"], params)
             assert updated is not None  # the row exists: we hold the write lock since reading it
@@ -607,16 +612,16 @@ class SQLiteStore:
         except LeaseLost:
             # A holder re-sending its completion (say, after a lost HTTP response) gets the same
             # answer again instead of an error; anything else stays refused.
-            job = await self._get_if_completed_by(job_id, token)
-            if job is None:
+            row = await self.db.fetch_one(QUERIES["get_job"], {"id": job_id})
+            if row is None or not rules.completion_replayed(
+                row["status"],
+                row["claim_token"],
+                None if row["result_data"] is None else _json_decode(row["result_data"]),
+                token,
+                _as_stored(result_data),
+            ):
                 raise
-            return job
-
-    async def _get_if_completed_by(self, job_id: str, token: str) -> Job | None:
-        row = await self.db.fetch_one(QUERIES["get_job"], {"id": job_id})
-        if row is not None and row["status"] == "completed" and row["claim_token"] == token:
             return job_from_row(row)
-        return None
 
     async def fail(
         self, job_id: str, token: str, *, error: str, retry: bool, retry_at: float, message: str | None
@@ -651,6 +656,11 @@ class SQLiteStore:
             return rows
 
         return [job_from_row(row) for row in await self._write(op)]
+
+
+def _as_stored(value: Any) -> Any:
+    """``value`` as it reads back once stored (JSON round trip), to compare with a stored one."""
+    return None if value is None else _json_decode(_json_encode(value))
 
 
 def _status_of(conn: WriteConnection, job_id: str) -> str | None:
