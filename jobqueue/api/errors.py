@@ -12,13 +12,17 @@ from starlette.responses import Response
 
 from jobqueue.api.responses import JSONResponse
 from jobqueue.errors import (
+    ApiKeyExists,
+    ApiKeyNotFound,
     DatabaseError,
+    Forbidden,
     IdempotencyConflict,
     InvalidTransition,
     JobHeld,
     JobNotFound,
     JobQueueError,
     LeaseLost,
+    Unauthorized,
     ValidationFailed,
 )
 from jobqueue.models import ErrorBody
@@ -34,10 +38,16 @@ STATUS_CODES: dict[type[JobQueueError], int] = {
     IdempotencyConflict: 422,
     ValidationFailed: 422,
     DatabaseError: 503,
+    Unauthorized: 401,
+    Forbidden: 403,
+    ApiKeyNotFound: 404,
+    ApiKeyExists: 409,
 }
 
 _HTTP_CODES = {
     400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",

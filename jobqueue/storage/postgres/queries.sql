@@ -426,3 +426,60 @@ FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(lease_untils)s::timestamptz[]
      AS v(id, token, lease_until)
 WHERE jobs.id = v.id AND jobs.claim_token = v.token AND jobs.lease_expires_at IS NOT NULL
 RETURNING jobs.id, jobs.cancel_requested;
+
+-- name: insert_api_key
+-- A new API key; nothing when a key in use already has the name (api_keys_active_name).
+INSERT INTO api_keys (id, name, key_hash, scopes, job_types, created_at)
+VALUES (%(id)s, %(name)s, %(key_hash)s, %(scopes)s::text[], %(job_types)s::text[], %(now)s::timestamptz)
+ON CONFLICT DO NOTHING
+RETURNING *;
+
+-- name: get_api_key
+-- One API key by id, with its hash (authentication).
+SELECT * FROM api_keys WHERE id = %(id)s;
+
+-- name: list_api_keys
+-- Every API key, revoked ones included, oldest first.
+SELECT * FROM api_keys ORDER BY created_at, id;
+
+-- name: any_api_key
+-- Whether a key was ever created (revoked ones count: revoking every key must not open the API).
+SELECT EXISTS (SELECT 1 FROM api_keys) AS found;
+
+-- name: revoke_api_key_by_id
+-- Revoke a key by id (a key revoked before keeps its first revocation time).
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, %(now)s::timestamptz) WHERE id = %(key)s RETURNING *;
+
+-- name: revoke_api_key_by_name
+-- Revoke the key in use with this name.
+UPDATE api_keys SET revoked_at = %(now)s::timestamptz WHERE name = %(key)s AND revoked_at IS NULL RETURNING *;
+
+-- name: delete_sessions_of_key
+-- A revoked key's browser sessions end with it.
+DELETE FROM api_sessions WHERE key_id = %(id)s;
+
+-- name: touch_api_key
+-- Record a use of the key, unless one was recorded within %(interval)s seconds.
+UPDATE api_keys SET last_used_at = %(now)s::timestamptz
+WHERE id = %(id)s
+    AND (last_used_at IS NULL OR last_used_at <= %(now)s::timestamptz - make_interval(secs => %(interval)s::float8));
+
+-- name: delete_expired_sessions
+-- Sessions past their expiry (cleared whenever a session is created).
+DELETE FROM api_sessions WHERE expires_at <= %(now)s::timestamptz;
+
+-- name: insert_session
+-- A browser's login.
+INSERT INTO api_sessions (token_hash, key_id, bootstrap_proof, created_at, expires_at)
+VALUES (%(token_hash)s, %(key_id)s, %(bootstrap_proof)s, %(now)s::timestamptz, %(expires_at)s::timestamptz);
+
+-- name: get_session
+-- A live session by its token's hash, with the key it was made with (NULL columns for the
+-- bootstrap key).
+SELECT s.bootstrap_proof AS session_bootstrap_proof, s.expires_at AS session_expires_at, k.*
+FROM api_sessions s LEFT JOIN api_keys k ON k.id = s.key_id
+WHERE s.token_hash = %(token_hash)s AND s.expires_at > %(now)s::timestamptz;
+
+-- name: delete_session
+-- Log out.
+DELETE FROM api_sessions WHERE token_hash = %(token_hash)s;

@@ -19,14 +19,17 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from jobqueue.errors import JobNotFound, LeaseLost
+from jobqueue.errors import ApiKeyExists, ApiKeyNotFound, JobNotFound, LeaseLost
 from jobqueue.models import (
+    ApiKey,
+    ApiSession,
     ClaimedJob,
     EventKind,
     Job,
     JobEvent,
     JobStatus,
     JobUpdate,
+    KeyScope,
 )
 from jobqueue.settings import Settings
 from jobqueue.storage import rules
@@ -78,6 +81,18 @@ def job_from_row(row: sqlite3.Row) -> Job:
         cancel_requested=bool(row["cancel_requested"]),
         idempotency_key=row["idempotency_key"],
         event_seq=row["event_seq"],
+    )
+
+
+def api_key_from_row(row: sqlite3.Row) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        name=row["name"],
+        scopes=[KeyScope(s) for s in _json_decode(row["scopes"])],
+        job_types=None if row["job_types"] is None else _json_decode(row["job_types"]),
+        created_at=_ts(row["created_at"]),  # type: ignore[arg-type]
+        last_used_at=_ts(row["last_used_at"]),
+        revoked_at=_ts(row["revoked_at"]),
     )
 
 
@@ -656,6 +671,96 @@ class SQLiteStore:
             return rows
 
         return [job_from_row(row) for row in await self._write(op)]
+
+
+    # -- API keys and browser sessions ------------------------------------------------------
+
+    async def insert_api_key(
+        self, *, key_id: str, name: str, key_hash: str, scopes: Sequence[str], job_types: Sequence[str] | None
+    ) -> ApiKey:
+        params = {
+            "id": key_id,
+            "name": name,
+            "key_hash": key_hash,
+            "scopes": _json_encode(list(scopes)).decode(),
+            "job_types": None if job_types is None else _json_encode(list(job_types)).decode(),
+            "now": time.time(),
+        }
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> sqlite3.Row:
+            row = conn.fetch_one(QUERIES["insert_api_key"], params)
+            if row is None:
+                raise ApiKeyExists(f"a key named {name!r} is in use: revoke it first or pick another name")
+            return row
+
+        return api_key_from_row(await self._write(op))
+
+    async def get_api_key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        row = await self.db.fetch_one(QUERIES["get_api_key"], {"id": key_id})
+        return None if row is None else (api_key_from_row(row), row["key_hash"])
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        return [api_key_from_row(row) for row in await self.db.fetch_all(QUERIES["list_api_keys"])]
+
+    async def any_api_key(self) -> bool:
+        row = await self.db.fetch_one(QUERIES["any_api_key"])
+        return bool(row[0])
+
+    async def revoke_api_key(self, key: str) -> ApiKey:
+        params = {"key": key, "now": time.time()}
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> sqlite3.Row:
+            row = conn.fetch_one(QUERIES["revoke_api_key_by_id"], params) or conn.fetch_one(
+                QUERIES["revoke_api_key_by_name"], params
+            )
+            if row is None:
+                raise ApiKeyNotFound(key)
+            conn.fetch_all(QUERIES["delete_sessions_of_key"], {"id": row["id"]})
+            return row
+
+        return api_key_from_row(await self._write(op))
+
+    async def touch_api_key(self, key_id: str, interval: float) -> None:
+        params = {"id": key_id, "now": time.time(), "interval": interval}
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> None:
+            conn.fetch_all(QUERIES["touch_api_key"], params)
+
+        await self._write(op)
+
+    async def insert_session(
+        self, *, token_hash: str, key_id: str | None, bootstrap_proof: str | None, expires_at: float
+    ) -> None:
+        now = time.time()
+        params = {
+            "token_hash": token_hash,
+            "key_id": key_id,
+            "bootstrap_proof": bootstrap_proof,
+            "now": now,
+            "expires_at": expires_at,
+        }
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> None:
+            conn.fetch_all(QUERIES["delete_expired_sessions"], {"now": now})
+            conn.fetch_all(QUERIES["insert_session"], params)
+
+        await self._write(op)
+
+    async def get_session(self, token_hash: str) -> ApiSession | None:
+        row = await self.db.fetch_one(QUERIES["get_session"], {"token_hash": token_hash, "now": time.time()})
+        if row is None:
+            return None
+        return ApiSession(
+            key=None if row["id"] is None else api_key_from_row(row),
+            bootstrap_proof=row["session_bootstrap_proof"],
+            expires_at=_ts(row["session_expires_at"]),  # type: ignore[arg-type]
+        )
+
+    async def delete_session(self, token_hash: str) -> None:
+        def op(conn: WriteConnection, events: list[EventRow]) -> None:
+            conn.fetch_all(QUERIES["delete_session"], {"token_hash": token_hash})
+
+        await self._write(op)
 
 
 def _as_stored(value: Any) -> Any:
