@@ -130,3 +130,16 @@ def test_a_server_with_keys_serves_the_cli_client_and_a_logged_in_event_stream(
             while '"seen-live"' not in received and time.monotonic() < deadline:
                 received += next(lines) + "\n"
             assert f'"job_id":"{job.json()["id"]}"' in received
+
+
+def test_docker_compose_ships_with_a_key_from_an_env_file() -> None:
+    import yaml
+
+    from .conftest import ROOT
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["api"]["env_file"] == ".env"
+    assert compose["services"]["api"]["environment"]["HOST"] == "0.0.0.0"
+    example = (ROOT / ".env.example").read_text()
+    assert "\nJOBQUEUE_ADMIN_KEY=" in example
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
