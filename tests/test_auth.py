@@ -410,3 +410,15 @@ def test_key_format() -> None:
     assert len(parts[1]) >= 43  # 32 random bytes, URL-safe base64
     assert split_key("jq_") is None and split_key("sk_abc_def") is None
     assert msgspec.json.decode(msgspec.json.encode(key)) == key
+
+
+def test_secrets_from_the_environment_are_long_and_stay_out_of_reprs() -> None:
+    from jobqueue.errors import ConfigError
+    from jobqueue.settings import load_settings
+
+    with pytest.raises(ConfigError) as exc:
+        load_settings({"JOBQUEUE_ADMIN_KEY": "short"})
+    assert "JOBQUEUE_ADMIN_KEY" in str(exc.value) and "\n" not in str(exc.value)
+    assert load_settings({"JOBQUEUE_ADMIN_KEY": ""}).admin_key is None  # an empty line in .env: unset
+    settings = load_settings({"JOBQUEUE_ADMIN_KEY": ADMIN_KEY, "METRICS_TOKEN": METRICS_TOKEN})
+    assert ADMIN_KEY not in repr(settings) and METRICS_TOKEN not in repr(settings)
