@@ -22,7 +22,8 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from jobqueue.errors import DatabaseError, Forbidden
 from jobqueue.models import ApiKey, CreatedApiKey, KeyScope
@@ -81,8 +82,7 @@ async def create_key(
     return CreatedApiKey(**fields, key=key)
 
 
-@dataclass(frozen=True)
-class Principal:
+class Principal(msgspec.Struct, kw_only=True, frozen=True):
     """Who sent a request: a key (or the bootstrap key, or nobody when authentication is off)."""
 
     name: str
