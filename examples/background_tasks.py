@@ -25,12 +25,15 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from jobqueue.api.app import create_app
+from jobqueue.api.auth import AuthMiddleware, requires
 from jobqueue.api.routes import get_job_queue_service
+from jobqueue.models import KeyScope
 from jobqueue.settings import Settings, load_settings
 from jobqueue.worker import JobContext, Registry
 
@@ -60,6 +63,8 @@ def write_audit_line(audit_log: Path, job_id: str, customer: str, client: str) -
 def build_app(settings: Settings, audit_log: Path) -> Starlette:
     jobqueue_app = create_app(settings, registry=registry)
 
+    # Our own route asks for a key like the API's own routes do (once any key exists).
+    @requires(KeyScope.ENQUEUE)
     async def request_report(request: Request) -> JSONResponse:
         try:
             body = msgspec.json.decode(await request.body(), type=ReportRequest)
@@ -84,6 +89,7 @@ def build_app(settings: Settings, audit_log: Path) -> Starlette:
 
     return Starlette(
         routes=[Route("/reports", request_report, methods=["POST"]), Mount("/", app=jobqueue_app)],
+        middleware=[Middleware(AuthMiddleware)],
         lifespan=lifespan,
     )
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m jobqueue [serve|worker|migrate|prune] [options]``.
+"""Command line: ``python -m jobqueue [serve|worker|migrate|prune|keys] [options]``.
 
 Every option falls back to an environment variable (shown in ``--help``). Errors print one line
 to stderr and exit non-zero; no traceback reaches the terminal for a mistake of the user's.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import ipaddress
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 from jobqueue import __version__
 from jobqueue.cli_client import CLIENT_COMMANDS, add_client_commands, run_client_command
 from jobqueue.errors import ConfigError, JobQueueError
+from jobqueue.models import KeyScope
 from jobqueue.settings import Settings, load_settings
 
 logger = logging.getLogger("jobqueue")
@@ -103,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not run a worker pool inside the server [env RUN_WORKER=false]",
     )
     serve.add_argument("--debug", action="store_true", help="tracebacks in error responses [env DEBUG]")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="listen on a non-loopback address although no API key exists: the API is open to "
+        "anyone who reaches it until a key is created [env JOBQUEUE_INSECURE_NO_AUTH]",
+    )
     _pool_options(serve)
 
     worker = commands.add_parser("worker", help="run a worker pool in this process")
@@ -137,8 +145,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep failed and cancelled jobs this many days (default 30) [env RETENTION_FAILED_DAYS]",
     )
 
+    _key_commands(commands)
     add_client_commands(commands)
     return parser
+
+
+def _key_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument("--database-url", metavar="URL", help="the database [env DATABASE_URL]")
+    keys = commands.add_parser(
+        "keys", help="create, list and revoke API keys (on the database, like migrate)"
+    )
+    actions = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    create = actions.add_parser(
+        "create", parents=[database], help="create a key and print it, only it, on stdout (shown once)"
+    )
+    create.add_argument("--name", required=True, help="a name for the key, unique among keys in use")
+    create.add_argument(
+        "--scope",
+        dest="scopes",
+        action="append",
+        required=True,
+        choices=[s.value for s in KeyScope],
+        help="what the key may do (repeat for several): admin, enqueue, worker, read",
+    )
+    create.add_argument(
+        "--job-type",
+        dest="key_job_types",
+        action="append",
+        metavar="T",
+        help="limit the key to this job type (repeat for several; default: every type)",
+    )
+    listing = actions.add_parser("list", parents=[database], help="list keys (never their secrets)")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    revoke = actions.add_parser("revoke", parents=[database], help="revoke a key at once, in every process")
+    revoke.add_argument("key", metavar="NAME_OR_ID")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -151,6 +192,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["run_worker"] = "false"
     if getattr(args, "debug", False):
         overrides["debug"] = "true"
+    if getattr(args, "insecure_no_auth", False):
+        overrides["insecure_no_auth"] = "true"
     return load_settings(overrides=overrides)
 
 
@@ -174,6 +217,98 @@ async def _migrate(settings: Settings) -> int:
 
     async with open_store(settings, migrate=False) as store:
         return len(await store.migrate())
+
+
+async def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    import msgspec
+
+    from jobqueue.keys import create_key
+    from jobqueue.models import ApiKeyCreate
+    from jobqueue.storage import open_store
+
+    async with open_store(settings) as store:
+        if args.keys_command == "create":
+            try:
+                request = msgspec.convert(
+                    {"name": args.name, "scopes": args.scopes, "job_types": args.key_job_types}, ApiKeyCreate
+                )
+            except msgspec.ValidationError as exc:
+                raise ConfigError(f"invalid key: {exc}") from None
+            created = await create_key(store, request.name, request.scopes, request.job_types)
+            print(created.key)  # only the key, so `KEY=$(jobqueue keys create ...)` works
+        elif args.keys_command == "list":
+            keys = await store.list_api_keys()
+            if args.json:
+                print(msgspec.json.format(msgspec.json.encode(keys), indent=2).decode())
+            else:
+                _print_keys(keys)
+        else:
+            revoked = await store.revoke_api_key(args.key)
+            print(f"key {revoked.name} ({revoked.id}) revoked")
+    return 0
+
+
+def _print_keys(keys: list[Any]) -> None:
+    if not keys:
+        print("no API keys: authentication is off on loopback (jobqueue keys create --name NAME --scope admin)")
+        return
+
+    def when(value: Any) -> str:
+        return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+    rows = [["ID", "NAME", "SCOPES", "JOB TYPES", "CREATED", "LAST USED", "REVOKED"]]
+    for key in keys:
+        rows.append(
+            [
+                key.id,
+                key.name,
+                ",".join(s.value for s in key.scopes),
+                "*" if key.job_types is None else ",".join(key.job_types),
+                when(key.created_at),
+                when(key.last_used_at),
+                when(key.revoked_at),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+async def _any_key(settings: Settings) -> bool:
+    from jobqueue.storage import open_store
+
+    async with open_store(settings, migrate=False) as store:
+        return await store.any_api_key()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
+
+
+def auth_banner(settings: Settings, any_key: bool) -> str:
+    """The start-up line about authentication; ``ConfigError`` (one line) when the server would
+    listen beyond loopback with nobody asked for a key and no explicit ``--insecure-no-auth``."""
+    where = f"{settings.host}:{settings.port}"
+    if settings.admin_key is not None or any_key:
+        source = "JOBQUEUE_ADMIN_KEY and API keys" if any_key and settings.admin_key else (
+            "JOBQUEUE_ADMIN_KEY" if settings.admin_key else "API keys"
+        )
+        return f"authentication is on ({source}): every request but /health needs a key"
+    if not is_loopback(settings.host) and not settings.insecure_no_auth:
+        raise ConfigError(
+            f"refusing to listen on {where} without authentication: create a key "
+            "(jobqueue keys create --name admin --scope admin), set JOBQUEUE_ADMIN_KEY, "
+            "or pass --insecure-no-auth"
+        )
+    return (
+        f"authentication is OFF: no API key exists, so anyone who reaches {where} may do anything "
+        "until one is created (jobqueue keys create --name admin --scope admin)"
+    )
 
 
 async def _prune(settings: Settings) -> int:
@@ -248,9 +383,11 @@ def _serve(settings: Settings, registry: Any, log_level: str) -> None:
 
     from jobqueue.api.app import create_app
 
-    # Fail fast with one line (bad file, migration refused) before uvicorn starts logging.
+    # Fail fast with one line (bad file, migration refused, no key) before uvicorn starts logging.
     _run(_migrate(settings))
+    banner = auth_banner(settings, _run(_any_key(settings)))
     app = create_app(settings, registry=registry)
+    logger.log(logging.WARNING if banner.startswith("authentication is OFF") else logging.INFO, banner)
     uvicorn.run(
         app,
         host=settings.host,
@@ -270,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in CLIENT_COMMANDS:
         return run_client_command(args)
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        level=getattr(logging, str(getattr(args, "log_level", "warning")).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
@@ -285,6 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{settings.retention_completed_days:g} days, failed or cancelled older than "
                 f"{settings.retention_failed_days:g} days"
             )
+        elif command == "keys":
+            return _run(_keys(settings, args))
         elif command == "worker":
             _run(_run_worker(settings, _load_registry(args.registry), args.burst, args.metrics_port))
         else:

@@ -1,7 +1,7 @@
 """Client commands of the CLI: ``jobqueue enqueue|get|list|stats|cancel|retry|wait``.
 
 They talk to a running server over HTTP through ``jobqueue.client`` (``--url``, env
-``JOBQUEUE_URL``, default http://127.0.0.1:8000). ``--json`` prints the API's JSON for scripts.
+``JOBQUEUE_URL``, default http://127.0.0.1:8000; ``--api-key``, env ``JOBQUEUE_API_KEY``). ``--json`` prints the API's JSON for scripts.
 Any failure is one line on stderr and a non-zero exit, never a traceback.
 
 Exit codes: 0 success; 2 an error (server unreachable, job not found, refused request, bad
@@ -338,6 +338,11 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         default=os.environ.get("JOBQUEUE_URL") or DEFAULT_URL,
         help=f"the jobqueue server (default {DEFAULT_URL}) [env JOBQUEUE_URL]",
     )
+    common.add_argument(
+        "--api-key",
+        default=os.environ.get("JOBQUEUE_API_KEY"),
+        help="API key sent as Authorization: Bearer (when the server asks for one) [env JOBQUEUE_API_KEY]",
+    )
     common.add_argument("--json", action="store_true", help="print the API's JSON instead of text")
     for name, command in CLIENT_COMMANDS.items():
         sub = commands.add_parser(name, help=command.help, description=command.help, parents=[common])
@@ -350,7 +355,7 @@ def run_client_command(args: argparse.Namespace, out: TextIO | None = None) -> i
     out = sys.stdout if out is None else out
 
     async def run() -> int:
-        async with JobQueueClient(args.url) as client:
+        async with JobQueueClient(args.url, api_key=args.api_key) as client:
             return await command.run(client, args, out)
 
     try:

@@ -18,6 +18,7 @@ first attempt created). ``cancel``, ``retry`` and an enqueue without a key are s
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
@@ -170,7 +171,8 @@ class SSEParser:
 class JobQueueClient:
     """One connection pool to one jobqueue server. Use as an async context manager, or ``aclose()``.
 
-    ``retries`` is how many times a safe request is repeated after a connection failure, with
+    ``api_key`` is sent as ``Authorization: Bearer <key>`` (default: the ``JOBQUEUE_API_KEY``
+    environment variable; none when it is unset, for a server with authentication off). ``retries`` is how many times a safe request is repeated after a connection failure, with
     exponential backoff from ``backoff`` seconds. ``transport`` and ``headers`` go to httpx
     (for instance an ``httpx.ASGITransport`` to talk to an app in-process).
     """
@@ -184,15 +186,18 @@ class JobQueueClient:
         backoff: float = 0.1,
         headers: dict[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
+        api_key = api_key or os.environ.get("JOBQUEUE_API_KEY") or None
+        auth = {} if api_key is None else {"authorization": f"Bearer {api_key}"}
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,
-            headers={"accept": "application/json", **(headers or {})},
+            headers={"accept": "application/json", **auth, **(headers or {})},
             transport=transport,
         )
 

@@ -52,6 +52,17 @@ class LeaseLost(JobQueueError):
     code = "lease_lost"
 
 
+class JobHeld(JobQueueError):
+    """An unfenced change of a job a worker holds (HTTP 409).
+
+    The holder would go on running and then report over the change (or a second worker would run
+    the job beside it); send the holder's claim token, cancel the job, or force the change (which
+    fences the holder out).
+    """
+
+    code = "job_held"
+
+
 class IdempotencyConflict(JobQueueError):
     """An idempotency key was reused with a different request (HTTP 422)."""
 
@@ -66,3 +77,29 @@ class ValidationFailed(JobQueueError):
     def __init__(self, detail: str, field: str | None = None) -> None:
         super().__init__(detail)
         self.field = field
+
+
+class Unauthorized(JobQueueError):
+    """No API key, or one that is unknown or revoked (HTTP 401)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(JobQueueError):
+    """The key is valid but lacks the scope or job type the request needs (HTTP 403)."""
+
+    code = "forbidden"
+
+
+class ApiKeyNotFound(JobQueueError):
+    code = "key_not_found"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no API key has the id or name {key!r}")
+        self.key = key
+
+
+class ApiKeyExists(JobQueueError):
+    """A key in use already has this name (HTTP 409); revoke it first or pick another name."""
+
+    code = "key_exists"

@@ -128,6 +128,8 @@ class JobUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     result_data: Any = None
     error: Message | None = None
     worker_id: WorkerId | None = None
+    #: The holder's claim token: required to change a job a worker holds (else 409 ``job_held``).
+    claim_token: str | None = None
 
 
 class ProgressUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -219,3 +221,61 @@ class JobEvent(msgspec.Struct, kw_only=True):
     #: The result on ``completed``; ``{"error": ...}`` on ``failed`` and ``requeued`` after an error.
     data: Any
     at: datetime
+
+
+class KeyScope(str, enum.Enum):
+    """What an API key may do. ``admin`` includes every other scope."""
+
+    #: Everything: managing keys, operator changes (PUT, cancel, retry, delete, forced changes).
+    ADMIN = "admin"
+    #: Create jobs, and read the jobs it may see (get, list, a job's stream, wait).
+    ENQUEUE = "enqueue"
+    #: The remote-worker protocol: claim, heartbeat, progress, complete, fail, release, and
+    #: confirming a requested cancel; every one of them also fenced by the claim token.
+    WORKER = "worker"
+    #: Read everything: GETs, streams, stats, the dashboard, the docs, ``/ready`` and ``/metrics``.
+    READ = "read"
+
+
+KeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")]
+
+
+class ApiKey(msgspec.Struct, kw_only=True):
+    """An API key as listed: never its secret, which is shown once, when it is created."""
+
+    id: str
+    name: str
+    scopes: list[KeyScope]
+    #: The job types the key may touch; None: every type.
+    job_types: list[str] | None
+    created_at: datetime
+    #: Updated at most once a minute.
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /api/keys``."""
+
+    name: KeyName
+    scopes: Annotated[list[KeyScope], msgspec.Meta(min_length=1)]
+    #: Limit the key to these job types (403 for others); omitted: every type.
+    job_types: Annotated[list[JobType], msgspec.Meta(min_length=1)] | None = None
+
+
+class CreatedApiKey(ApiKey, kw_only=True):
+    """A new key, with its secret: the only time the secret is shown."""
+
+    key: str
+
+
+class ApiKeyList(msgspec.Struct, kw_only=True):
+    items: list[ApiKey]
+
+
+class ApiSession(msgspec.Struct, kw_only=True):
+    """A browser's login, as stored: the key it was made with (None: the bootstrap key)."""
+
+    key: ApiKey | None
+    bootstrap_proof: str | None
+    expires_at: datetime

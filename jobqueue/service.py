@@ -169,11 +169,15 @@ class JobQueueService:
         result_data: Any = _UNSET,
         error: str | None = _UNSET,
         worker_id: str | None = _UNSET,
+        claim_token: str | None = None,
+        force: bool = False,
     ) -> Job:
-        """Change a job without a claim token (operators, the seed's simple workers).
+        """Change a job directly (operators, the seed's simple workers).
 
         Only the arguments given change; ``message=None`` clears the message. A finished job
-        cannot be changed (``InvalidTransition``). Completing sets progress to 100.
+        cannot be changed (``InvalidTransition``). Completing sets progress to 100. A job a
+        worker holds changes only with its ``claim_token`` (``JobHeld`` otherwise) or with
+        ``force``, which fences the worker out: its token stops working.
         """
         fields: set[str] = set()
         values: dict[str, Any] = {}
@@ -193,11 +197,18 @@ class JobQueueService:
             if value is not _UNSET:
                 fields.add(name)
                 values[name] = value
-        return await self.apply_update(job_id, JobUpdate(**values), fields)
+        if claim_token is not None:
+            fields.add("claim_token")
+            values["claim_token"] = claim_token
+        return await self.apply_update(job_id, JobUpdate(**values), fields, force=force)
 
-    async def apply_update(self, job_id: str, update: JobUpdate, fields: set[str]) -> Job:
+    async def apply_update(
+        self, job_id: str, update: JobUpdate, fields: set[str], *, force: bool = False
+    ) -> Job:
         """``update_job`` for an already validated ``JobUpdate`` (the HTTP body)."""
-        return await self.store.update_job(job_id, update, fields, self.settings.lease_seconds)
+        return await self.store.update_job(
+            job_id, update, fields, self.settings.lease_seconds, force=force
+        )
 
     async def update_progress(
         self,

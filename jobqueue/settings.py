@@ -64,6 +64,23 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_pooling: str = "session"
     #: Connections of one process's PostgreSQL pool.
     database_pool_size: int = 10
+    #: A bootstrap admin key from the environment (compose, CI): compared in constant time,
+    #: never stored. Setting it turns authentication on.
+    admin_key: str | None = None
+    #: A token that may read ``/metrics`` and nothing else (a Prometheus scraper), besides any
+    #: key with the ``read`` scope.
+    metrics_token: str | None = None
+    #: Serve on an address other than loopback while no key exists (the API is open to anyone
+    #: who can reach it until the first key is created).
+    insecure_no_auth: bool = False
+
+    def __repr__(self) -> str:
+        # Secrets stay out of logs and tracebacks.
+        fields = ", ".join(
+            f"{f}={'***' if f in SECRET_SETTINGS and getattr(self, f) else repr(getattr(self, f))}"
+            for f in self.__struct_fields__
+        )
+        return f"Settings({fields})"
 
     @property
     def backend(self) -> str:
@@ -88,6 +105,11 @@ def redact_url(url: str) -> str:
     user = f"{parts.username}@" if parts.username else ""
     return f"{parts.scheme}://{user}{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
 
+
+#: Settings whose values are secrets.
+SECRET_SETTINGS = frozenset({"admin_key", "metrics_token"})
+#: Fewest characters of a secret given in the environment (32 random bytes make 43).
+MIN_SECRET_LENGTH = 32
 
 #: URL schemes of each backend.
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -169,6 +191,18 @@ def _parse_database(name: str, raw: str) -> str:
     return raw
 
 
+def _parse_secret(name: str, raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"{name} must be at least {MIN_SECRET_LENGTH} characters; make one with "
+            f"python3 -c 'import secrets; print(secrets.token_urlsafe(32))' (got {len(value)})"
+        )
+    return value
+
+
 def _parse_pooling(name: str, raw: str) -> str:
     value = raw.strip().lower()
     if value not in {"session", "transaction"}:
@@ -198,6 +232,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "prune_interval": ("PRUNE_INTERVAL", _parse_number(float, 0, 7 * 86_400)),
     "database_pooling": ("DATABASE_POOLING", _parse_pooling),
     "database_pool_size": ("DATABASE_POOL_SIZE", _parse_number(int, 2, 1000)),
+    "admin_key": ("JOBQUEUE_ADMIN_KEY", _parse_secret),
+    "metrics_token": ("METRICS_TOKEN", _parse_secret),
+    "insecure_no_auth": ("JOBQUEUE_INSECURE_NO_AUTH", _parse_bool),
 }
 
 

@@ -15,7 +15,10 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
+from jobqueue.api.auth import AuthMiddleware
+from jobqueue.api.auth import routes as login_routes
 from jobqueue.api.dashboard import routes as dashboard_routes
 from jobqueue.api.errors import (
     RequestError,
@@ -24,12 +27,14 @@ from jobqueue.api.errors import (
     handle_request_error,
     internal_error_handler,
 )
+from jobqueue.api.keys import routes as key_routes
 from jobqueue.api.openapi import routes as openapi_routes
 from jobqueue.api.ops import routes as ops_routes
 from jobqueue.api.routes import routes
 from jobqueue.api.sse import routes as stream_routes
 from jobqueue.errors import JobQueueError
 from jobqueue.handlers import default_registry
+from jobqueue.keys import KeyRing
 from jobqueue.metrics import JobMetrics
 from jobqueue.service import JobQueueService
 from jobqueue.settings import Settings, load_settings
@@ -61,8 +66,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                 )
                 background.append(asyncio.create_task(pool.run(), name="jobqueue-pool"))
                 metrics.track_pool(pool)
+            keyring = KeyRing(service.store, admin_key=settings.admin_key, metrics_token=settings.metrics_token)
             try:
-                yield {"service": service, "pool": pool, "metrics": metrics}
+                yield {"service": service, "pool": pool, "metrics": metrics, "keyring": keyring}
             finally:
                 if pool is not None:
                     pool.stop()
@@ -73,7 +79,16 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     return Starlette(
         debug=settings.debug,
-        routes=[*routes, *stream_routes, *dashboard_routes, *ops_routes, *openapi_routes],
+        routes=[
+            *routes,
+            *stream_routes,
+            *key_routes,
+            *login_routes,
+            *dashboard_routes,
+            *ops_routes,
+            *openapi_routes,
+        ],
+        middleware=[Middleware(AuthMiddleware)],
         lifespan=lifespan,
         exception_handlers={
             RequestError: handle_request_error,

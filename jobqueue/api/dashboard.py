@@ -15,6 +15,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from jobqueue.api.auth import requires
+from jobqueue.models import KeyScope
+
 _ASSETS = ("jobqueue", "static/dashboard")
 
 # Everything the page loads must come from this service; the policy makes a stray CDN link or an
@@ -30,6 +33,7 @@ _SECURITY_HEADERS = {
 }
 
 
+@requires(KeyScope.READ)
 async def dashboard(request: Request) -> Response:
     page = files(_ASSETS[0]).joinpath(_ASSETS[1], "index.html").read_bytes()
     return Response(page, media_type="text/html; charset=utf-8", headers=_SECURITY_HEADERS)

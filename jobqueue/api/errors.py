@@ -12,12 +12,17 @@ from starlette.responses import Response
 
 from jobqueue.api.responses import JSONResponse
 from jobqueue.errors import (
+    ApiKeyExists,
+    ApiKeyNotFound,
     DatabaseError,
+    Forbidden,
     IdempotencyConflict,
     InvalidTransition,
+    JobHeld,
     JobNotFound,
     JobQueueError,
     LeaseLost,
+    Unauthorized,
     ValidationFailed,
 )
 from jobqueue.models import ErrorBody
@@ -29,13 +34,20 @@ STATUS_CODES: dict[type[JobQueueError], int] = {
     JobNotFound: 404,
     InvalidTransition: 409,
     LeaseLost: 409,
+    JobHeld: 409,
     IdempotencyConflict: 422,
     ValidationFailed: 422,
     DatabaseError: 503,
+    Unauthorized: 401,
+    Forbidden: 403,
+    ApiKeyNotFound: 404,
+    ApiKeyExists: 409,
 }
 
 _HTTP_CODES = {
     400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",

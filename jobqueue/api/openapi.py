@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 import jobqueue
+from jobqueue.api.auth import requires
 from jobqueue.api.responses import JSONResponse
 from jobqueue.api.routes import (
     CancelRequest,
@@ -37,6 +38,10 @@ from jobqueue.api.routes import (
 )
 from jobqueue.handlers.generation import MODELS, GenerateRequest
 from jobqueue.models import (
+    ApiKey,
+    ApiKeyCreate,
+    ApiKeyList,
+    CreatedApiKey,
     ErrorBody,
     Job,
     JobCreate,
@@ -45,6 +50,7 @@ from jobqueue.models import (
     JobStats,
     JobStatus,
     JobUpdate,
+    KeyScope,
     ProgressUpdate,
 )
 
@@ -69,12 +75,18 @@ SCHEMA_TYPES: tuple[type, ...] = (
     FailRequest,
     HeartbeatResponse,
     GenerateRequest,
+    ApiKey,
+    ApiKeyCreate,
+    CreatedApiKey,
+    ApiKeyList,
 )
 
 _ERROR_TEXT = {
     400: "Malformed JSON",
+    401: "No API key, or an unknown or revoked one",
+    403: "The key lacks the scope or the job type this needs",
     404: "The job does not exist",
-    409: "Not allowed in the job's current status, or the claim is no longer current",
+    409: "Not allowed in the job's current status, the job is held by a worker, or the claim is no longer current",
     413: "Body too large",
     415: "Body is not JSON",
     422: "A field is invalid",
@@ -184,6 +196,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         request=JobUpdate,
         response=Job,
         errors=(404, 409, *_BODY_ERRORS),
+        params=(
+            Param(
+                "force",
+                {"type": "boolean", "default": False},
+                "Change a job a worker holds without its claim token (admin only): the worker's "
+                "token stops working at once",
+            ),
+        ),
+        description="A job a worker holds changes only with its `claim_token` (else 409 `job_held`) "
+        "or with `force=true`. Without a `claim_token`, or with `force`, the `admin` scope is needed.",
     ),
     ("DELETE", "/api/jobs/{job_id}"): Operation(
         "Delete a finished job", "jobs", status=204, errors=(404, 409)
@@ -194,6 +216,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         request=ProgressUpdate,
         response=Job,
         errors=_HOLDER_ERRORS,
+        description="Without a `claim_token`: `admin` only, and refused (409 `job_held`) while a worker holds the job.",
     ),
     ("POST", "/api/jobs/{job_id}/cancel"): Operation(
         "Cancel a job; a running job is stopped by its worker (who confirms with its claim_token)",
@@ -201,6 +224,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         request=CancelRequest,
         response=Job,
         errors=_HOLDER_ERRORS,
+        description="A cancel request needs `admin`; a worker confirming with its `claim_token` needs `worker`.",
     ),
     ("POST", "/api/jobs/{job_id}/retry"): Operation(
         "Queue a failed or cancelled job again", "jobs", response=Job, errors=(404, 409)
@@ -275,6 +299,29 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         response=ClaimResponse,
         errors=_BODY_ERRORS,
     ),
+    ("POST", "/api/keys"): Operation(
+        "Create an API key; the response is the only time its secret (`key`) is shown",
+        "keys",
+        request=ApiKeyCreate,
+        response=CreatedApiKey,
+        status=201,
+        errors=(409, *_BODY_ERRORS),
+    ),
+    ("GET", "/api/keys"): Operation("List API keys (never their secrets)", "keys", response=ApiKeyList),
+    ("DELETE", "/api/keys/{key_id}"): Operation(
+        "Revoke an API key (by id or name); it stops working at once in every process",
+        "keys",
+        response=ApiKey,
+        errors=(404,),
+    ),
+    ("GET", "/login"): Operation("The login form of the browser pages (HTML)", "keys", media_type="text/html"),
+    ("POST", "/login"): Operation(
+        "Log in with a key (form field `key`): sets an HttpOnly, SameSite=Strict session cookie",
+        "keys",
+        status=303,
+        description="Form-encoded (`key`, optional `next`); answers 401 with the form again for a bad key.",
+    ),
+    ("POST", "/logout"): Operation("End the browser's session", "keys", status=303),
     ("POST", "/api/generate"): Operation(
         "Queue a generation job with the default model",
         "generation",
@@ -294,6 +341,25 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
 }
 
+#: How a request proves who it is. Each operation's ``security`` lists the scopes that may call it
+#: (any one of them; ``admin`` may call everything). Without any key configured on the server,
+#: nothing is asked.
+_SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`jobqueue keys create`, `POST /api/keys`) or JOBQUEUE_ADMIN_KEY; "
+        "on /metrics also METRICS_TOKEN. Scopes: admin, enqueue, worker, read.",
+    },
+    "sessionCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "jobqueue_session",
+        "description": "Set by `POST /login` for the browser pages; a change it authenticates must "
+        "come from this site (same origin).",
+    },
+}
+
 _PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
 
 
@@ -303,11 +369,22 @@ def _schema_of(kind: type | dict[str, Any]) -> dict[str, Any]:
     return {"$ref": REF.format(name=kind.__name__)}
 
 
-def _operation_object(method: str, path: str, op: Operation) -> dict[str, Any]:
+def _security(scopes: tuple[KeyScope, ...] | None) -> list[dict[str, list[str]]]:
+    """Who may call an operation: any of the scopes (admin always), by key or session cookie."""
+    if scopes is None:
+        return []  # open
+    names = [s.value for s in scopes] + ([] if KeyScope.ADMIN in scopes else [KeyScope.ADMIN.value])
+    return [{scheme: [name]} for scheme in _SECURITY_SCHEMES for name in names]
+
+
+def _operation_object(
+    method: str, path: str, op: Operation, scopes: tuple[KeyScope, ...] | None
+) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": _operation_id(method, path),
         "summary": op.summary,
         "tags": [op.tag],
+        "security": _security(scopes),
     }
     if op.description:
         operation["description"] = op.description
@@ -332,7 +409,7 @@ def _operation_object(method: str, path: str, op: Operation) -> dict[str, Any]:
             "required": op.request is not CancelRequest,
             "content": {"application/json": {"schema": _schema_of(op.request)}},
         }
-    success: dict[str, Any] = {"description": "OK" if op.status != 201 else "Created"}
+    success: dict[str, Any] = {"description": {201: "Created", 303: "See Other"}.get(op.status, "OK")}
     if op.media_type is not None:
         success["content"] = {op.media_type: {"schema": {"type": "string"}}}
     elif op.response is not None:
@@ -344,7 +421,7 @@ def _operation_object(method: str, path: str, op: Operation) -> dict[str, Any]:
         responses[status] = {"description": text}
         if op.response is not None and op.media_type is None:
             responses[status]["content"] = {"application/json": {"schema": _schema_of(op.response)}}
-    for status in op.errors:
+    for status in (*op.errors, *(() if scopes is None else (401, 403))):
         responses[str(status)] = {
             "description": _ERROR_TEXT[status],
             "content": {"application/json": {"schema": _schema_of(ErrorBody)}},
@@ -360,6 +437,17 @@ def _operation_object(method: str, path: str, op: Operation) -> dict[str, Any]:
 def _operation_id(method: str, path: str) -> str:
     words = [w for w in re.split(r"[^A-Za-z0-9]+", path) if w]
     return "_".join([method.lower(), *words]) if words else f"{method.lower()}_root"
+
+
+def required_scopes(routes: list[BaseRoute]) -> dict[tuple[str, str], tuple[KeyScope, ...] | None]:
+    """(METHOD, path) -> the scopes its endpoint declares with ``@requires`` (None: open)."""
+    found: dict[tuple[str, str], tuple[KeyScope, ...] | None] = {}
+    for route in routes:
+        if isinstance(route, Route):
+            path = route.path if route.path == "/" else route.path.rstrip("/")
+            for method in route.methods or ():
+                found[(method, path)] = getattr(route.endpoint, "required_scopes", None)
+    return found
 
 
 def documented_routes(routes: list[BaseRoute]) -> list[tuple[str, str]]:
@@ -384,9 +472,10 @@ def build_openapi(routes: list[BaseRoute]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of an app with these routes."""
     _, components = msgspec.json.schema_components(SCHEMA_TYPES, ref_template=REF)
     paths: dict[str, dict[str, Any]] = {}
+    scopes = required_scopes(routes)
     for method, path in documented_routes(routes):
         op = OPERATIONS.get((method, path)) or Operation("Undocumented", "undocumented")
-        paths.setdefault(path, {})[method.lower()] = _operation_object(method, path, op)
+        paths.setdefault(path, {})[method.lower()] = _operation_object(method, path, op, scopes[(method, path)])
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -400,9 +489,10 @@ def build_openapi(routes: list[BaseRoute]) -> dict[str, Any]:
             {"name": "workers", "description": "The remote-worker protocol (claims, leases, results)"},
             {"name": "generation", "description": "The example generation job type"},
             {"name": "service", "description": "Health, readiness, metrics and documentation"},
+            {"name": "keys", "description": "API keys (admin) and the browser's login"},
         ],
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},
     }
 
 
@@ -412,6 +502,7 @@ _STATIC = resources.files("jobqueue") / "static"
 _ASSETS = {"docs.js": "text/javascript; charset=utf-8", "docs.css": "text/css; charset=utf-8"}
 
 
+@requires(KeyScope.READ, KeyScope.ENQUEUE, KeyScope.WORKER)
 async def openapi_json(request: Request) -> Response:
     # Built once per app: routes and types do not change while it runs.
     cached = getattr(request.app.state, "openapi_document", None)
@@ -421,6 +512,7 @@ async def openapi_json(request: Request) -> Response:
     return Response(cached, media_type="application/json")
 
 
+@requires(KeyScope.READ, KeyScope.ENQUEUE, KeyScope.WORKER)
 async def docs(request: Request) -> Response:
     return Response((_STATIC / "docs.html").read_bytes(), media_type="text/html; charset=utf-8")
 

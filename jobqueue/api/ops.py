@@ -14,9 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from jobqueue.api.auth import requires
 from jobqueue.api.responses import JSONResponse
 from jobqueue.api.routes import get_job_queue_service
 from jobqueue.metrics import CONTENT_TYPE_LATEST, JobMetrics
+from jobqueue.models import KeyScope
 
 #: Seconds each readiness check may take.
 READY_CHECK_TIMEOUT = 2.0
@@ -26,6 +28,7 @@ def get_metrics(request: Request) -> JobMetrics:
     return request.state.metrics  # type: ignore[no-any-return]
 
 
+@requires(KeyScope.READ)
 async def metrics(request: Request) -> Response:
     registry = get_metrics(request)
     # Queue depth is a fact about the database, read at scrape time rather than kept in step.
@@ -46,6 +49,7 @@ async def _ping_redis(url: str) -> str:
         await client.aclose()
 
 
+@requires(KeyScope.READ)
 async def ready(request: Request) -> Response:
     """200 when the database answers; Redis (when configured) is checked and reported.
 

@@ -16,10 +16,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import jobqueue
+from jobqueue.api.auth import principal, requires
 from jobqueue.api.disconnect import watch_disconnect
 from jobqueue.api.errors import RequestError, validation_error
 from jobqueue.api.responses import JSONResponse
-from jobqueue.errors import ValidationFailed
+from jobqueue.errors import Forbidden, ValidationFailed
 from jobqueue.handlers.generation import GENERATION_JOB_TYPE, MODELS, DEFAULT_MODEL, GenerateRequest
 from jobqueue.models import (
     ClaimedJob,
@@ -27,6 +28,7 @@ from jobqueue.models import (
     JobList,
     JobStatus,
     JobUpdate,
+    KeyScope,
     ProgressUpdate,
     WorkerId,
 )
@@ -43,6 +45,28 @@ MAX_CLAIM_WAIT = 60.0
 def get_job_queue_service(request: Request) -> JobQueueService:
     """The service of the running app (set up in the lifespan), for any Starlette endpoint."""
     return request.state.service  # type: ignore[no-any-return]
+
+
+async def check_job_type(request: Request, job_id: str) -> None:
+    """403 when the request's key is limited to job types and this job is of another one (only
+    such a key costs a read of the job)."""
+    if principal(request).job_types is not None:
+        job = await get_job_queue_service(request).require_job(job_id)
+        principal(request).require_type(job.job_type)
+
+
+def visible_type(request: Request, job_type: str | None) -> str | None:
+    """The ``job_type`` filter of a listing, checked against the key's job types: a key limited
+    to one type lists that type; limited to several, it must name one."""
+    allowed = principal(request).job_types
+    if allowed is None:
+        return job_type
+    if job_type is None:
+        if len(allowed) != 1:
+            raise Forbidden(f"this key sees only job types {', '.join(sorted(allowed))}: pass job_type")
+        return next(iter(allowed))
+    principal(request).require_type(job_type)
+    return job_type
 
 
 # -- request parsing ------------------------------------------------------------------------------
@@ -81,6 +105,17 @@ def _query_int(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
+def _query_bool(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise RequestError(422, "validation_error", f"{name} must be true or false, got {raw!r}", name)
+
+
 def _query_statuses(request: Request) -> list[JobStatus] | None:
     values = [v for raw in request.query_params.getlist("status") for v in raw.split(",") if v]
     statuses = []
@@ -109,6 +144,7 @@ def _idempotency_key(request: Request, body_key: str | None) -> str | None:
 # -- service ----------------------------------------------------------------------------------------
 
 
+@requires(KeyScope.READ, KeyScope.ENQUEUE, KeyScope.WORKER)
 async def index(request: Request) -> Response:
     return JSONResponse(
         {
@@ -149,8 +185,10 @@ async def health(request: Request) -> Response:
 # -- jobs -------------------------------------------------------------------------------------------
 
 
+@requires(KeyScope.ENQUEUE)
 async def create_job(request: Request) -> Response:
     body = await read_json(request, JobCreate)
+    principal(request).require_type(body.job_type)
     service = get_job_queue_service(request)
     job, created = await service.create_job(
         body.job_type,
@@ -165,12 +203,13 @@ async def create_job(request: Request) -> Response:
     return JSONResponse(job, status_code=201 if created else 200)
 
 
+@requires(KeyScope.READ, KeyScope.ENQUEUE)
 async def list_jobs(request: Request) -> Response:
     limit = _query_int(request, "limit", 50, 1, MAX_PAGE_SIZE)
     offset = _query_int(request, "offset", 0, 0, 2**62)
     items, total = await get_job_queue_service(request).list_jobs(
         status=_query_statuses(request),
-        job_type=request.query_params.get("job_type") or None,
+        job_type=visible_type(request, request.query_params.get("job_type") or None),
         worker_id=request.query_params.get("worker_id") or None,
         limit=limit,
         offset=offset,
@@ -178,11 +217,14 @@ async def list_jobs(request: Request) -> Response:
     return JSONResponse(JobList(items=items, total=total, limit=limit, offset=offset))
 
 
+@requires(KeyScope.READ, KeyScope.ENQUEUE)
 async def get_job(request: Request) -> Response:
     job = await get_job_queue_service(request).require_job(request.path_params["job_id"])
+    principal(request).require_type(job.job_type)
     return JSONResponse(job)
 
 
+@requires(KeyScope.ADMIN, KeyScope.WORKER)
 async def update_job(request: Request) -> Response:
     body = await request.body()
     update = await read_json(request, JobUpdate)
@@ -195,14 +237,22 @@ async def update_job(request: Request) -> Response:
         raise RequestError(422, "validation_error", "status cannot be null", "status")
     if update.progress is None and "progress" in sent:
         raise RequestError(422, "validation_error", "progress cannot be null", "progress")
-    job = await get_job_queue_service(request).apply_update(
-        request.path_params["job_id"], update, set(sent)
-    )
+    force = _query_bool(request, "force")
+    if force or update.claim_token is None:
+        # Only the holder (its claim token) is a worker's business; anything else is an operator's.
+        principal(request).require(KeyScope.ADMIN)
+    job_id = request.path_params["job_id"]
+    await check_job_type(request, job_id)
+    job = await get_job_queue_service(request).apply_update(job_id, update, set(sent), force=force)
     return JSONResponse(job)
 
 
+@requires(KeyScope.ADMIN, KeyScope.WORKER)
 async def report_progress(request: Request) -> Response:
     body = await read_json(request, ProgressUpdate)
+    if body.claim_token is None:
+        principal(request).require(KeyScope.ADMIN)
+    await check_job_type(request, request.path_params["job_id"])
     if body.status is not None and body.status not in _RUNNING_STATUSES:
         raise RequestError(
             422, "validation_error", "progress may only carry a running status", "status"
@@ -217,13 +267,19 @@ async def report_progress(request: Request) -> Response:
     return JSONResponse(job)
 
 
+@requires(KeyScope.ADMIN)
 async def delete_job(request: Request) -> Response:
     await get_job_queue_service(request).delete_job(request.path_params["job_id"])
     return Response(status_code=204)
 
 
+@requires(KeyScope.READ)
 async def stats(request: Request) -> Response:
     job_type = request.path_params.get("job_type")
+    if job_type is not None:
+        principal(request).require_type(job_type)
+    elif principal(request).job_types is not None:
+        raise Forbidden("this key is limited to some job types: ask /api/jobs/stats/{job_type}")
     return JSONResponse(await get_job_queue_service(request).get_stats(job_type))
 
 
@@ -232,17 +288,22 @@ class CancelRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     claim_token: str | None = None
 
 
+@requires(KeyScope.ADMIN, KeyScope.WORKER)
 async def cancel_job(request: Request) -> Response:
     service = get_job_queue_service(request)
     job_id = request.path_params["job_id"]
     token = None
     if await request.body():
         token = (await read_json(request, CancelRequest)).claim_token
+    if token is None:
+        principal(request).require(KeyScope.ADMIN)  # a worker only confirms a requested cancel
+    await check_job_type(request, job_id)
     if token is not None:
         return JSONResponse(await service.acknowledge_cancel(job_id, token))
     return JSONResponse(await service.cancel_job(job_id))
 
 
+@requires(KeyScope.ADMIN)
 async def retry_job(request: Request) -> Response:
     return JSONResponse(await get_job_queue_service(request).retry_job(request.path_params["job_id"]))
 
@@ -286,9 +347,11 @@ class HeartbeatResponse(msgspec.Struct, kw_only=True):
     lease_seconds: float
 
 
+@requires(KeyScope.WORKER)
 async def claim_jobs(request: Request) -> Response:
     body = await read_json(request, ClaimRequest)
     service = get_job_queue_service(request)
+    job_types = _claimable_types(request, body.job_types)
     deadline = time.monotonic() + body.wait
     wakeup = asyncio.Event()
     service.add_wakeup(wakeup)
@@ -298,7 +361,7 @@ async def claim_jobs(request: Request) -> Response:
             while True:
                 wakeup.clear()
                 jobs = await service.claim_jobs(
-                    worker_id=body.worker_id, job_types=body.job_types, limit=body.limit
+                    worker_id=body.worker_id, job_types=job_types, limit=body.limit
                 )
                 remaining = deadline - time.monotonic()
                 if jobs or remaining <= 0:
@@ -315,26 +378,45 @@ async def claim_jobs(request: Request) -> Response:
     return JSONResponse(ClaimResponse(jobs=jobs, lease_seconds=service.settings.lease_seconds))
 
 
+def _claimable_types(request: Request, asked: list[str] | None) -> list[str] | None:
+    """What a claim may take: a key limited to job types claims only those (all of them when the
+    request names none; naming another type is refused)."""
+    allowed = principal(request).job_types
+    if allowed is None:
+        return asked
+    if asked is None:
+        return sorted(allowed)
+    for job_type in asked:
+        principal(request).require_type(job_type)
+    return asked
+
+
+@requires(KeyScope.WORKER)
 async def heartbeat(request: Request) -> Response:
     body = await read_json(request, TokenRequest)
+    await check_job_type(request, request.path_params["job_id"])
     service = get_job_queue_service(request)
     cancel = await service.heartbeat(request.path_params["job_id"], body.claim_token)
     return JSONResponse(HeartbeatResponse(cancel_requested=cancel, lease_seconds=service.settings.lease_seconds))
 
 
+@requires(KeyScope.WORKER)
 async def complete_job(request: Request) -> Response:
     body = await read_json(request, CompleteRequest)
+    await check_job_type(request, request.path_params["job_id"])
     job = await get_job_queue_service(request).complete_job(
         request.path_params["job_id"], body.claim_token, body.result_data, body.message
     )
     return JSONResponse(job)
 
 
+@requires(KeyScope.WORKER)
 async def fail_job(request: Request) -> Response:
     body = await read_json(request, FailRequest)
     service = get_job_queue_service(request)
     job_id = request.path_params["job_id"]
     current = await service.require_job(job_id)
+    principal(request).require_type(current.job_type)
     job = await service.fail_job(
         job_id,
         body.claim_token,
@@ -346,8 +428,10 @@ async def fail_job(request: Request) -> Response:
     return JSONResponse(job)
 
 
+@requires(KeyScope.WORKER)
 async def release_job(request: Request) -> Response:
     body = await read_json(request, TokenRequest)
+    await check_job_type(request, request.path_params["job_id"])
     job = await get_job_queue_service(request).release_job(request.path_params["job_id"], body.claim_token)
     return JSONResponse(job)
 
@@ -355,7 +439,9 @@ async def release_job(request: Request) -> Response:
 # -- generation (the seed's example job type) ------------------------------------------------------
 
 
+@requires(KeyScope.ENQUEUE)
 async def generate(request: Request) -> Response:
+    principal(request).require_type(GENERATION_JOB_TYPE)
     model = request.path_params.get("model", DEFAULT_MODEL)
     if model not in MODELS:
         raise ValidationFailed(

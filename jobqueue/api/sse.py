@@ -25,12 +25,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from jobqueue.api.auth import principal, requires
 from jobqueue.api.disconnect import watch_disconnect
 from jobqueue.api.errors import RequestError
 from jobqueue.api.responses import JSONResponse
-from jobqueue.api.routes import _query_statuses, get_job_queue_service
+from jobqueue.api.routes import _query_statuses, check_job_type, get_job_queue_service
 from jobqueue.events import ListenerCutOff
-from jobqueue.models import TERMINAL_EVENT_KINDS, TERMINAL_STATUSES, JobEvent
+from jobqueue.models import TERMINAL_EVENT_KINDS, TERMINAL_STATUSES, JobEvent, KeyScope
 from jobqueue.service import JobQueueService
 
 #: Longest ``timeout`` of ``GET /api/jobs/{id}/wait``, in seconds.
@@ -67,6 +68,7 @@ def _stream(body: AsyncIterator[bytes]) -> StreamingResponse:
     return StreamingResponse(body, media_type="text/event-stream", headers=_HEADERS)
 
 
+@requires(KeyScope.READ, KeyScope.ENQUEUE)
 async def job_event_stream(request: Request) -> Response:
     service = get_job_queue_service(request)
     job_id = request.path_params["job_id"]
@@ -75,6 +77,7 @@ async def job_event_stream(request: Request) -> Response:
         # Subscribe before reading the job, so nothing that happens in between is missed.
         subscription = opening.enter_context(service.events.subscribe(lambda e: e.job_id == job_id))
         job = await service.require_job(job_id)  # a 404 leaves the with: unsubscribed
+        principal(request).require_type(job.job_type)
         stack = opening.pop_all()  # from here the stream's body owns the subscription
     keepalive = service.settings.sse_keepalive
 
@@ -124,15 +127,21 @@ async def _replay(service: JobQueueService, job_id: str, after: int) -> list[Job
         after = page[-1].seq
 
 
+@requires(KeyScope.READ)
 async def all_events_stream(request: Request) -> Response:
     service = get_job_queue_service(request)
     job_type = request.query_params.get("job_type") or None
     statuses = frozenset(_query_statuses(request) or ())
     last_event_id = _last_event_id(request)
+    visible = principal(request).job_types
+    if job_type is not None:
+        principal(request).require_type(job_type)
 
     def wanted(event: JobEvent) -> bool:
-        return (job_type is None or event.job_type == job_type) and (
-            not statuses or event.status in statuses
+        return (
+            (job_type is None or event.job_type == job_type)
+            and (visible is None or event.job_type in visible)
+            and (not statuses or event.status in statuses)
         )
 
     with contextlib.ExitStack() as opening:
@@ -191,6 +200,7 @@ async def _events_after(service: JobQueueService, after: int) -> AsyncIterator[J
         after = page[-1].id
 
 
+@requires(KeyScope.READ, KeyScope.ENQUEUE)
 async def wait_for_job(request: Request) -> Response:
     raw = request.query_params.get("timeout", "30")
     try:
@@ -202,6 +212,7 @@ async def wait_for_job(request: Request) -> Response:
             422, "validation_error", f"timeout must be between 0 and {MAX_WAIT_SECONDS:g} seconds", "timeout"
         )
     service = get_job_queue_service(request)
+    await check_job_type(request, request.path_params["job_id"])
     async with watch_disconnect(request) as gone:
         # The wait holds an event subscription: end it when the client leaves, not at timeout.
         waiter = asyncio.ensure_future(service.wait_for_job(request.path_params["job_id"], timeout))

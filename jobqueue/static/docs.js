@@ -155,6 +155,11 @@ function schemaView(name, schema) {
 
 async function main() {
   const response = await fetch("/openapi.json");
+  if (response.status === 401) {
+    // The login session ended (or a key is now required): log in again, then come back here.
+    location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+    return;
+  }
   const spec = await response.json();
   document.getElementById("title").textContent = `${spec.info.title} ${spec.info.version}`;
   document.getElementById("subtitle").replaceChildren(spec.info.description + " ", el("a", { href: "/openapi.json" }, "openapi.json"));

@@ -13,7 +13,7 @@ from collections.abc import Callable, Container, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from jobqueue.models import ClaimedJob, Job, JobEvent, JobStatus, JobUpdate
+from jobqueue.models import ApiKey, ApiSession, ClaimedJob, Job, JobEvent, JobStatus, JobUpdate
 
 #: Called with the events of each committed write, on the event loop, in commit order.
 EventListener = Callable[[list[JobEvent]], None]
@@ -77,7 +77,11 @@ class Store(Protocol):
 
     # -- unfenced changes (operators, the seed's simple workers) ------------------------------
 
-    async def update_job(self, job_id: str, update: JobUpdate, fields: set[str], lease: float) -> Job: ...
+    async def update_job(
+        self, job_id: str, update: JobUpdate, fields: set[str], lease: float, *, force: bool = False
+    ) -> Job:
+        """Apply ``rules.plan_update`` to the job read in the same write transaction: a held job
+        changes only with its claim token, or with ``force``, which fences its holder out."""
 
     async def cancel(self, job_id: str, message: str | None) -> Job:
         """Cancel a waiting job at once, or ask the holder of a running one to stop."""
@@ -127,7 +131,9 @@ class Store(Protocol):
         lease: float,
     ) -> Job: ...
 
-    async def complete(self, job_id: str, token: str, result_data: Any, message: str | None) -> Job: ...
+    async def complete(self, job_id: str, token: str, result_data: Any, message: str | None) -> Job:
+        """Finish a held job; a repeat of the completion that finished it (same token, same
+        result) answers the job again, anything else refused is ``LeaseLost``."""
 
     async def fail(
         self, job_id: str, token: str, *, error: str, retry: bool, retry_at: float, message: str | None
@@ -139,3 +145,35 @@ class Store(Protocol):
 
     async def reap_expired(self, limit: int = 500) -> list[Job]:
         """Requeue (or fail, or cancel) jobs whose lease lapsed; returns them."""
+
+    # -- API keys and browser sessions (jobqueue.keys decides what they mean) -----------------
+
+    async def insert_api_key(
+        self, *, key_id: str, name: str, key_hash: str, scopes: Sequence[str], job_types: Sequence[str] | None
+    ) -> ApiKey:
+        """Store a new key (its hash only); ``ApiKeyExists`` when a key in use has the name."""
+
+    async def get_api_key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """The key with this id and its stored hash, revoked or not."""
+
+    async def list_api_keys(self) -> list[ApiKey]: ...
+
+    async def any_api_key(self) -> bool:
+        """Whether any key was ever created (a revoked one counts)."""
+
+    async def revoke_api_key(self, key: str) -> ApiKey:
+        """Revoke the key with this id, else the key in use with this name, and end its
+        sessions; ``ApiKeyNotFound`` when there is none."""
+
+    async def touch_api_key(self, key_id: str, interval: float) -> None:
+        """Set last_used_at to now unless it was set within ``interval`` seconds."""
+
+    async def insert_session(
+        self, *, token_hash: str, key_id: str | None, bootstrap_proof: str | None, expires_at: float
+    ) -> None:
+        """Store a browser session (and delete the expired ones)."""
+
+    async def get_session(self, token_hash: str) -> ApiSession | None:
+        """The unexpired session with this token hash, with its key."""
+
+    async def delete_session(self, token_hash: str) -> None: ...

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from jobqueue.errors import IdempotencyConflict, InvalidTransition, JobNotFound, LeaseLost
+from jobqueue.errors import IdempotencyConflict, InvalidTransition, JobHeld, JobNotFound, LeaseLost
 from jobqueue.models import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
@@ -101,15 +101,59 @@ class UpdatePlan(NamedTuple):
     leaves_active: bool
     becomes_waiting: bool
     becomes_terminal: bool
+    #: The job's claim survives the change (its holder sent the token and the job stays held);
+    #: otherwise the claim token is cleared, so a holder fenced out cannot write any more.
+    keeps_claim: bool
     kind: EventKind
 
 
-def plan_update(job_id: str, old: JobStatus, update: JobUpdate, fields: set[str]) -> UpdatePlan:
-    """Check an unfenced update against the job's current status (read under the write lock)."""
+class Holder(NamedTuple):
+    """The claim on a job as read under the write lock, with the row that ``plan_update`` checks."""
+
+    claim_token: str | None
+    lease_held: bool
+    worker_id: str | None
+
+    def holds(self, status: JobStatus) -> bool:
+        """A worker holds the job: it runs under a claim whose token only that worker knows.
+
+        A job made active by an unfenced update has no claim token: nobody holds it, and further
+        unfenced updates drive it (the seed's simple workers). A lease that lapsed still holds the
+        job until the reaper requeues it, as for every fenced write.
+        """
+        return status in ACTIVE_STATUSES and self.claim_token is not None and self.lease_held
+
+
+def plan_update(
+    job_id: str,
+    old: JobStatus,
+    update: JobUpdate,
+    fields: set[str],
+    holder: Holder,
+    *,
+    force: bool = False,
+) -> UpdatePlan:
+    """Check an unfenced update against the job's current status and claim (read under the
+    write lock, in the transaction that applies the plan).
+
+    A held job changes only with its holder's ``claim_token`` (refused otherwise: ``JobHeld``),
+    or with ``force``, which fences the holder out: its token stops working at once.
+    """
     if old in TERMINAL_STATUSES:
         raise InvalidTransition(
             f"job {job_id} is {old.value}: a finished job cannot be changed "
             "(retry it to run it again)"
+        )
+    held = holder.holds(old)
+    token = update.claim_token if "claim_token" in fields else None
+    if token is not None and not (held and token == holder.claim_token):
+        raise lease_lost(
+            job_id, old.value, holder.claim_token, holder.lease_held, holder.worker_id, token
+        )
+    if held and token is None and not force:
+        raise JobHeld(
+            f"job {job_id} is held by worker {holder.worker_id}: send its claim_token, cancel "
+            "the job, or force the change (an admin's ?force=true fences the worker out)"
         )
     new = update.status if "status" in fields and update.status is not None else old
     changed = new != old
@@ -122,15 +166,26 @@ def plan_update(job_id: str, old: JobStatus, update: JobUpdate, fields: set[str]
         kind = EventKind.PROGRESS
     else:
         kind = EventKind.UPDATED
+    becomes_waiting = changed and new in WAITING_STATUSES and old not in WAITING_STATUSES
     return UpdatePlan(
         status=new if changed else None,
         progress=progress,
         becomes_active=changed and new in ACTIVE_STATUSES and old not in ACTIVE_STATUSES,
         leaves_active=changed and old in ACTIVE_STATUSES and new not in ACTIVE_STATUSES,
-        becomes_waiting=changed and new in WAITING_STATUSES and old not in WAITING_STATUSES,
+        becomes_waiting=becomes_waiting,
         becomes_terminal=changed and new in TERMINAL_STATUSES,
+        keeps_claim=token is not None and not becomes_waiting,
         kind=kind,
     )
+
+
+def completion_replayed(
+    status: str, claim_token: str | None, stored_result: Any, token: str, result: Any
+) -> bool:
+    """A refused completion repeats the one that finished the job (a holder re-sending after a
+    lost response): same claim, same result. Anything else was not applied and must not
+    answer as if it had been."""
+    return status == JobStatus.COMPLETED.value and claim_token == token and stored_result == result
 
 
 def status_kind(new: JobStatus) -> EventKind:

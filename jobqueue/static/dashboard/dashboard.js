@@ -39,6 +39,10 @@
 
   async function api(path, options = {}) {
     const response = await fetch(path, { headers: { Accept: "application/json" }, ...options });
+    if (response.status === 401) {
+      // The login session ended (or a key is now required): log in again, then come back here.
+      location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+    }
     const body = response.status === 204 ? null : await response.json();
     if (!response.ok) {
       throw new Error(body && body.detail ? body.detail : `HTTP ${response.status}`);

@@ -18,8 +18,18 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from jobqueue.errors import DatabaseError, JobNotFound, LeaseLost
-from jobqueue.models import ClaimedJob, EventKind, Job, JobEvent, JobStatus, JobUpdate
+from jobqueue.errors import ApiKeyExists, ApiKeyNotFound, DatabaseError, JobNotFound, LeaseLost
+from jobqueue.models import (
+    ApiKey,
+    ApiSession,
+    ClaimedJob,
+    EventKind,
+    Job,
+    JobEvent,
+    JobStatus,
+    JobUpdate,
+    KeyScope,
+)
 from jobqueue.settings import Settings
 from jobqueue.storage import rules
 from jobqueue.storage.base import EventListener
@@ -79,6 +89,18 @@ def job_from_row(row: Row) -> Job:
         cancel_requested=row["cancel_requested"],
         idempotency_key=row["idempotency_key"],
         event_seq=row["event_seq"],
+    )
+
+
+def api_key_from_row(row: Row) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        name=row["name"],
+        scopes=[KeyScope(s) for s in row["scopes"]],
+        job_types=row["job_types"],
+        created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+        last_used_at=_utc(row["last_used_at"]),
+        revoked_at=_utc(row["revoked_at"]),
     )
 
 
@@ -321,15 +343,18 @@ class PostgresStore:
 
     # -- changing (unfenced: the seed's API, for operators and simple workers) ----------------
 
-    async def update_job(self, job_id: str, update: JobUpdate, fields: set[str], lease: float) -> Job:
-        """Apply the ``fields`` of ``update``; the row is locked from the status check on."""
+    async def update_job(
+        self, job_id: str, update: JobUpdate, fields: set[str], lease: float, *, force: bool = False
+    ) -> Job:
+        """Apply the ``fields`` of ``update``; the row is locked from the status and claim check on."""
         now = time.time()
 
         async def op(tx: Transaction, events: list[EventValues]) -> Row:
             row = await tx.fetch_one(QUERIES["get_job_for_update"], {"id": job_id})
             if row is None:
                 raise JobNotFound(job_id)
-            plan = rules.plan_update(job_id, JobStatus(row["status"]), update, fields)
+            holder = rules.Holder(row["claim_token"], row["lease_expires_at"] is not None, row["worker_id"])
+            plan = rules.plan_update(job_id, JobStatus(row["status"]), update, fields, holder, force=force)
             params = {
                 "id": job_id,
                 "now": _ts(now),
@@ -348,6 +373,7 @@ class PostgresStore:
                 "leaves_active": plan.leaves_active,
                 "becomes_waiting": plan.becomes_waiting,
                 "becomes_terminal": plan.becomes_terminal,
+                "keeps_claim": plan.keeps_claim,
             }
             updated = await tx.fetch_one(QUERIES["update_job"], params)
             assert updated is not None  # the row exists: we hold its lock since reading it
@@ -529,9 +555,11 @@ class PostgresStore:
             # A holder re-sending its completion (say, after a lost HTTP response) gets the same
             # answer again instead of an error; anything else stays refused.
             row = await self.db.fetch_one(QUERIES["get_job"], {"id": job_id})
-            if row is not None and row["status"] == "completed" and row["claim_token"] == token:
-                return job_from_row(row)
-            raise
+            if row is None or not rules.completion_replayed(
+                row["status"], row["claim_token"], row["result_data"], token, _as_stored(result_data)
+            ):
+                raise
+            return job_from_row(row)
 
     async def fail(
         self, job_id: str, token: str, *, error: str, retry: bool, retry_at: float, message: str | None
@@ -566,6 +594,101 @@ class PostgresStore:
             return rows
 
         return [job_from_row(row) for row in await self._write(op)]
+
+
+    # -- API keys and browser sessions ------------------------------------------------------
+
+    async def insert_api_key(
+        self, *, key_id: str, name: str, key_hash: str, scopes: Sequence[str], job_types: Sequence[str] | None
+    ) -> ApiKey:
+        params = {
+            "id": key_id,
+            "name": name,
+            "key_hash": key_hash,
+            "scopes": list(scopes),
+            "job_types": None if job_types is None else list(job_types),
+            "now": _ts(time.time()),
+        }
+
+        async def op(tx: Transaction, events: list[EventValues]) -> Row:
+            row = await tx.fetch_one(QUERIES["insert_api_key"], params)
+            if row is None:
+                raise ApiKeyExists(f"a key named {name!r} is in use: revoke it first or pick another name")
+            return row
+
+        return api_key_from_row(await self._write(op))
+
+    async def get_api_key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        row = await self.db.fetch_one(QUERIES["get_api_key"], {"id": key_id})
+        return None if row is None else (api_key_from_row(row), row["key_hash"])
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        return [api_key_from_row(row) for row in await self.db.fetch_all(QUERIES["list_api_keys"])]
+
+    async def any_api_key(self) -> bool:
+        row = await self.db.fetch_one(QUERIES["any_api_key"])
+        return row is not None and bool(row["found"])
+
+    async def revoke_api_key(self, key: str) -> ApiKey:
+        params = {"key": key, "now": _ts(time.time())}
+
+        async def op(tx: Transaction, events: list[EventValues]) -> Row:
+            row = await tx.fetch_one(QUERIES["revoke_api_key_by_id"], params)
+            if row is None:
+                row = await tx.fetch_one(QUERIES["revoke_api_key_by_name"], params)
+            if row is None:
+                raise ApiKeyNotFound(key)
+            await tx.fetch_all(QUERIES["delete_sessions_of_key"], {"id": row["id"]})
+            return row
+
+        return api_key_from_row(await self._write(op))
+
+    async def touch_api_key(self, key_id: str, interval: float) -> None:
+        params = {"id": key_id, "now": _ts(time.time()), "interval": interval}
+
+        async def op(tx: Transaction, events: list[EventValues]) -> None:
+            await tx.fetch_all(QUERIES["touch_api_key"], params)
+
+        await self._write(op)
+
+    async def insert_session(
+        self, *, token_hash: str, key_id: str | None, bootstrap_proof: str | None, expires_at: float
+    ) -> None:
+        now = _ts(time.time())
+        params = {
+            "token_hash": token_hash,
+            "key_id": key_id,
+            "bootstrap_proof": bootstrap_proof,
+            "now": now,
+            "expires_at": _ts(expires_at),
+        }
+
+        async def op(tx: Transaction, events: list[EventValues]) -> None:
+            await tx.fetch_all(QUERIES["delete_expired_sessions"], {"now": now})
+            await tx.fetch_all(QUERIES["insert_session"], params)
+
+        await self._write(op)
+
+    async def get_session(self, token_hash: str) -> ApiSession | None:
+        row = await self.db.fetch_one(QUERIES["get_session"], {"token_hash": token_hash, "now": _ts(time.time())})
+        if row is None:
+            return None
+        return ApiSession(
+            key=None if row["id"] is None else api_key_from_row(row),
+            bootstrap_proof=row["session_bootstrap_proof"],
+            expires_at=_utc(row["session_expires_at"]),  # type: ignore[arg-type]
+        )
+
+    async def delete_session(self, token_hash: str) -> None:
+        async def op(tx: Transaction, events: list[EventValues]) -> None:
+            await tx.fetch_all(QUERIES["delete_session"], {"token_hash": token_hash})
+
+        await self._write(op)
+
+
+def _as_stored(value: Any) -> Any:
+    """``value`` as it reads back once stored (JSON round trip), to compare with a stored one."""
+    return None if value is None else _json_decode(_json_encode(value))
 
 
 async def _status_of(tx: Transaction, job_id: str) -> str | None:

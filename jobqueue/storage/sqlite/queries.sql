@@ -34,8 +34,10 @@ SELECT status FROM jobs WHERE id = :id;
 SELECT * FROM jobs WHERE idempotency_key = :key;
 
 -- name: update_job
--- Apply a validated change; NULL parameters leave a column as it is (the *_set flags allow
--- clearing). Leaving the active statuses drops the claim; entering one starts a lease.
+-- Apply a validated change (rules.plan_update); NULL parameters leave a column as it is (the *_set
+-- flags allow clearing). Leaving the active statuses drops the lease; entering one starts a lease
+-- without a claim token (nobody holds a job started this way). Only the holder's own update keeps
+-- its claim: any other change, a forced one included, clears the token and so fences it out.
 UPDATE jobs SET
     event_seq = event_seq + 1,
     status = coalesce(:status, status),
@@ -51,9 +53,7 @@ UPDATE jobs SET
                             WHEN :leaves_active THEN NULL
                             WHEN lease_expires_at IS NOT NULL THEN :now + :lease
                             ELSE NULL END,
-    claim_token = CASE WHEN :becomes_waiting THEN NULL
-                       WHEN :becomes_active THEN lower(hex(randomblob(16)))
-                       ELSE claim_token END,
+    claim_token = CASE WHEN :keeps_claim THEN claim_token ELSE NULL END,
     run_at = CASE WHEN :becomes_waiting THEN :now ELSE run_at END,
     updated_at = :now
 WHERE id = :id
@@ -364,3 +364,59 @@ SELECT version, name, checksum FROM schema_migrations ORDER BY version;
 -- name: record_migration
 -- Record an applied file, in the same transaction as its statements.
 INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?);
+
+-- name: insert_api_key
+-- A new API key; nothing when a key in use already has the name (api_keys_active_name).
+INSERT INTO api_keys (id, name, key_hash, scopes, job_types, created_at)
+VALUES (:id, :name, :key_hash, :scopes, :job_types, :now)
+ON CONFLICT DO NOTHING
+RETURNING *;
+
+-- name: get_api_key
+-- One API key by id, with its hash (authentication).
+SELECT * FROM api_keys WHERE id = :id;
+
+-- name: list_api_keys
+-- Every API key, revoked ones included, oldest first.
+SELECT * FROM api_keys ORDER BY created_at, id;
+
+-- name: any_api_key
+-- Whether a key was ever created (revoked ones count: revoking every key must not open the API).
+SELECT EXISTS (SELECT 1 FROM api_keys);
+
+-- name: revoke_api_key_by_id
+-- Revoke a key by id (a key revoked before keeps its first revocation time).
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, :now) WHERE id = :key RETURNING *;
+
+-- name: revoke_api_key_by_name
+-- Revoke the key in use with this name.
+UPDATE api_keys SET revoked_at = :now WHERE name = :key AND revoked_at IS NULL RETURNING *;
+
+-- name: delete_sessions_of_key
+-- A revoked key's browser sessions end with it.
+DELETE FROM api_sessions WHERE key_id = :id;
+
+-- name: touch_api_key
+-- Record a use of the key, unless one was recorded within :interval seconds.
+UPDATE api_keys SET last_used_at = :now
+WHERE id = :id AND (last_used_at IS NULL OR last_used_at <= :now - :interval);
+
+-- name: delete_expired_sessions
+-- Sessions past their expiry (cleared whenever a session is created).
+DELETE FROM api_sessions WHERE expires_at <= :now;
+
+-- name: insert_session
+-- A browser's login.
+INSERT INTO api_sessions (token_hash, key_id, bootstrap_proof, created_at, expires_at)
+VALUES (:token_hash, :key_id, :bootstrap_proof, :now, :expires_at);
+
+-- name: get_session
+-- A live session by its token's hash, with the key it was made with (NULL columns for the
+-- bootstrap key).
+SELECT s.bootstrap_proof AS session_bootstrap_proof, s.expires_at AS session_expires_at, k.*
+FROM api_sessions s LEFT JOIN api_keys k ON k.id = s.key_id
+WHERE s.token_hash = :token_hash AND s.expires_at > :now;
+
+-- name: delete_session
+-- Log out.
+DELETE FROM api_sessions WHERE token_hash = :token_hash;

@@ -19,14 +19,17 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from jobqueue.errors import JobNotFound, LeaseLost
+from jobqueue.errors import ApiKeyExists, ApiKeyNotFound, JobNotFound, LeaseLost
 from jobqueue.models import (
+    ApiKey,
+    ApiSession,
     ClaimedJob,
     EventKind,
     Job,
     JobEvent,
     JobStatus,
     JobUpdate,
+    KeyScope,
 )
 from jobqueue.settings import Settings
 from jobqueue.storage import rules
@@ -78,6 +81,18 @@ def job_from_row(row: sqlite3.Row) -> Job:
         cancel_requested=bool(row["cancel_requested"]),
         idempotency_key=row["idempotency_key"],
         event_seq=row["event_seq"],
+    )
+
+
+def api_key_from_row(row: sqlite3.Row) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        name=row["name"],
+        scopes=[KeyScope(s) for s in _json_decode(row["scopes"])],
+        job_types=None if row["job_types"] is None else _json_decode(row["job_types"]),
+        created_at=_ts(row["created_at"]),  # type: ignore[arg-type]
+        last_used_at=_ts(row["last_used_at"]),
+        revoked_at=_ts(row["revoked_at"]),
     )
 
 
@@ -363,14 +378,18 @@ class SQLiteStore:
 
     # -- changing (unfenced: the seed's API, for operators and simple workers) ----------------
 
-    async def update_job(self, job_id: str, update: JobUpdate, fields: set[str], lease: float) -> Job:
-        """Apply the ``fields`` of ``update``; the status rules are checked under the write lock."""
+    async def update_job(
+        self, job_id: str, update: JobUpdate, fields: set[str], lease: float, *, force: bool = False
+    ) -> Job:
+        """Apply the ``fields`` of ``update``; the status and claim rules are checked under the
+        write lock."""
 
         def op(conn: WriteConnection, events: list[EventRow]) -> sqlite3.Row:
             row = conn.fetch_one(QUERIES["get_job"], {"id": job_id})
             if row is None:
                 raise JobNotFound(job_id)
-            plan = rules.plan_update(job_id, JobStatus(row["status"]), update, fields)
+            holder = rules.Holder(row["claim_token"], row["lease_expires_at"] is not None, row["worker_id"])
+            plan = rules.plan_update(job_id, JobStatus(row["status"]), update, fields, holder, force=force)
             params = {
                 "id": job_id,
                 "now": time.time(),
@@ -389,6 +408,7 @@ class SQLiteStore:
                 "leaves_active": plan.leaves_active,
                 "becomes_waiting": plan.becomes_waiting,
                 "becomes_terminal": plan.becomes_terminal,
+                "keeps_claim": plan.keeps_claim,
             }
             updated = conn.fetch_one(QUERIES["update_job"], params)
             assert updated is not None  # the row exists: we hold the write lock since reading it
@@ -607,16 +627,16 @@ class SQLiteStore:
         except LeaseLost:
             # A holder re-sending its completion (say, after a lost HTTP response) gets the same
             # answer again instead of an error; anything else stays refused.
-            job = await self._get_if_completed_by(job_id, token)
-            if job is None:
+            row = await self.db.fetch_one(QUERIES["get_job"], {"id": job_id})
+            if row is None or not rules.completion_replayed(
+                row["status"],
+                row["claim_token"],
+                None if row["result_data"] is None else _json_decode(row["result_data"]),
+                token,
+                _as_stored(result_data),
+            ):
                 raise
-            return job
-
-    async def _get_if_completed_by(self, job_id: str, token: str) -> Job | None:
-        row = await self.db.fetch_one(QUERIES["get_job"], {"id": job_id})
-        if row is not None and row["status"] == "completed" and row["claim_token"] == token:
             return job_from_row(row)
-        return None
 
     async def fail(
         self, job_id: str, token: str, *, error: str, retry: bool, retry_at: float, message: str | None
@@ -651,6 +671,101 @@ class SQLiteStore:
             return rows
 
         return [job_from_row(row) for row in await self._write(op)]
+
+
+    # -- API keys and browser sessions ------------------------------------------------------
+
+    async def insert_api_key(
+        self, *, key_id: str, name: str, key_hash: str, scopes: Sequence[str], job_types: Sequence[str] | None
+    ) -> ApiKey:
+        params = {
+            "id": key_id,
+            "name": name,
+            "key_hash": key_hash,
+            "scopes": _json_encode(list(scopes)).decode(),
+            "job_types": None if job_types is None else _json_encode(list(job_types)).decode(),
+            "now": time.time(),
+        }
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> sqlite3.Row:
+            row = conn.fetch_one(QUERIES["insert_api_key"], params)
+            if row is None:
+                raise ApiKeyExists(f"a key named {name!r} is in use: revoke it first or pick another name")
+            return row
+
+        return api_key_from_row(await self._write(op))
+
+    async def get_api_key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        row = await self.db.fetch_one(QUERIES["get_api_key"], {"id": key_id})
+        return None if row is None else (api_key_from_row(row), row["key_hash"])
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        return [api_key_from_row(row) for row in await self.db.fetch_all(QUERIES["list_api_keys"])]
+
+    async def any_api_key(self) -> bool:
+        row = await self.db.fetch_one(QUERIES["any_api_key"])
+        return bool(row[0])
+
+    async def revoke_api_key(self, key: str) -> ApiKey:
+        params = {"key": key, "now": time.time()}
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> sqlite3.Row:
+            row = conn.fetch_one(QUERIES["revoke_api_key_by_id"], params) or conn.fetch_one(
+                QUERIES["revoke_api_key_by_name"], params
+            )
+            if row is None:
+                raise ApiKeyNotFound(key)
+            conn.fetch_all(QUERIES["delete_sessions_of_key"], {"id": row["id"]})
+            return row
+
+        return api_key_from_row(await self._write(op))
+
+    async def touch_api_key(self, key_id: str, interval: float) -> None:
+        params = {"id": key_id, "now": time.time(), "interval": interval}
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> None:
+            conn.fetch_all(QUERIES["touch_api_key"], params)
+
+        await self._write(op)
+
+    async def insert_session(
+        self, *, token_hash: str, key_id: str | None, bootstrap_proof: str | None, expires_at: float
+    ) -> None:
+        now = time.time()
+        params = {
+            "token_hash": token_hash,
+            "key_id": key_id,
+            "bootstrap_proof": bootstrap_proof,
+            "now": now,
+            "expires_at": expires_at,
+        }
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> None:
+            conn.fetch_all(QUERIES["delete_expired_sessions"], {"now": now})
+            conn.fetch_all(QUERIES["insert_session"], params)
+
+        await self._write(op)
+
+    async def get_session(self, token_hash: str) -> ApiSession | None:
+        row = await self.db.fetch_one(QUERIES["get_session"], {"token_hash": token_hash, "now": time.time()})
+        if row is None:
+            return None
+        return ApiSession(
+            key=None if row["id"] is None else api_key_from_row(row),
+            bootstrap_proof=row["session_bootstrap_proof"],
+            expires_at=_ts(row["session_expires_at"]),  # type: ignore[arg-type]
+        )
+
+    async def delete_session(self, token_hash: str) -> None:
+        def op(conn: WriteConnection, events: list[EventRow]) -> None:
+            conn.fetch_all(QUERIES["delete_session"], {"token_hash": token_hash})
+
+        await self._write(op)
+
+
+def _as_stored(value: Any) -> Any:
+    """``value`` as it reads back once stored (JSON round trip), to compare with a stored one."""
+    return None if value is None else _json_decode(_json_encode(value))
 
 
 def _status_of(conn: WriteConnection, job_id: str) -> str | None:
