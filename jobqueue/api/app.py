@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
 from jobqueue.api.dashboard import routes as dashboard_routes
 from jobqueue.api.errors import (
@@ -24,6 +25,7 @@ from jobqueue.api.errors import (
     handle_request_error,
     internal_error_handler,
 )
+from jobqueue.api.limits import BodyLimitMiddleware
 from jobqueue.api.openapi import routes as openapi_routes
 from jobqueue.api.ops import routes as ops_routes
 from jobqueue.api.routes import routes
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         debug=settings.debug,
         routes=[*routes, *stream_routes, *dashboard_routes, *ops_routes, *openapi_routes],
         lifespan=lifespan,
+        middleware=[Middleware(BodyLimitMiddleware)],
         exception_handlers={
             RequestError: handle_request_error,
             JobQueueError: handle_domain_error,

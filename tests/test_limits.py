@@ -1,0 +1,115 @@
+"""Hostile input that must not hurt the service: oversized bodies and headers (counted while they
+arrive, through a real uvicorn on 127.0.0.1), JSON nested too deep, numbers and text that
+cannot be read back."""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from jobqueue.api.limits import MAX_BODY_BYTES
+
+from .conftest import running_server
+
+#: What a hostile client offers; the server must answer long before it has read all of it.
+OFFERED_BYTES = 64 * 1024 * 1024
+CHUNK_BYTES = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_server(tmp_path_factory.mktemp("limits"), RUN_WORKER="false") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def job_id(server: str) -> str:
+    response = httpx.post(f"{server}/api/jobs", json={"job_type": "limits"})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def _connect(url: str) -> socket.socket:
+    parts = urlsplit(url)
+    return socket.create_connection((parts.hostname, parts.port), timeout=10)
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """What the server sent before closing (or the first 64 KiB of it)."""
+    data = b""
+    try:
+        while len(data) < 65536 and (chunk := sock.recv(65536)):
+            data += chunk
+            if b"\r\n\r\n" in data and data.split(b"\r\n\r\n", 1)[1]:
+                break
+    except ConnectionResetError:
+        pass  # the server closed with our unread bytes still queued; what it sent was read
+    return data
+
+
+def _offer(sock: socket.socket, piece: bytes, limit: int) -> int:
+    """Send ``piece`` repeatedly until ``limit`` bytes are out or the server answers; the bytes sent."""
+    sent = 0
+    while sent < limit:
+        if select.select([sock], [], [], 0)[0]:
+            break  # an answer (or the close) arrived: stop offering
+        try:
+            sock.sendall(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        sent += len(piece)
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/api/jobs"), ("PUT", "/api/jobs/{id}"), ("POST", "/api/jobs/{id}/cancel"), ("GET", "/health")],
+)
+def test_a_chunked_body_is_refused_once_it_passes_the_limit(
+    server: str, job_id: str, method: str, path: str
+) -> None:
+    with _connect(server) as sock:
+        sock.sendall(
+            f"{method} {path.format(id=job_id)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        sent = _offer(sock, b"%x\r\n%s\r\n" % (CHUNK_BYTES, b" " * CHUNK_BYTES), OFFERED_BYTES)
+        if sent >= OFFERED_BYTES:
+            sock.sendall(b"0\r\n\r\n")
+        response = _read_response(sock)
+    assert sent < OFFERED_BYTES // 4, f"the server read {sent} bytes before answering"
+    if path == "/health":  # a route that reads no body answers at once; the body is never held
+        assert response.startswith(b"HTTP/1.1 200"), response[:200]
+        return
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    assert b"application/json" in response.split(b"\r\n\r\n")[0]
+    assert b'"error":"payload_too_large"' in response
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/api/jobs"), ("PUT", "/api/jobs/{id}"), ("POST", "/api/jobs/{id}/cancel"), ("POST", "/api/jobs/{id}/retry")],
+)
+def test_a_declared_content_length_over_the_limit_is_refused_before_reading(
+    server: str, job_id: str, method: str, path: str
+) -> None:
+    with _connect(server) as sock:
+        sock.sendall(
+            f"{method} {path.format(id=job_id)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {100 * MAX_BODY_BYTES}\r\n\r\n".encode()
+        )
+        response = _read_response(sock)  # not one byte of the body was sent
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    assert b'"error":"payload_too_large"' in response
+
+
+def test_a_body_within_the_limit_is_read(server: str) -> None:
+    body = {"job_type": "limits", "request_data": {"blob": "x" * (MAX_BODY_BYTES - 100)}}
+    response = httpx.post(f"{server}/api/jobs", json=body)
+    assert response.status_code == 201, response.text[:200]
