@@ -109,6 +109,18 @@ def test_a_declared_content_length_over_the_limit_is_refused_before_reading(
     assert b'"error":"payload_too_large"' in response
 
 
+def test_a_huge_header_is_refused_while_it_arrives(server: str) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: ")
+        offered = 16 * 1024 * 1024
+        sent = _offer(sock, b"a" * CHUNK_BYTES, offered)
+        if sent >= offered:
+            sock.sendall(b"\r\n\r\n")
+        response = _read_response(sock)
+    assert sent < offered // 4, f"the server read a {sent}-byte header"
+    assert response.startswith(b"HTTP/1.1 4"), response[:200]
+
+
 def test_a_body_within_the_limit_is_read(server: str) -> None:
     body = {"job_type": "limits", "request_data": {"blob": "x" * (MAX_BODY_BYTES - 100)}}
     response = httpx.post(f"{server}/api/jobs", json=body)
