@@ -79,6 +79,28 @@ async def client(settings: Settings, app_client_factory: Callable[..., Any]) -> 
         yield c
 
 
+# -- requests and their answers ----------------------------------------------------------------
+
+
+async def create(client: httpx.AsyncClient, job_type: str = "thumbnail", **body: Any) -> dict[str, Any]:
+    response = await client.post("/api/jobs", json={"job_type": job_type, **body})
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def assert_error(response: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
+    """Every error is JSON of one shape; returns the body for further checks."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert set(body) <= {"error", "detail", "field"}
+    if field is not None:
+        assert body.get("field") == field, body
+    return body  # type: ignore[no-any-return]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -19,7 +19,7 @@ from jobqueue.models import JobStatus
 from jobqueue.service import MAX_PAGE_SIZE
 from jobqueue.settings import Settings
 
-from .conftest import make_settings
+from .conftest import assert_error, create, make_settings
 
 JOB_FIELDS = {
     "id",
@@ -52,12 +52,6 @@ def parse_ts(value: str) -> datetime:
     return ts
 
 
-async def create(client: httpx.AsyncClient, job_type: str = "thumbnail", **body: Any) -> dict[str, Any]:
-    response = await client.post("/api/jobs", json={"job_type": job_type, **body})
-    assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
 async def put(client: httpx.AsyncClient, job_id: str, **body: Any) -> httpx.Response:
     return await client.put(f"/api/jobs/{job_id}", json=body)
 
@@ -67,19 +61,6 @@ async def finished(client: httpx.AsyncClient, status: str = "completed", **body:
     response = await put(client, job["id"], status=status)
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
-
-
-def assert_error(response: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
-    """Every error is JSON of one shape; returns the body for further checks."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert isinstance(body["error"], str) and body["error"]
-    assert isinstance(body["detail"], str) and body["detail"]
-    assert set(body) <= {"error", "detail", "field"}
-    if field is not None:
-        assert body.get("field") == field, body
-    return body  # type: ignore[no-any-return]
 
 
 # -- POST /api/jobs ----------------------------------------------------------------------------

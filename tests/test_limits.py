@@ -7,15 +7,16 @@ from __future__ import annotations
 import select
 import socket
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import msgspec
 import pytest
 
-from jobqueue.api.limits import MAX_BODY_BYTES
+from jobqueue.api.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH
 
-from .conftest import running_server
+from .conftest import assert_error, create, running_server
 
 #: What a hostile client offers; the server must answer long before it has read all of it.
 OFFERED_BYTES = 64 * 1024 * 1024
@@ -125,3 +126,61 @@ def test_a_body_within_the_limit_is_read(server: str) -> None:
     body = {"job_type": "limits", "request_data": {"blob": "x" * (MAX_BODY_BYTES - 100)}}
     response = httpx.post(f"{server}/api/jobs", json=body)
     assert response.status_code == 201, response.text[:200]
+
+
+# -- JSON nesting ----------------------------------------------------------------------------------
+
+
+def nested(depth: int) -> str:
+    """JSON text of arrays nested ``depth`` levels deep (too deep for recursive encoders)."""
+    return "[" * depth + "]" * depth
+
+
+JSON_ROUTES = [
+    ("POST", "/api/jobs"),
+    ("PUT", "/api/jobs/{id}"),
+    ("POST", "/api/jobs/{id}/progress"),
+    ("POST", "/api/jobs/{id}/cancel"),
+    ("POST", "/api/jobs/{id}/heartbeat"),
+    ("POST", "/api/jobs/{id}/complete"),
+    ("POST", "/api/jobs/{id}/fail"),
+    ("POST", "/api/jobs/{id}/release"),
+    ("POST", "/api/workers/claim"),
+    ("POST", "/api/generate"),
+    ("POST", "/api/generate/audiogen"),
+]
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 970, 2000])
+@pytest.mark.parametrize(("method", "path"), JSON_ROUTES)
+async def test_json_nested_too_deep_is_refused_at_the_door(
+    client: httpx.AsyncClient, method: str, path: str, depth: int
+) -> None:
+    job = await create(client)
+    # The deep value in a free-form field, so that only its depth is wrong.
+    body = f'{{"job_type": "deep", "request_data": {{"x": {nested(depth - 2)}}}, "result_data": {nested(depth - 1)}}}'
+    response = await client.request(
+        method, path.format(id=job["id"]), content=body, headers={"content-type": "application/json"}
+    )
+    assert_error(response, 400)
+    assert response.json()["error"] == "nested_too_deep"
+    listing = await client.get("/api/jobs")
+    assert listing.status_code == 200 and listing.json()["total"] == 1
+
+
+async def test_json_at_the_depth_limit_is_stored_and_read_back(client: httpx.AsyncClient) -> None:
+    data = {"x": msgspec.json.decode(nested(MAX_JSON_DEPTH - 2))}  # the body and request_data add two
+    job = await create(client, request_data=data)
+    assert job["request_data"] == data
+    listing = await client.get("/api/jobs")
+    assert listing.status_code == 200
+    assert listing.json()["items"][0]["request_data"] == data
+    claim = await client.post("/api/workers/claim", json={"worker_id": "w"})
+    assert claim.status_code == 200
+    assert claim.json()["jobs"][0]["job"]["request_data"] == data
+
+
+async def test_brackets_inside_strings_do_not_count(client: httpx.AsyncClient) -> None:
+    data = {"text": "[{" * 1000 + '"\\'}
+    job = await create(client, request_data=data)
+    assert job["request_data"] == data

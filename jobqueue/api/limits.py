@@ -3,10 +3,14 @@
 The body is counted while it arrives, on every route, before any endpoint sees it: a declared
 ``Content-Length`` above the limit is refused before a byte is read, and a body sent without one
 (chunked) is refused as soon as it passes the limit. The request head is bounded by the HTTP
-parser (``MAX_HEADER_BYTES``, set where uvicorn is started).
+parser (``MAX_HEADER_BYTES``, set where uvicorn is started). JSON nesting is bounded before the
+body is decoded (``nested_too_deep``).
 """
 
 from __future__ import annotations
+
+import re
+from itertools import accumulate
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,6 +22,10 @@ from jobqueue.models import ErrorBody
 MAX_BODY_BYTES = 1024 * 1024
 #: Largest request head (request line and headers together), in bytes.
 MAX_HEADER_BYTES = 64 * 1024
+#: Deepest nesting of arrays and objects in a JSON body. Far below what msgspec and SQLite's
+#: JSON functions handle (a job nested ~970 deep was stored, then broke every listing of it),
+#: and far above what a job's data needs.
+MAX_JSON_DEPTH = 64
 
 _TOO_LARGE = f"body is larger than {MAX_BODY_BYTES} bytes"
 
@@ -70,3 +78,23 @@ class BodyLimitMiddleware:
             await send(message)
 
         await self.app(scope, counting_receive, watching_send)
+
+
+# A JSON string, or the unterminated rest of a malformed body. Possessive, so a hostile body
+# cannot make it backtrack.
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+# Opening brackets become 1, closing ones -1 (read as signed bytes).
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+
+
+def nested_too_deep(body: bytes) -> bool:
+    """Whether the arrays and objects of a JSON text nest deeper than ``MAX_JSON_DEPTH``.
+
+    Counted on the text, because decoding is recursive: msgspec raises RecursionError below
+    1000 levels. Brackets inside strings do not count.
+    """
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return False  # not even that many openings, in strings or not: the usual case
+    steps = _STRING.sub(b"", body).translate(_BRACKET_STEPS, _NOT_BRACKETS)
+    return max(accumulate(memoryview(steps).cast("b"))) > MAX_JSON_DEPTH

@@ -72,7 +72,7 @@ SCHEMA_TYPES: tuple[type, ...] = (
 )
 
 _ERROR_TEXT = {
-    400: "Malformed JSON",
+    400: "Malformed JSON, or JSON nested deeper than 64 levels",
     404: "The job does not exist",
     409: "Not allowed in the job's current status, or the claim is no longer current",
     413: "Body too large",

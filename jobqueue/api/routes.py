@@ -18,6 +18,7 @@ from starlette.routing import Route
 import jobqueue
 from jobqueue.api.disconnect import watch_disconnect
 from jobqueue.api.errors import RequestError, validation_error
+from jobqueue.api.limits import MAX_JSON_DEPTH, nested_too_deep
 from jobqueue.api.responses import JSONResponse
 from jobqueue.errors import ValidationFailed
 from jobqueue.handlers.generation import GENERATION_JOB_TYPE, MODELS, DEFAULT_MODEL, GenerateRequest
@@ -53,6 +54,8 @@ async def read_json(request: Request, kind: type[T]) -> T:
             415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json"
         )
     body = await request.body()  # bounded by BodyLimitMiddleware (api/limits.py)
+    if nested_too_deep(body):
+        raise RequestError(400, "nested_too_deep", f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
