@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from jobqueue.service import JobQueueService
@@ -175,13 +176,34 @@ async def test_unknown_job_and_bad_last_event_id_are_refused_before_streaming(
 
     job = await _create(http, url)
     bad = await http.get(f"{url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "abc"})
-    assert bad.status_code == 422 and bad.json()["field"] == "Last-Event-ID"
+    assert bad.status_code == 400 and bad.json()["field"] == "Last-Event-ID"
     negative = await http.get(f"{url}/api/events", headers={"Last-Event-ID": "-1"})
-    assert negative.status_code == 422
+    assert negative.status_code == 400
 
     for path in ("wait", "events"):
         response = await http.get(f"{url}/api/jobs/{uuid.uuid4()}/{path}")
         assert response.status_code == 404
+
+
+async def test_last_event_id_is_a_plain_decimal_in_range(
+    live_server: Callable[..., str], http: httpx.AsyncClient
+) -> None:
+    url = live_server(**SERVER_ENV)
+    job = await _create(http, url)
+    for value in (str(2**63), str(10**30), "1_000", "+3", "1.0", "0x10", "-0"):
+        for path in (f"/api/jobs/{job['id']}/events", "/api/events"):
+            for name in ("Last-Event-ID", "last_event_id"):
+                if name == "Last-Event-ID":
+                    request = http.build_request("GET", url + path, headers={name: value})
+                else:
+                    request = http.build_request("GET", url + path, params={name: value})
+                response = await http.send(request, stream=True)
+                try:  # a stream that opened must not be read to its (endless) end
+                    assert response.status_code == 400, (path, name, value)
+                    body = msgspec.json.decode(await response.aread())
+                finally:
+                    await response.aclose()
+                assert body["error"] == "bad_request" and body["field"] == name, body
 
 
 async def test_all_jobs_stream_filters_by_type_and_status_and_replays(

@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 import jobqueue
 from jobqueue.api.responses import JSONResponse
+from jobqueue.api.sse import MAX_EVENT_ID
 from jobqueue.api.routes import (
     CancelRequest,
     ClaimRequest,
@@ -72,7 +73,7 @@ SCHEMA_TYPES: tuple[type, ...] = (
 )
 
 _ERROR_TEXT = {
-    400: "Malformed JSON, or JSON nested deeper than 64 levels",
+    400: "Malformed request: JSON that does not parse or nests deeper than 64 levels, or a bad Last-Event-ID",
     404: "The job does not exist",
     409: "Not allowed in the job's current status, or the claim is no longer current",
     413: "Body too large",
@@ -121,6 +122,15 @@ _STATUS_PARAM = Param(
     "Only jobs in these statuses (repeat the parameter, or separate with commas)",
 )
 _FREE_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
+
+def _last_event_id_params(description: str) -> tuple[Param, ...]:
+    # A decimal integer; the header wins over the query parameter.
+    schema = {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID}
+    return (
+        Param("Last-Event-ID", schema, description, location="header"),
+        Param("last_event_id", schema, "The same as the Last-Event-ID header, for clients that cannot set it"),
+    )
+
 
 #: (METHOD, path) -> what the endpoint does. Paths are Starlette's, which OpenAPI shares.
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -215,33 +225,21 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/jobs/{job_id}/events"): Operation(
         "The job's live event stream: a `snapshot` (the Job), then each event until it finishes",
         "events",
-        errors=(404,),
+        errors=(400, 404),
         media_type="text/event-stream",
         description=_STREAM_DOC + " Here `id:` is the job's event `seq`.",
-        params=(
-            Param(
-                "Last-Event-ID",
-                {"type": "string"},
-                "Replay events with a seq above this one",
-                location="header",
-            ),
-        ),
+        params=_last_event_id_params("Replay events with a seq above this one"),
     ),
     ("GET", "/api/events"): Operation(
         "Every job's live events",
         "events",
-        errors=(422,),
+        errors=(400, 422),
         media_type="text/event-stream",
         description=_STREAM_DOC + " Here `id:` is the global event `id`.",
         params=(
             Param("job_type", {"type": "string"}, "Only events of this job type"),
             Param("status", {"type": "string"}, "Only events leaving a job in this status"),
-            Param(
-                "Last-Event-ID",
-                {"type": "string"},
-                "Replay events with a global id above this one",
-                location="header",
-            ),
+            *_last_event_id_params("Replay events with a global id above this one"),
         ),
     ),
     ("POST", "/api/jobs/{job_id}/heartbeat"): Operation(
