@@ -58,7 +58,16 @@ TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
 )
 
 JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-JobType = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+#: Printable text, not only whitespace: a job type is shown in logs, metrics labels and pages,
+#: where control characters (NUL included) corrupt or hide what is displayed.
+JobType = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^\S\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+    ),
+]
 Progress = Annotated[int, msgspec.Meta(ge=0, le=100)]
 Priority = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
 Attempts = Annotated[int, msgspec.Meta(ge=1, le=1000)]

@@ -184,3 +184,19 @@ async def test_brackets_inside_strings_do_not_count(client: httpx.AsyncClient) -
     data = {"text": "[{" * 1000 + '"\\'}
     job = await create(client, request_data=data)
     assert job["request_data"] == data
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("job_type", ["a\x00b", "tab\there", "line\nbreak", "bell\x07", "del\x7f", "c1\x85", " ", "   ", "\u2003\u3000", "\t"])
+async def test_job_type_with_control_characters_or_only_whitespace_is_422(
+    client: httpx.AsyncClient, job_type: str
+) -> None:
+    assert_error(await client.post("/api/jobs", json={"job_type": job_type}), 422, "job_type")
+    assert (await client.get("/api/jobs")).json()["total"] == 0
+
+
+@pytest.mark.parametrize("job_type", ["résumé", "send email", "  padded", "画像"])
+async def test_job_type_may_be_any_printable_text(client: httpx.AsyncClient, job_type: str) -> None:
+    assert (await create(client, job_type))["job_type"] == job_type
