@@ -200,3 +200,38 @@ async def test_job_type_with_control_characters_or_only_whitespace_is_422(
 @pytest.mark.parametrize("job_type", ["résumé", "send email", "  padded", "画像"])
 async def test_job_type_may_be_any_printable_text(client: httpx.AsyncClient, job_type: str) -> None:
     assert (await create(client, job_type))["job_type"] == job_type
+
+
+# -- numbers --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        ({"n": 10**40}, "request_data.n"),
+        ({"a": [1, {"b": -(2**53) - 1}]}, "request_data.a[1].b"),
+        ({"ids": [2**53 + 1]}, "request_data.ids[0]"),
+    ],
+)
+async def test_integers_beyond_2_53_in_request_data_are_422(
+    client: httpx.AsyncClient, data: dict[str, Any], where: str
+) -> None:
+    body = assert_error(await client.post("/api/jobs", json={"job_type": "big", "request_data": data}), 422, "request_data")
+    assert where in body["detail"]
+    assert (await client.get("/api/jobs")).json()["total"] == 0
+
+
+async def test_integers_up_to_2_53_are_kept_exactly(client: httpx.AsyncClient) -> None:
+    data = {"max": 2**53, "min": -(2**53), "float": 1e300}
+    assert (await create(client, request_data=data))["request_data"] == data
+
+
+async def test_integers_beyond_2_53_in_result_data_are_422(client: httpx.AsyncClient) -> None:
+    job = await create(client)
+    assert_error(await client.put(f"/api/jobs/{job['id']}", json={"result_data": [10**40]}), 422, "result_data")
+    claimed = (await client.post("/api/workers/claim", json={"worker_id": "w"})).json()["jobs"][0]
+    response = await client.post(
+        f"/api/jobs/{job['id']}/complete", json={"claim_token": claimed["claim_token"], "result_data": {"n": 10**40}}
+    )
+    assert_error(response, 422, "result_data")
+    assert (await client.get(f"/api/jobs/{job['id']}")).json()["status"] == "processing"

@@ -4,13 +4,15 @@ The body is counted while it arrives, on every route, before any endpoint sees i
 ``Content-Length`` above the limit is refused before a byte is read, and a body sent without one
 (chunked) is refused as soon as it passes the limit. The request head is bounded by the HTTP
 parser (``MAX_HEADER_BYTES``, set where uvicorn is started). JSON nesting is bounded before the
-body is decoded (``nested_too_deep``).
+body is decoded (``nested_too_deep``), and integers in it to what every JSON parser reads back
+exactly (``unsafe_integer``).
 """
 
 from __future__ import annotations
 
 import re
 from itertools import accumulate
+from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,6 +28,9 @@ MAX_HEADER_BYTES = 64 * 1024
 #: JSON functions handle (a job nested ~970 deep was stored, then broke every listing of it),
 #: and far above what a job's data needs.
 MAX_JSON_DEPTH = 64
+#: Largest magnitude of an integer in JSON data: beyond 2^53, parsers that read numbers as
+#: doubles (JavaScript's, and many others by default) silently return a different number.
+MAX_JSON_INTEGER = 2**53
 
 _TOO_LARGE = f"body is larger than {MAX_BODY_BYTES} bytes"
 
@@ -98,3 +103,26 @@ def nested_too_deep(body: bytes) -> bool:
         return False  # not even that many openings, in strings or not: the usual case
     steps = _STRING.sub(b"", body).translate(_BRACKET_STEPS, _NOT_BRACKETS)
     return max(accumulate(memoryview(steps).cast("b"))) > MAX_JSON_DEPTH
+
+
+def unsafe_integer(fields: dict[str, Any]) -> str | None:
+    """Where (``request_data.a[2]``) decoded JSON holds an integer beyond ``MAX_JSON_INTEGER``.
+
+    ``fields`` are the top-level fields of a body; None when every integer is within range.
+    """
+    pending: list[tuple[dict[str, Any] | list[Any], str]] = [(fields, "")]
+    while pending:
+        container, path = pending.pop()
+        items = container.items() if isinstance(container, dict) else enumerate(container)
+        for key, item in items:
+            if isinstance(item, (dict, list)):
+                pending.append((item, _path(path, key)))
+            elif isinstance(item, int) and abs(item) > MAX_JSON_INTEGER:
+                return _path(path, key)
+    return None
+
+
+def _path(parent: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    return f"{parent}.{key}" if parent else key

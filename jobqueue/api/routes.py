@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from typing import Annotated, Any, TypeVar
 
@@ -18,7 +19,7 @@ from starlette.routing import Route
 import jobqueue
 from jobqueue.api.disconnect import watch_disconnect
 from jobqueue.api.errors import RequestError, validation_error
-from jobqueue.api.limits import MAX_JSON_DEPTH, nested_too_deep
+from jobqueue.api.limits import MAX_JSON_DEPTH, nested_too_deep, unsafe_integer
 from jobqueue.api.responses import JSONResponse
 from jobqueue.errors import ValidationFailed
 from jobqueue.handlers.generation import GENERATION_JOB_TYPE, MODELS, DEFAULT_MODEL, GenerateRequest
@@ -33,7 +34,7 @@ from jobqueue.models import (
 )
 from jobqueue.service import MAX_PAGE_SIZE, JobQueueService
 
-T = TypeVar("T")
+T = TypeVar("T", bound=msgspec.Struct)
 
 #: Longest long-poll a remote worker may ask for, in seconds.
 MAX_CLAIM_WAIT = 60.0
@@ -57,11 +58,21 @@ async def read_json(request: Request, kind: type[T]) -> T:
     if nested_too_deep(body):
         raise RequestError(400, "nested_too_deep", f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return msgspec.json.decode(body, type=kind)
+        value = msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise RequestError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+    path = unsafe_integer(msgspec.structs.asdict(value))
+    if path is not None:
+        raise RequestError(
+            422,
+            "validation_error",
+            f"{path} is an integer beyond ±2^53, which JSON parsers do not all read back exactly; "
+            "send it as a string",
+            re.split(r"[.\[]", path, maxsplit=1)[0],
+        )
+    return value
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
