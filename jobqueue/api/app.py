@@ -73,8 +73,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
 
+    # Not Starlette(debug=...): its debug mode answers errors with an HTML (or plain text)
+    # traceback page instead of the error shape; internal_error_handler puts the traceback in it.
     return Starlette(
-        debug=settings.debug,
         routes=[*routes, *stream_routes, *dashboard_routes, *ops_routes, *openapi_routes],
         lifespan=lifespan,
         middleware=[Middleware(BodyLimitMiddleware)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 
 import msgspec
 from starlette.exceptions import HTTPException
@@ -99,7 +100,7 @@ async def handle_http_error(request: Request, exc: Exception) -> Response:
 def internal_error_handler(debug: bool):  # noqa: ANN201 - Starlette handler factory
     async def handle(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        detail = f"{type(exc).__name__}: {exc}" if debug else "internal server error"
+        detail = "".join(traceback.format_exception(exc)) if debug else "internal server error"
         return error_response(500, ErrorBody(error="internal_error", detail=detail))
 
     return handle
