@@ -53,6 +53,15 @@ async def test_claim_returns_due_jobs_of_the_requested_types_with_a_token(client
     assert await claim(client) == []  # nothing left of that type; "other" was not touched
 
 
+async def test_an_empty_list_of_job_types_claims_nothing(client: httpx.AsyncClient) -> None:
+    job = await create(client)
+    started = time.monotonic()
+    assert await claim(client, job_types=[], wait=0.3) == []
+    assert time.monotonic() - started >= 0.3  # the wait is honoured: a worker loop does not spin
+    assert (await client.get(f"/api/jobs/{job['id']}")).json()["status"] == "queued"
+    assert [j["job"]["id"] for j in await claim(client, job_types=None)] == [job["id"]]
+
+
 async def test_long_poll_claim_returns_as_soon_as_a_job_is_enqueued(
     tmp_path: Path, app_client_factory: Callable[..., Any]
 ) -> None:

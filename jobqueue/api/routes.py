@@ -259,6 +259,7 @@ async def retry_job(request: Request) -> Response:
 
 class ClaimRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     worker_id: WorkerId
+    #: Only jobs of these types; absent or null claims any type, an empty list none.
     job_types: list[str] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
     #: Seconds to wait for a job when none is ready (long poll); 0 answers at once.
@@ -304,8 +305,13 @@ async def claim_jobs(request: Request) -> Response:
         async with watch_disconnect(request, wakeup) as gone:
             while True:
                 wakeup.clear()
-                jobs = await service.claim_jobs(
-                    worker_id=body.worker_id, job_types=body.job_types, limit=body.limit
+                # The service reads an empty list as "any type"; here it asks for none, so
+                # nothing is claimed, while the wait is still honoured (a worker loop asking
+                # with no types must not spin).
+                jobs = (
+                    await service.claim_jobs(worker_id=body.worker_id, job_types=body.job_types, limit=body.limit)
+                    if body.job_types != []
+                    else []
                 )
                 remaining = deadline - time.monotonic()
                 if jobs or remaining <= 0:
