@@ -739,6 +739,32 @@ async def test_generate_is_idempotent_by_header(client: httpx.AsyncClient) -> No
     assert_error(other, 422)
 
 
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"model": "musicgen-small", "prompt": "rain", "duration": 1_000_000}, "request_data.duration"),
+        ({"model": "musicgen-small", "prompt": "rain", "duration": 0}, "request_data.duration"),
+        ({"model": "gpt-9", "prompt": "rain"}, "request_data.model"),
+        ({"model": "audiogen", "prompt": ""}, "request_data.prompt"),
+        ({"model": "audiogen"}, "request_data.prompt"),
+        ({"model": "audiogen", "prompt": "rain", "durration": 5}, "request_data.durration"),
+        (None, "request_data"),
+    ],
+)
+async def test_generation_limits_hold_through_post_api_jobs(
+    client: httpx.AsyncClient, data: dict[str, Any] | None, field: str
+) -> None:
+    """A worker slot is taken for duration x 0.05 s: a million seconds must not get in by another route."""
+    response = await client.post("/api/jobs", json={"job_type": "generation", "request_data": data})
+    assert_error(response, 422, field)
+    assert (await client.get("/api/jobs")).json()["total"] == 0
+
+
+async def test_generation_through_post_api_jobs_within_the_limits(client: httpx.AsyncClient) -> None:
+    data = {"model": "audiogen", "prompt": "rain", "duration": 300}
+    assert (await create(client, "generation", request_data=data))["request_data"] == data
+
+
 # -- concurrency through the API ------------------------------------------------------------------
 
 

@@ -41,8 +41,10 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> Starlette:
-    """Build the ASGI app. ``registry`` replaces the example handlers of the in-process pool."""
+    """Build the ASGI app. ``registry`` replaces the example handlers, for the in-process pool
+    and for the check of each job type's ``request_data`` at enqueue."""
     settings = load_settings() if settings is None else settings
+    registry = default_registry() if registry is None else registry
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -56,15 +58,11 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                 background.append(asyncio.create_task(_prune_loop(service), name="jobqueue-prune"))
             pool: WorkerPool | None = None
             if settings.run_worker:
-                pool = WorkerPool(
-                    service,
-                    registry or default_registry(),
-                    job_types=settings.job_types,
-                )
+                pool = WorkerPool(service, registry, job_types=settings.job_types)
                 background.append(asyncio.create_task(pool.run(), name="jobqueue-pool"))
                 metrics.track_pool(pool)
             try:
-                yield {"service": service, "pool": pool, "metrics": metrics}
+                yield {"service": service, "pool": pool, "metrics": metrics, "registry": registry}
             finally:
                 if pool is not None:
                     pool.stop()

@@ -55,8 +55,11 @@ class RequestError(Exception):
         self.body = ErrorBody(error=error, detail=detail, field=field)
 
 
-def validation_error(exc: msgspec.ValidationError) -> RequestError:
-    """A 422 naming the offending field from msgspec's ``... - at `$.field``` message."""
+def validation_error(exc: msgspec.ValidationError, within: str | None = None) -> RequestError:
+    """A 422 naming the offending field from msgspec's ``... - at `$.field``` message.
+
+    ``within``: the field the validated value came from, prefixed to the path.
+    """
     text = str(exc)
     match = _FIELD_PATH.search(text)
     field = match.group(1) if match and match.group(1) else None
@@ -64,6 +67,9 @@ def validation_error(exc: msgspec.ValidationError) -> RequestError:
     if field is None and ("missing required field" in text or "unknown field" in text):
         quoted = re.search(r"`([^`$]+)`", text)
         field = quoted.group(1) if quoted else None
+    if within is not None:
+        field = within if field is None else f"{within}.{field}"
+        text = f"{within}: {text}"
     return RequestError(422, "validation_error", text, field)
 
 

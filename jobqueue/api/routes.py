@@ -33,6 +33,7 @@ from jobqueue.models import (
     WorkerId,
 )
 from jobqueue.service import MAX_PAGE_SIZE, JobQueueService
+from jobqueue.worker import Registry
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -43,6 +44,11 @@ MAX_CLAIM_WAIT = 60.0
 def get_job_queue_service(request: Request) -> JobQueueService:
     """The service of the running app (set up in the lifespan), for any Starlette endpoint."""
     return request.state.service  # type: ignore[no-any-return]
+
+
+def get_registry(request: Request) -> Registry:
+    """The app's handler registry: what ``request_data`` each job type it knows accepts."""
+    return request.state.registry  # type: ignore[no-any-return]
 
 
 # -- request parsing ------------------------------------------------------------------------------
@@ -158,6 +164,13 @@ async def health(request: Request) -> Response:
 
 async def create_job(request: Request) -> Response:
     body = await read_json(request, JobCreate)
+    request_type = get_registry(request).request_types.get(body.job_type)
+    if request_type is not None:
+        # The handler's limits hold here too, not only on its own route (/api/generate).
+        try:
+            msgspec.convert(body.request_data, request_type)
+        except msgspec.ValidationError as exc:
+            raise validation_error(exc, within="request_data") from None
     service = get_job_queue_service(request)
     job, created = await service.create_job(
         body.job_type,
