@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1) [env HOST]")
     serve.add_argument("--port", help="port to listen on (default 8000) [env PORT]")
     serve.add_argument(
+        "--allowed-hosts",
+        metavar="A,B",
+        help="host names the API answers to (default: loopback names and --host) [env ALLOWED_HOSTS]",
+    )
+    serve.add_argument(
         "--no-worker",
         action="store_true",
         help="do not run a worker pool inside the server [env RUN_WORKER=false]",
@@ -142,6 +147,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, str | None] = {f: getattr(args, f, None) for f in flags}
     overrides["retention_completed_days"] = getattr(args, "completed_days", None)
     overrides["retention_failed_days"] = getattr(args, "failed_days", None)
+    overrides["allowed_hosts"] = getattr(args, "allowed_hosts", None)
     if getattr(args, "no_worker", False):
         overrides["run_worker"] = "false"
     if getattr(args, "debug", False):

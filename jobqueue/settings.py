@@ -29,6 +29,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     debug: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
+    #: Host names the API answers to (the Host header), against DNS rebinding: ``*.example.com``
+    #: matches its subdomains, ``*`` any name. Empty: the loopback names and ``host``.
+    allowed_hosts: tuple[str, ...] = ()
     #: Run a worker pool inside the server process (so one command processes jobs).
     run_worker: bool = True
     #: Jobs one pool runs at once.
@@ -60,6 +63,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def database_path(self) -> Path:
         return database_path(self.database_url)
+
+    @property
+    def trusted_hosts(self) -> tuple[str, ...]:
+        """``allowed_hosts``, or by default the loopback names and the address the API binds."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        return tuple(dict.fromkeys((*LOOPBACK_HOSTS, self.host.lower())))
+
+
+#: The names of this machine that no other site can make a browser send (see ``allowed_hosts``).
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 def database_path(url: str) -> Path:
@@ -105,6 +119,14 @@ def _parse_types(name: str, raw: str) -> tuple[str, ...] | None:
     return types or None
 
 
+def _parse_hosts(name: str, raw: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    for host in hosts:
+        if "*" in host[1:] or (host.startswith("*") and host != "*" and not host.startswith("*.")):
+            raise ConfigError(f"{name}: a wildcard must be * or lead a domain, as in *.example.com; got {host!r}")
+    return hosts
+
+
 def _parse_synchronous(name: str, raw: str) -> str:
     value = raw.strip().upper()
     if value not in {"NORMAL", "FULL", "EXTRA"}:
@@ -133,6 +155,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "debug": ("DEBUG", _parse_bool),
     "host": ("HOST", lambda name, raw: raw),
     "port": ("PORT", _parse_number(int, 0, 65535)),
+    "allowed_hosts": ("ALLOWED_HOSTS", _parse_hosts),
     "run_worker": ("RUN_WORKER", _parse_bool),
     "concurrency": ("WORKER_CONCURRENCY", _parse_number(int, 1, 10_000)),
     "job_types": ("WORKER_JOB_TYPES", _parse_types),

@@ -19,7 +19,7 @@ import pytest
 
 from jobqueue.api.app import create_app
 from jobqueue.service import JobQueueService
-from jobqueue.settings import Settings, load_settings
+from jobqueue.settings import LOOPBACK_HOSTS, Settings, load_settings
 from jobqueue.worker import Registry, WorkerPool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +30,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.db'}", "RUN_WORKER": "false"}
     settings = load_settings(env)
     fields = {f: getattr(settings, f) for f in settings.__struct_fields__}
+    fields["allowed_hosts"] = (*LOOPBACK_HOSTS, "test")  # the ASGI clients' http://test
     fields.update(overrides)
     return Settings(**fields)
 

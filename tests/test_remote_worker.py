@@ -391,7 +391,7 @@ async def test_a_long_poll_whose_worker_hung_up_claims_nothing(live_server: Call
     body = b'{"worker_id": "gone", "job_types": ["remote"], "wait": 30}'
     await _hang_up_after(
         base,
-        b"POST /api/workers/claim HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /api/workers/claim HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
     )
     await asyncio.sleep(0.5)  # the server sees the hang-up (within milliseconds; margin for load)

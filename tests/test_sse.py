@@ -443,7 +443,7 @@ async def test_a_waiter_that_hangs_up_releases_its_subscription_at_once(
     job = await _create(http, url)
     host, port = url.removeprefix("http://").split(":")
     _, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET /api/jobs/{job['id']}/wait?timeout=60 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    writer.write(f"GET /api/jobs/{job['id']}/wait?timeout=60 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
     await writer.drain()
     deadline = time.monotonic() + 10
     while await _listeners(http, url) != 1:

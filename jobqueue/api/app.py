@@ -25,6 +25,7 @@ from jobqueue.api.errors import (
     handle_request_error,
     internal_error_handler,
 )
+from jobqueue.api.hosts import TrustedHostMiddleware
 from jobqueue.api.limits import BodyLimitMiddleware
 from jobqueue.api.openapi import routes as openapi_routes
 from jobqueue.api.ops import routes as ops_routes
@@ -76,7 +77,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     return Starlette(
         routes=[*routes, *stream_routes, *dashboard_routes, *ops_routes, *openapi_routes],
         lifespan=lifespan,
-        middleware=[Middleware(BodyLimitMiddleware)],
+        middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts),
+            Middleware(BodyLimitMiddleware),
+        ],
         exception_handlers={
             RequestError: handle_request_error,
             JobQueueError: handle_domain_error,

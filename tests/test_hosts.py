@@ -1,0 +1,65 @@
+"""Where requests come from: the Host allow-list (DNS rebinding)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from jobqueue.errors import ConfigError
+from jobqueue.settings import load_settings
+
+from .conftest import assert_error, make_settings
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "localhost.evil.example", "127.0.0.2", "", "[::1"])
+async def test_a_host_not_allowed_is_400_on_every_route(client: httpx.AsyncClient, host: str) -> None:
+    for method, path in (("GET", "/health"), ("GET", "/api/jobs"), ("POST", "/api/jobs"), ("GET", "/dashboard")):
+        response = await client.request(method, path, headers={"host": host}, json={"job_type": "x"})
+        body = assert_error(response, 400, "Host")
+        assert body["error"] == "host_not_allowed"
+    assert (await client.get("/api/jobs")).json()["total"] == 0
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST:8000", "127.0.0.1:1234", "[::1]:8000", "[::1]", "localhost."])
+async def test_loopback_names_are_allowed(client: httpx.AsyncClient, host: str) -> None:
+    assert (await client.get("/health", headers={"host": host})).status_code == 200
+
+
+async def test_the_allow_list_is_configurable(tmp_path: Path, app_client_factory: Callable[..., Any]) -> None:
+    settings = make_settings(tmp_path, allowed_hosts=("test", "jobs.example.com", "*.internal"))
+    async with app_client_factory(settings) as client:
+        for host, status in (
+            ("jobs.example.com", 200),
+            ("jobs.example.com:443", 200),
+            ("api.internal", 200),
+            ("a.b.internal", 200),
+            ("internal", 400),
+            ("localhost", 400),  # an explicit list replaces the default
+        ):
+            assert (await client.get("/health", headers={"host": host})).status_code == status, host
+
+
+def test_the_default_allows_loopback_and_the_bound_address() -> None:
+    assert load_settings({}).trusted_hosts == ("localhost", "127.0.0.1", "::1")
+    assert load_settings({"HOST": "10.0.0.7"}).trusted_hosts == ("localhost", "127.0.0.1", "::1", "10.0.0.7")
+    explicit = load_settings({"HOST": "0.0.0.0", "ALLOWED_HOSTS": "Jobs.Example.com, *.internal"})
+    assert explicit.trusted_hosts == ("jobs.example.com", "*.internal")
+    allow_any = load_settings({"ALLOWED_HOSTS": "*"})
+    assert allow_any.trusted_hosts == ("*",)
+
+
+@pytest.mark.parametrize("value", ["jobs.*.com", "*example.com", "a*"])
+def test_a_misplaced_wildcard_is_a_config_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="ALLOWED_HOSTS"):
+        load_settings({"ALLOWED_HOSTS": value})
+
+
+def test_a_real_server_refuses_a_rebound_host_name(live_server: Callable[..., str]) -> None:
+    url = live_server(RUN_WORKER="false")
+    refused = httpx.get(f"{url}/api/jobs", headers={"host": "attacker.example"})
+    assert_error(refused, 400, "Host")
+    assert httpx.get(f"{url}/api/jobs").status_code == 200  # the 127.0.0.1 it listens on
