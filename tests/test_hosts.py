@@ -1,4 +1,4 @@
-"""Where requests come from: the Host allow-list (DNS rebinding)."""
+"""Where requests come from: the Host allow-list (DNS rebinding) and same-origin changes (CSRF)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
+from jobqueue.api.hosts import same_origin
 from jobqueue.errors import ConfigError
 from jobqueue.settings import load_settings
 
-from .conftest import assert_error, make_settings
+from .conftest import assert_error, create, make_settings
 
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "localhost.evil.example", "127.0.0.2", "", "[::1"])
@@ -63,3 +64,62 @@ def test_a_real_server_refuses_a_rebound_host_name(live_server: Callable[..., st
     refused = httpx.get(f"{url}/api/jobs", headers={"host": "attacker.example"})
     assert_error(refused, 400, "Host")
     assert httpx.get(f"{url}/api/jobs").status_code == 200  # the 127.0.0.1 it listens on
+
+
+# -- same origin -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"origin": "http://evil.example"},
+        {"origin": "http://localhost:9999"},  # another port is another origin
+        {"origin": "null"},  # a sandboxed frame or a file: page
+        {"origin": "http://test.evil.example"},
+        {"sec-fetch-site": "cross-site"},
+    ],
+)
+async def test_a_change_from_another_origin_is_403(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    job = await create(client)
+    for method, path in (
+        ("POST", f"/api/jobs/{job['id']}/cancel"),
+        ("POST", f"/api/jobs/{job['id']}/retry"),
+        ("PUT", f"/api/jobs/{job['id']}"),
+        ("DELETE", f"/api/jobs/{job['id']}"),
+        ("POST", "/api/jobs"),
+    ):
+        # A form post: no JSON body, so no Content-Type check stands in the way.
+        response = await client.request(method, path, headers=headers)
+        body = assert_error(response, 403)
+        assert body["error"] == "cross_origin", (method, path)
+    assert (await client.get(f"/api/jobs/{job['id']}")).json()["status"] == "queued"
+    # Reading stays possible (the browser keeps another origin from seeing the answer).
+    assert (await client.get("/api/jobs", headers=headers)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"origin": "http://test"},
+        {"origin": "https://test"},  # behind a TLS proxy the page is https, the request http
+        {"origin": "http://TEST:80", "sec-fetch-site": "same-origin"},
+        {"sec-fetch-site": "none"},  # typed into the address bar
+        {},  # not a browser
+    ],
+)
+async def test_a_change_from_this_origin_or_no_browser_is_served(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    job = await create(client)
+    assert (await client.post(f"/api/jobs/{job['id']}/cancel", headers=headers)).status_code == 200
+
+
+def test_same_origin_compares_host_and_port() -> None:
+    assert same_origin("http://localhost:8000", "localhost:8000")
+    assert same_origin("https://jobs.example.com", "jobs.example.com")
+    assert same_origin("http://[::1]:8000", "[::1]:8000")
+    assert not same_origin("http://localhost:8001", "localhost:8000")
+    assert not same_origin("http://localhost", "localhost:8000")
+    assert not same_origin("http://evil.example", "localhost")
+    assert not same_origin("http://localhost:notaport", "localhost")
+    assert not same_origin("chrome-extension://abc", "abc")

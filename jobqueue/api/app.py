@@ -25,7 +25,7 @@ from jobqueue.api.errors import (
     handle_request_error,
     internal_error_handler,
 )
-from jobqueue.api.hosts import TrustedHostMiddleware
+from jobqueue.api.hosts import SameOriginMiddleware, TrustedHostMiddleware
 from jobqueue.api.limits import BodyLimitMiddleware
 from jobqueue.api.openapi import routes as openapi_routes
 from jobqueue.api.ops import routes as ops_routes
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         lifespan=lifespan,
         middleware=[
             Middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts),
+            Middleware(SameOriginMiddleware),
             Middleware(BodyLimitMiddleware),
         ],
         exception_handlers={

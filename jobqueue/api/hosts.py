@@ -1,23 +1,35 @@
-"""Where a request comes from: the Host it names.
+"""Where a request comes from: the Host it names, and the origin of the page that sent it.
 
 ``TrustedHostMiddleware`` answers only to the host names of ``Settings.trusted_hosts``. Without
 it, DNS rebinding lets any web page reach a service on 127.0.0.1: the attacker's name resolves to
 the attacker's server, then to 127.0.0.1, and the page's scripts talk to us as same-origin.
 The browser still sends the attacker's name as Host, which this refuses (400).
 
-A plain ASGI class in the spirit of Starlette's TrustedHostMiddleware (which answers in plain
-text), answering in the usual JSON error shape.
+``SameOriginMiddleware`` refuses (403) a request that changes something (POST, PUT, PATCH,
+DELETE) when a browser says another site sent it: an ``Origin`` that is not this host, or
+``Sec-Fetch-Site: cross-site``. A page elsewhere could otherwise cancel or retry jobs with a
+simple form post, which needs no body and so no Content-Type check. Clients that are not
+browsers send neither header and are not affected.
+
+Both are plain ASGI classes in the spirit of Starlette's TrustedHostMiddleware (which answers in
+plain text), answering in the usual JSON error shape.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobqueue.api.errors import error_response
 from jobqueue.models import ErrorBody
+
+#: Methods that change state; only these are checked for their origin.
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def split_host(value: str) -> tuple[str, int | None] | None:
@@ -64,3 +76,48 @@ class TrustedHostMiddleware:
             await error_response(400, body)(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+class SameOriginMiddleware:
+    """Refuse (403) a state-changing request that a browser says came from another origin."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
+            headers = Headers(scope=scope)
+            origin = headers.get("origin")
+            refused = None
+            if origin is not None and not same_origin(origin, headers.get("host", "")):
+                refused = f"Origin {origin!r} is not this service"
+            elif headers.get("sec-fetch-site", "").lower() == "cross-site":
+                refused = "Sec-Fetch-Site: cross-site"
+            if refused is not None:
+                body = ErrorBody(
+                    error="cross_origin",
+                    detail=f"{scope['method']} from a page of another site is refused ({refused})",
+                    field="Origin" if refused.startswith("Origin") else "Sec-Fetch-Site",
+                )
+                await error_response(403, body)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def same_origin(origin: str, host: str) -> bool:
+    """Whether an ``Origin`` header names the host and port of the ``Host`` header.
+
+    Schemes are not compared: behind a TLS proxy the page is https and the request reaches us
+    as http. A Host without a port means the default port of the origin's scheme.
+    """
+    parts = urlsplit(origin.strip())
+    target = split_host(host)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or target is None:
+        return False  # "null" (sandboxed frames, file: pages) and anything else is another origin
+    default_port = _DEFAULT_PORTS[parts.scheme]
+    try:
+        origin_port = parts.port or default_port
+    except ValueError:  # not a port number
+        return False
+    name, port = target
+    return parts.hostname.rstrip(".") == name and origin_port == (port or default_port)
