@@ -664,6 +664,24 @@ async def test_wrong_method_is_405_json(client: httpx.AsyncClient, method: str, 
     assert response.headers.get("allow")
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/api/jobs", "GET, HEAD, POST"),
+        ("/api/jobs/", "GET, HEAD, POST"),
+        ("/api/jobs/some-id", "DELETE, GET, HEAD, PUT"),
+        ("/api/jobs/some-id/cancel", "POST"),
+        ("/health", "GET, HEAD"),
+        ("/api/jobs/stats", "GET, HEAD"),  # its own resource, not the job "stats"
+    ],
+)
+async def test_405_allow_lists_every_method_of_the_path(client: httpx.AsyncClient, path: str, allowed: str) -> None:
+    """Several routes can share a path (GET and POST /api/jobs); Allow names all of their methods."""
+    response = await client.request("PATCH", path)
+    assert_error(response, 405)
+    assert response.headers["allow"] == allowed
+
+
 @pytest.mark.parametrize("debug", [False, True])
 async def test_internal_error_shows_a_trace_only_in_debug(tmp_path: Path, debug: bool) -> None:
     """An operator dropped the jobs table under the running service: an honest unexpected error."""

@@ -10,6 +10,7 @@ import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 
 from jobqueue.api.responses import JSONResponse
 from jobqueue.errors import (
@@ -100,7 +101,23 @@ async def handle_http_error(request: Request, exc: Exception) -> Response:
     response = error_response(exc.status_code, ErrorBody(error=code, detail=detail))
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
     return response
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    """The methods of every route with the path pattern that matches this path first.
+
+    Starlette's 405 names only the methods of the first matching route, and a pattern can
+    have several (GET and POST /api/jobs are two endpoints). Later patterns are not counted:
+    /api/jobs/stats is its own resource, not the job "stats" of /api/jobs/{job_id}.
+    """
+    routes = [route for route in request.app.routes if isinstance(route, Route) and route.methods]
+    first = next((route for route in routes if route.matches(request.scope)[0] is not Match.NONE), None)
+    if first is None:
+        return set()
+    return {method for route in routes if route.path == first.path for method in route.methods or ()}
 
 
 def internal_error_handler(debug: bool):  # noqa: ANN201 - Starlette handler factory
