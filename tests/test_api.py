@@ -790,3 +790,22 @@ async def test_concurrent_creates_all_land(client: httpx.AsyncClient) -> None:
     responses = await asyncio.gather(*(client.post("/api/jobs", json={"job_type": "burst"}) for _ in range(50)))
     assert {r.status_code for r in responses} == {201}
     assert (await client.get("/api/jobs/stats/burst")).json()["total"] == 50
+
+
+# -- JSON numbers ----------------------------------------------------------------------------------
+
+
+async def test_an_integral_float_is_an_integer(client: httpx.AsyncClient) -> None:
+    """JSON has one number type: 7.0 is the integer 7 to JSON Schema and to OpenAPI clients."""
+    job = (await client.post("/api/jobs", json={"job_type": "x", "priority": 7.0, "max_attempts": 2.0})).json()
+    assert (job["priority"], job["max_attempts"]) == (7, 2)
+    assert (await client.post(f"/api/jobs/{job['id']}/progress", json={"progress": 50.0})).json()["progress"] == 50
+    claim = await client.post("/api/workers/claim", json={"worker_id": "w", "limit": 1.0})
+    assert claim.status_code == 200, claim.text
+    assert_error(await client.post("/api/jobs", json={"job_type": "x", "priority": 7.5}), 422, "priority")
+    assert_error(await client.post("/api/jobs", json={"job_type": "x", "priority": "7"}), 422, "priority")
+
+
+async def test_free_form_data_keeps_its_floats(client: httpx.AsyncClient) -> None:
+    job = (await client.post("/api/jobs", json={"job_type": "x", "priority": 1.0, "request_data": {"f": 2.0}})).json()
+    assert job["request_data"] == {"f": 2.0} and isinstance(job["request_data"]["f"], float)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import time
 from typing import Annotated, Any, TypeVar
 
 import msgspec
+import msgspec.inspect
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -64,7 +66,7 @@ async def read_json(request: Request, kind: type[T]) -> T:
     if nested_too_deep(body):
         raise RequestError(400, "nested_too_deep", f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        value = msgspec.json.decode(body, type=kind)
+        value = _decode(body, kind)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
     except msgspec.DecodeError as exc:
@@ -79,6 +81,33 @@ async def read_json(request: Request, kind: type[T]) -> T:
             re.split(r"[.\[]", path, maxsplit=1)[0],
         )
     return value
+
+
+def _decode(body: bytes, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        if "Expected `int`, got `float`" not in str(exc):
+            raise
+    # JSON has one number type: to JSON Schema (and so to OpenAPI clients) 3.0 is the integer 3,
+    # which msgspec refuses. Integral floats of integer fields become integers; 3.5 still fails,
+    # and free-form fields (request_data, result_data) are left exactly as sent.
+    fields = msgspec.json.decode(body)  # an object: only a struct's field expects an int
+    integers = _integer_fields(kind)
+    for name, item in fields.items():
+        if name in integers and isinstance(item, float) and item.is_integer():
+            fields[name] = int(item)
+    return msgspec.convert(fields, kind)
+
+
+@functools.cache
+def _integer_fields(kind: type[msgspec.Struct]) -> frozenset[str]:
+    names = set()
+    for field in msgspec.inspect.type_info(kind).fields:  # type: ignore[attr-defined]
+        types = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
+        if any(isinstance(t, msgspec.inspect.IntType) for t in types):
+            names.add(field.encode_name)
+    return frozenset(names)
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
