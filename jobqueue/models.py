@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -56,6 +56,11 @@ ACTIVE_STATUSES: frozenset[JobStatus] = frozenset(
 TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
 )
+
+#: The value of a running status (one of ``ACTIVE_STATUSES``), where only those are accepted.
+RunningStatus = Literal[
+    "processing", "loading_model", "preparing_prompt", "generating_audio", "exporting", "analyzing", "rendering"
+]
 
 JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 #: Printable text, not only whitespace: a job type is shown in logs, metrics labels and pages,
@@ -129,7 +134,7 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class JobUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Body of ``PUT /api/jobs/{id}``: every field optional, only given ones change."""
+    """A change of a job (``PUT /api/jobs/{id}``): every field optional, the given ones change."""
 
     status: JobStatus | None = None
     progress: Progress | None = None
@@ -145,7 +150,7 @@ class ProgressUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     progress: Progress
     message: Message | None = None
     #: Optional running status to report with the progress (for instance ``rendering``).
-    status: JobStatus | None = None
+    status: RunningStatus | None = None
     #: When given, the update is fenced: it is refused unless this is the current claim.
     claim_token: str | None = None
 

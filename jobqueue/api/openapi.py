@@ -26,8 +26,8 @@ from starlette.routing import BaseRoute, Route
 
 import jobqueue
 from jobqueue.api.responses import JSONResponse
-from jobqueue.api.sse import MAX_EVENT_ID
 from jobqueue.api.routes import (
+    MAX_OFFSET,
     CancelRequest,
     ClaimRequest,
     ClaimResponse,
@@ -35,7 +35,9 @@ from jobqueue.api.routes import (
     FailRequest,
     HeartbeatResponse,
     TokenRequest,
+    UpdateRequest,
 )
+from jobqueue.api.sse import MAX_EVENT_ID, MAX_WAIT_SECONDS
 from jobqueue.handlers.generation import MODELS, GenerateRequest
 from jobqueue.models import (
     ErrorBody,
@@ -45,9 +47,9 @@ from jobqueue.models import (
     JobList,
     JobStats,
     JobStatus,
-    JobUpdate,
     ProgressUpdate,
 )
+from jobqueue.service import MAX_PAGE_SIZE
 
 OPENAPI_VERSION = "3.1.0"
 REF = "#/components/schemas/{name}"
@@ -55,7 +57,7 @@ REF = "#/components/schemas/{name}"
 #: Every type the HTTP contract uses; each becomes a named schema in ``components``.
 SCHEMA_TYPES: tuple[type, ...] = (
     JobCreate,
-    JobUpdate,
+    UpdateRequest,
     ProgressUpdate,
     Job,
     JobList,
@@ -179,8 +181,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             _STATUS_PARAM,
             Param("job_type", {"type": "string"}, "Only jobs of this type"),
             Param("worker_id", {"type": "string"}, "Only jobs held by this worker"),
-            Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
-            Param("offset", {"type": "integer", "minimum": 0, "default": 0}),
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 50}),
+            Param("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}),
         ),
     ),
     ("GET", "/api/jobs/stats"): Operation("Counts by status and mean timings", "jobs", response=JobStats),
@@ -191,7 +193,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("PUT", "/api/jobs/{job_id}"): Operation(
         "Change a job (operators and simple workers); only the fields sent change",
         "jobs",
-        request=JobUpdate,
+        request=UpdateRequest,
         response=Job,
         errors=(404, 409, *_BODY_ERRORS),
     ),
@@ -220,7 +222,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "events",
         response=Job,
         errors=_JOB_ERRORS,
-        params=(Param("timeout", {"type": "number", "minimum": 0}, "Seconds to wait at most"),),
+        params=(
+            Param(
+                "timeout",
+                {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 30},
+                "Seconds to wait at most",
+            ),
+        ),
     ),
     ("GET", "/api/jobs/{job_id}/events"): Operation(
         "The job's live event stream: a `snapshot` (the Job), then each event until it finishes",
@@ -238,7 +246,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         description=_STREAM_DOC + " Here `id:` is the global event `id`.",
         params=(
             Param("job_type", {"type": "string"}, "Only events of this job type"),
-            Param("status", {"type": "string"}, "Only events leaving a job in this status"),
+            Param("status", _STATUS_PARAM.schema, "Only events leaving a job in these statuses"),
             *_last_event_id_params("Replay events with a global id above this one"),
         ),
     ),
@@ -288,7 +296,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         response=Job,
         status=201,
         errors=_BODY_ERRORS,
-        description="Models: " + ", ".join(sorted(MODELS)),
+        params=(
+            Param("model", {"type": "string", "enum": sorted(MODELS)}, "The model", location="path", required=True),
+        ),
     ),
 }
 
@@ -309,9 +319,11 @@ def _operation_object(method: str, path: str, op: Operation) -> dict[str, Any]:
     }
     if op.description:
         operation["description"] = op.description
+    declared = {param.name for param in op.params if param.location == "path"}
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in _PATH_PARAM.findall(path)
+        if name not in declared
     ]
     for param in op.params:
         item: dict[str, Any] = {"name": param.name, "in": param.location, "schema": param.schema}

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 import msgspec.inspect
+from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -31,6 +32,8 @@ from jobqueue.models import (
     JobList,
     JobStatus,
     JobUpdate,
+    Message,
+    Progress,
     ProgressUpdate,
     WorkerId,
 )
@@ -41,6 +44,8 @@ T = TypeVar("T", bound=msgspec.Struct)
 
 #: Longest long-poll a remote worker may ask for, in seconds.
 MAX_CLAIM_WAIT = 60.0
+#: Largest ``offset`` of a job listing.
+MAX_OFFSET = 2**62
 
 
 def get_job_queue_service(request: Request) -> JobQueueService:
@@ -216,7 +221,7 @@ async def create_job(request: Request) -> Response:
 
 async def list_jobs(request: Request) -> Response:
     limit = _query_int(request, "limit", 50, 1, MAX_PAGE_SIZE)
-    offset = _query_int(request, "offset", 0, 0, 2**62)
+    offset = _query_int(request, "offset", 0, 0, MAX_OFFSET)
     items, total = await get_job_queue_service(request).list_jobs(
         status=_query_statuses(request),
         job_type=request.query_params.get("job_type") or None,
@@ -232,35 +237,37 @@ async def get_job(request: Request) -> Response:
     return JSONResponse(job)
 
 
+class UpdateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``PUT /api/jobs/{id}``: only the fields sent change.
+
+    A field left out stays as it is; null clears message, result_data, error and worker_id,
+    and is refused for status and progress (a job always has both).
+    """
+
+    status: JobStatus | UnsetType = UNSET
+    progress: Progress | UnsetType = UNSET
+    message: Message | None | UnsetType = UNSET
+    result_data: Any | UnsetType = UNSET
+    error: Message | None | UnsetType = UNSET
+    worker_id: WorkerId | None | UnsetType = UNSET
+
+
 async def update_job(request: Request) -> Response:
-    update = await read_json(request, JobUpdate)
-    body = await request.body()  # already read (and bounded) by read_json
-    # Which fields were sent matters ("message": null clears, an absent message stays).
-    try:
-        sent = msgspec.json.decode(body, type=dict[str, Any])
-    except msgspec.DecodeError:  # already validated above; cannot happen
-        sent = {}
-    if update.status is None and "status" in sent:
-        raise RequestError(422, "validation_error", "status cannot be null", "status")
-    if update.progress is None and "progress" in sent:
-        raise RequestError(422, "validation_error", "progress cannot be null", "progress")
+    body = await read_json(request, UpdateRequest)
+    sent = {name: value for name, value in msgspec.structs.asdict(body).items() if value is not UNSET}
     job = await get_job_queue_service(request).apply_update(
-        request.path_params["job_id"], update, set(sent)
+        request.path_params["job_id"], JobUpdate(**sent), set(sent)
     )
     return JSONResponse(job)
 
 
 async def report_progress(request: Request) -> Response:
     body = await read_json(request, ProgressUpdate)
-    if body.status is not None and body.status not in _RUNNING_STATUSES:
-        raise RequestError(
-            422, "validation_error", "progress may only carry a running status", "status"
-        )
     job = await get_job_queue_service(request).update_progress(
         request.path_params["job_id"],
         body.progress,
         body.message,
-        status=body.status,
+        status=None if body.status is None else JobStatus(body.status),
         claim_token=body.claim_token,
     )
     return JSONResponse(job)
@@ -425,15 +432,6 @@ async def generate(request: Request) -> Response:
         idempotency_key=_idempotency_key(request, None),
     )
     return JSONResponse(job, status_code=201 if created else 200)
-
-
-_RUNNING_STATUSES = frozenset(JobStatus) - {
-    JobStatus.QUEUED,
-    JobStatus.PENDING,
-    JobStatus.COMPLETED,
-    JobStatus.FAILED,
-    JobStatus.CANCELLED,
-}
 
 
 def _both(path: str, endpoint: Any, methods: list[str]) -> list[Route]:
