@@ -62,6 +62,12 @@ RunningStatus = Literal[
     "processing", "loading_model", "preparing_prompt", "generating_audio", "exporting", "analyzing", "rendering"
 ]
 
+#: Where the OpenAPI document defines the free-form JSON of a job (see ``JSONData``).
+JSON_DATA_REF = "#/components/schemas/JSONData"
+#: A job's free-form data (request_data, result_data): any JSON within the limits the API
+#: enforces (nesting and integer size, api/limits.py), which the schema of that name states.
+JSONData = Annotated[Any, msgspec.Meta(extra_json_schema={"$ref": JSON_DATA_REF})]
+
 JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 #: Printable text, not only whitespace: a job type is shown in logs, metrics labels and pages,
 #: where control characters (NUL included) corrupt or hide what is displayed.
@@ -121,7 +127,7 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Body of ``POST /api/jobs``."""
 
     job_type: JobType
-    request_data: dict[str, Any] | None = None
+    request_data: dict[str, JSONData] | None = None
     priority: Priority = 0
     max_attempts: Attempts | None = None
     #: Seconds one attempt may run before it is cancelled and counted as failed.

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from jobqueue.api.app import create_app
 from jobqueue.api.openapi import OPERATIONS, SCHEMA_TYPES, documented_routes
+from jobqueue.api.limits import MAX_JSON_INTEGER
 from jobqueue.api.routes import MAX_OFFSET
 from jobqueue.api.sse import MAX_WAIT_SECONDS
 from jobqueue.handlers.generation import MODELS
@@ -91,6 +92,17 @@ async def test_bodies_say_what_the_endpoints_refuse(client: httpx.AsyncClient) -
     assert update["properties"]["progress"] == {"type": "integer", "minimum": 0, "maximum": 100}
     assert {"type": "null"} in update["properties"]["message"]["anyOf"]
     assert update["required"] == []
+
+
+async def test_free_form_data_says_which_integers_it_takes(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    ref = {"$ref": "#/components/schemas/JSONData"}
+    assert schemas["JobCreate"]["properties"]["request_data"]["anyOf"][0]["additionalProperties"] == ref
+    assert schemas["CompleteRequest"]["properties"]["result_data"]["$ref"] == ref["$ref"]
+    assert schemas["UpdateRequest"]["properties"]["result_data"] == ref
+    integers = next(option for option in schemas["JSONData"]["anyOf"] if option.get("type") == "integer")
+    assert (integers["minimum"], integers["maximum"]) == (-MAX_JSON_INTEGER, MAX_JSON_INTEGER)
 
 
 async def test_parameters_say_what_the_endpoints_refuse(client: httpx.AsyncClient) -> None:

@@ -37,9 +37,11 @@ from jobqueue.api.routes import (
     TokenRequest,
     UpdateRequest,
 )
+from jobqueue.api.limits import MAX_JSON_DEPTH, MAX_JSON_INTEGER
 from jobqueue.api.sse import MAX_EVENT_ID, MAX_WAIT_SECONDS
 from jobqueue.handlers.generation import MODELS, GenerateRequest
 from jobqueue.models import (
+    JSON_DATA_REF,
     ErrorBody,
     Job,
     JobCreate,
@@ -390,9 +392,28 @@ def documented_routes(routes: list[BaseRoute]) -> list[tuple[str, str]]:
     return found
 
 
+#: ``models.JSONData``: what free-form job data may hold. JSON Schema counts 2.0 (and 1e300) as
+#: integers; the API only refuses integers written as such, so the bound is on those.
+JSON_DATA_SCHEMA: dict[str, Any] = {
+    "description": (
+        f"Any JSON value nested at most {MAX_JSON_DEPTH} levels deep (with the body around it), "
+        f"whose integers are within ±{MAX_JSON_INTEGER} (2^53: beyond it, parsers that read "
+        "numbers as doubles return another number; send such values as strings)"
+    ),
+    "anyOf": [
+        {"type": ["null", "boolean", "string"]},
+        {"type": "integer", "minimum": -MAX_JSON_INTEGER, "maximum": MAX_JSON_INTEGER},
+        {"type": "number", "not": {"type": "integer"}},
+        {"type": "array", "items": {"$ref": JSON_DATA_REF}},
+        {"type": "object", "additionalProperties": {"$ref": JSON_DATA_REF}},
+    ],
+}
+
+
 def build_openapi(routes: list[BaseRoute]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of an app with these routes."""
     _, components = msgspec.json.schema_components(SCHEMA_TYPES, ref_template=REF)
+    components["JSONData"] = JSON_DATA_SCHEMA
     paths: dict[str, dict[str, Any]] = {}
     for method, path in documented_routes(routes):
         op = OPERATIONS.get((method, path)) or Operation("Undocumented", "undocumented")

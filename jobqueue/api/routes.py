@@ -32,6 +32,7 @@ from jobqueue.models import (
     JobList,
     JobStatus,
     JobUpdate,
+    JSONData,
     Message,
     Progress,
     ProgressUpdate,
@@ -247,7 +248,7 @@ class UpdateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     status: JobStatus | UnsetType = UNSET
     progress: Progress | UnsetType = UNSET
     message: Message | None | UnsetType = UNSET
-    result_data: Any | UnsetType = UNSET
+    result_data: JSONData | UnsetType = UNSET
     error: Message | None | UnsetType = UNSET
     worker_id: WorkerId | None | UnsetType = UNSET
 
@@ -326,7 +327,7 @@ class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class CompleteRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     claim_token: str
-    result_data: Any = None
+    result_data: JSONData = None
     message: str | None = None
 
 
