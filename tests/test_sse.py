@@ -204,6 +204,9 @@ async def test_last_event_id_is_a_plain_decimal_in_range(
                 finally:
                     await response.aclose()
                 assert body["error"] == "bad_request" and body["field"] == name, body
+    # Both are checked, even when the header (which wins) is valid.
+    response = await http.get(f"{url}/api/events", params={"last_event_id": str(2**63)}, headers={"Last-Event-ID": "0"})
+    assert response.status_code == 400 and response.json()["field"] == "last_event_id"
 
 
 async def test_all_jobs_stream_filters_by_type_and_status_and_replays(

@@ -54,8 +54,13 @@ def _event_message(event: JobEvent, event_id: int) -> bytes:
 
 
 def _last_event_id(request: Request) -> int | None:
-    header = request.headers.get("last-event-id")
-    name, raw = ("Last-Event-ID", header) if header else ("last_event_id", request.query_params.get("last_event_id"))
+    """The ``Last-Event-ID`` header, else the ``last_event_id`` query parameter; both are checked."""
+    header = _event_id("Last-Event-ID", request.headers.get("last-event-id"))
+    query = _event_id("last_event_id", request.query_params.get("last_event_id"))
+    return header if header is not None else query
+
+
+def _event_id(name: str, raw: str | None) -> int | None:
     if not raw:
         return None
     # Only what the server itself sends as an id: int() would also take "+3", "1_000" and " 7".
