@@ -20,7 +20,7 @@ from jobqueue.api.limits import MAX_JSON_INTEGER
 from jobqueue.api.routes import MAX_OFFSET
 from jobqueue.api.sse import MAX_WAIT_SECONDS
 from jobqueue.handlers.generation import MODELS
-from jobqueue.models import ACTIVE_STATUSES, Job, JobCreate
+from jobqueue.models import ACTIVE_STATUSES, EventKind, Job, JobCreate
 from jobqueue.settings import Settings
 
 from .conftest import free_port, headless_chromium, running_server
@@ -119,6 +119,25 @@ async def test_parameters_say_what_the_endpoints_refuse(client: httpx.AsyncClien
     assert params[("/api/jobs/{job_id}/wait", "get", "timeout")]["maximum"] == MAX_WAIT_SECONDS
     assert params[("/api/generate/{model}", "post", "model")]["enum"] == sorted(MODELS)
     assert params[("/api/events", "get", "status")] == params[("/api/jobs", "get", "status")]
+
+
+async def test_stream_schemas_describe_each_message(client: httpx.AsyncClient) -> None:
+    """OpenAPI 3.1 tools read the schema of text/event-stream as that of one message (event,
+    id, data); the data is JSON of a JobEvent, or of the Job in a job stream's snapshot."""
+    document = (await client.get("/openapi.json")).json()
+
+    def message_schema(path: str) -> dict[str, Any]:
+        content = document["paths"][path]["get"]["responses"]["200"]["content"]["text/event-stream"]
+        return content["schema"]  # type: ignore[no-any-return]
+
+    events = message_schema("/api/events")
+    assert events["required"] == ["event", "id", "data"]
+    assert set(events["properties"]["event"]["enum"]) == {kind.value for kind in EventKind}
+    assert events["properties"]["data"]["contentSchema"] == {"$ref": "#/components/schemas/JobEvent"}
+    snapshot, event = message_schema("/api/jobs/{job_id}/events")["oneOf"]
+    assert snapshot["properties"]["event"]["enum"] == ["snapshot"]
+    assert snapshot["properties"]["data"]["contentSchema"] == {"$ref": "#/components/schemas/Job"}
+    assert event == events
 
 
 async def test_docs_page_loads_only_local_assets(client: httpx.AsyncClient) -> None:

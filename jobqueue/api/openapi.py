@@ -43,6 +43,7 @@ from jobqueue.handlers.generation import MODELS, GenerateRequest
 from jobqueue.models import (
     JSON_DATA_REF,
     ErrorBody,
+    EventKind,
     Job,
     JobCreate,
     JobEvent,
@@ -91,6 +92,23 @@ _STREAM_DOC = (
     "`data:` with the JSON of a `JobEvent` (see components). Comments (`: keep-alive`) keep the "
     "connection open. Reconnect with `Last-Event-ID` to replay what was missed."
 )
+
+
+def _stream_message(kinds: list[str], data: type) -> dict[str, Any]:
+    """One message of an event stream, as OpenAPI 3.1 tools read the schema of
+    ``text/event-stream``: an object of its fields, whose ``data`` holds JSON."""
+    return {
+        "type": "object",
+        "required": ["event", "id", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": kinds},
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {"$ref": REF.format(name=data.__name__)}},
+        },
+    }
+
+
+_EVENT_MESSAGE = _stream_message([kind.value for kind in EventKind], JobEvent)
 
 
 @dataclass(frozen=True)
@@ -235,6 +253,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/jobs/{job_id}/events"): Operation(
         "The job's live event stream: a `snapshot` (the Job), then each event until it finishes",
         "events",
+        response={"oneOf": [_stream_message(["snapshot"], Job), _EVENT_MESSAGE]},
         errors=(400, 404),
         media_type="text/event-stream",
         description=_STREAM_DOC + " Here `id:` is the job's event `seq`.",
@@ -243,6 +262,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/events"): Operation(
         "Every job's live events",
         "events",
+        response=_EVENT_MESSAGE,
         errors=(400, 422),
         media_type="text/event-stream",
         description=_STREAM_DOC + " Here `id:` is the global event `id`.",
@@ -346,7 +366,8 @@ def _operation_object(method: str, path: str, op: Operation) -> dict[str, Any]:
         }
     success: dict[str, Any] = {"description": "OK" if op.status != 201 else "Created"}
     if op.media_type is not None:
-        success["content"] = {op.media_type: {"schema": {"type": "string"}}}
+        schema = {"type": "string"} if op.response is None else _schema_of(op.response)
+        success["content"] = {op.media_type: {"schema": schema}}
     elif op.response is not None:
         success["content"] = {"application/json": {"schema": _schema_of(op.response)}}
     if op.status == 204:
