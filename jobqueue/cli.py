@@ -254,7 +254,7 @@ def _serve(settings: Settings, registry: Any, log_level: str) -> None:
     import uvicorn
 
     from jobqueue.api.app import create_app
-    from jobqueue.api.limits import MAX_HEADER_BYTES
+    from jobqueue.api.limits import UVICORN_HTTP_OPTIONS
 
     # Fail fast with one line (bad file, migration refused) before uvicorn starts logging.
     _run(_migrate(settings))
@@ -265,10 +265,7 @@ def _serve(settings: Settings, registry: Any, log_level: str) -> None:
         port=settings.port,
         log_level="debug" if settings.debug else log_level.lower(),
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
-        # h11, because it bounds the request head while reading it (httptools has no limit and
-        # held a single 100 MiB header in memory); a longer head is answered with 400.
-        http="h11",
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        **UVICORN_HTTP_OPTIONS,
     )
 
 

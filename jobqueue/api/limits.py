@@ -24,6 +24,10 @@ from jobqueue.models import ErrorBody
 MAX_BODY_BYTES = 1024 * 1024
 #: Largest request head (request line and headers together), in bytes.
 MAX_HEADER_BYTES = 64 * 1024
+#: How uvicorn parses HTTP/1.1 for the API (``serve``, and the benchmark's server): with h11,
+#: which bounds the request head while reading it and answers a longer one with 400. httptools,
+#: uvicorn's default, has no such limit: it held a single 100 MiB header in memory.
+UVICORN_HTTP_OPTIONS: dict[str, Any] = {"http": "h11", "h11_max_incomplete_event_size": MAX_HEADER_BYTES}
 #: Deepest nesting of arrays and objects in a JSON body. Far below what msgspec and SQLite's
 #: JSON functions handle (a job nested ~970 deep was stored, then broke every listing of it),
 #: and far above what a job's data needs.
