@@ -3,7 +3,9 @@
 ``TrustedHostMiddleware`` answers only to the host names of ``Settings.trusted_hosts``. Without
 it, DNS rebinding lets any web page reach a service on 127.0.0.1: the attacker's name resolves to
 the attacker's server, then to 127.0.0.1, and the page's scripts talk to us as same-origin.
-The browser still sends the attacker's name as Host, which this refuses (400).
+The browser still sends the attacker's name as Host, which this refuses (400). ``/health``
+answers any host: load balancers and orchestrators probe it by address, and it tells nothing
+a rebinding page could use.
 
 ``SameOriginMiddleware`` refuses (403) a request that changes something (POST, PUT, PATCH,
 DELETE) when a browser says another site sent it: an ``Origin`` that is not this host, or
@@ -30,6 +32,8 @@ from jobqueue.models import ErrorBody
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Paths answered whatever the Host: the liveness probe.
+ANY_HOST_PATHS = frozenset({"/health"})
 
 
 def split_host(value: str) -> tuple[str, int | None] | None:
@@ -62,7 +66,7 @@ class TrustedHostMiddleware:
         return self.allow_any or name in self.names or name.endswith(self.suffixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in ANY_HOST_PATHS:
             await self.app(scope, receive, send)
             return
         raw = Headers(scope=scope).get("host", "")
