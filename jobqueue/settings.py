@@ -30,7 +30,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     host: str = "127.0.0.1"
     port: int = 8000
     #: Host names the API answers to (the Host header), against DNS rebinding: ``*.example.com``
-    #: matches its subdomains, ``*`` any name. Empty: the loopback names and ``host``.
+    #: matches its subdomains, ``*`` any name. Empty: the loopback names and ``host``
+    #: (``api.hosts.trusted_hosts``).
     allowed_hosts: tuple[str, ...] = ()
     #: Run a worker pool inside the server process (so one command processes jobs).
     run_worker: bool = True
@@ -63,17 +64,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def database_path(self) -> Path:
         return database_path(self.database_url)
-
-    @property
-    def trusted_hosts(self) -> tuple[str, ...]:
-        """``allowed_hosts``, or by default the loopback names and the address the API binds."""
-        if self.allowed_hosts:
-            return self.allowed_hosts
-        return tuple(dict.fromkeys((*LOOPBACK_HOSTS, self.host.lower())))
-
-
-#: The names of this machine that no other site can make a browser send (see ``allowed_hosts``).
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 def database_path(url: str) -> Path:

@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from jobqueue.api.app import create_app
+from jobqueue.api.hosts import LOOPBACK_HOSTS
 from jobqueue.service import JobQueueService
-from jobqueue.settings import LOOPBACK_HOSTS, Settings, load_settings
+from jobqueue.settings import Settings, load_settings
 from jobqueue.worker import Registry, WorkerPool
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import select
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,20 +16,19 @@ import pytest
 
 from jobqueue.api.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH
 
-from .conftest import assert_error, create, running_server
+from .conftest import assert_error, create
 
 #: What a hostile client offers; the server must answer long before it has read all of it.
 OFFERED_BYTES = 64 * 1024 * 1024
 CHUNK_BYTES = 64 * 1024
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_server(tmp_path_factory.mktemp("limits"), RUN_WORKER="false") as url:
-        yield url
+@pytest.fixture
+def server(live_server: Callable[..., str]) -> str:
+    return live_server(RUN_WORKER="false")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def job_id(server: str) -> str:
     response = httpx.post(f"{server}/api/jobs", json={"job_type": "limits"})
     assert response.status_code == 201, response.text
@@ -68,46 +67,39 @@ def _offer(sock: socket.socket, piece: bytes, limit: int) -> int:
     return sent
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [("POST", "/api/jobs"), ("PUT", "/api/jobs/{id}"), ("POST", "/api/jobs/{id}/cancel"), ("GET", "/health")],
-)
-def test_a_chunked_body_is_refused_once_it_passes_the_limit(
-    server: str, job_id: str, method: str, path: str
-) -> None:
-    with _connect(server) as sock:
-        sock.sendall(
-            f"{method} {path.format(id=job_id)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
-        )
-        sent = _offer(sock, b"%x\r\n%s\r\n" % (CHUNK_BYTES, b" " * CHUNK_BYTES), OFFERED_BYTES)
-        if sent >= OFFERED_BYTES:
-            sock.sendall(b"0\r\n\r\n")
-        response = _read_response(sock)
-    assert sent < OFFERED_BYTES // 4, f"the server read {sent} bytes before answering"
-    if path == "/health":  # a route that reads no body answers at once; the body is never held
-        assert response.startswith(b"HTTP/1.1 200"), response[:200]
-        return
-    assert response.startswith(b"HTTP/1.1 413"), response[:200]
-    assert b"application/json" in response.split(b"\r\n\r\n")[0]
-    assert b'"error":"payload_too_large"' in response
+def test_a_chunked_body_is_refused_once_it_passes_the_limit(server: str, job_id: str) -> None:
+    for method, path in (("POST", "/api/jobs"), ("PUT", f"/api/jobs/{job_id}"), ("POST", f"/api/jobs/{job_id}/cancel")):
+        with _connect(server) as sock:
+            sock.sendall(
+                f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            )
+            sent = _offer(sock, b"%x\r\n%s\r\n" % (CHUNK_BYTES, b" " * CHUNK_BYTES), OFFERED_BYTES)
+            if sent >= OFFERED_BYTES:
+                sock.sendall(b"0\r\n\r\n")
+            response = _read_response(sock)
+        assert sent < OFFERED_BYTES // 4, f"{method} {path}: the server read {sent} bytes before answering"
+        assert response.startswith(b"HTTP/1.1 413"), (method, path, response[:200])
+        assert b"application/json" in response.split(b"\r\n\r\n")[0]
+        assert b'"error":"payload_too_large"' in response
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [("POST", "/api/jobs"), ("PUT", "/api/jobs/{id}"), ("POST", "/api/jobs/{id}/cancel"), ("POST", "/api/jobs/{id}/retry")],
-)
-def test_a_declared_content_length_over_the_limit_is_refused_before_reading(
-    server: str, job_id: str, method: str, path: str
-) -> None:
-    with _connect(server) as sock:
-        sock.sendall(
-            f"{method} {path.format(id=job_id)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {100 * MAX_BODY_BYTES}\r\n\r\n".encode()
-        )
-        response = _read_response(sock)  # not one byte of the body was sent
-    assert response.startswith(b"HTTP/1.1 413"), response[:200]
-    assert b'"error":"payload_too_large"' in response
+def test_a_declared_content_length_over_the_limit_is_refused_before_reading(server: str, job_id: str) -> None:
+    for method, path in (
+        ("POST", "/api/jobs"),
+        ("PUT", f"/api/jobs/{job_id}"),
+        ("POST", f"/api/jobs/{job_id}/cancel"),
+        ("POST", f"/api/jobs/{job_id}/retry"),
+        ("GET", "/health"),  # a route that reads no body: the body is never read either
+    ):
+        with _connect(server) as sock:
+            sock.sendall(
+                f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {100 * MAX_BODY_BYTES}\r\n\r\n".encode()
+            )
+            response = _read_response(sock)  # not one byte of the body was sent
+        assert response.startswith(b"HTTP/1.1 413"), (method, path, response[:200])
+        assert b'"error":"payload_too_large"' in response
 
 
 def test_a_huge_header_is_refused_while_it_arrives(server: str) -> None:

@@ -41,6 +41,6 @@ async def run(ctx: Context) -> Outcome:
     outcome.add("enqueue / no-op", results["enqueue"]["rps"] / results["noop"]["rps"], "ratio")
     outcome.notes.append(
         f"{CONNECTIONS} connections, {seconds:g}s each, generator {results['enqueue']['generator']}, "
-        "uvicorn uvloop+h11 (as serve), access log off"
+        "uvicorn uvloop+httptools, access log off"
     )
     return outcome

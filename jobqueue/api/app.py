@@ -25,7 +25,7 @@ from jobqueue.api.errors import (
     handle_request_error,
     internal_error_handler,
 )
-from jobqueue.api.hosts import SameOriginMiddleware, TrustedHostMiddleware
+from jobqueue.api.hosts import SameOriginMiddleware, TrustedHostMiddleware, trusted_hosts
 from jobqueue.api.limits import BodyLimitMiddleware
 from jobqueue.api.openapi import routes as openapi_routes
 from jobqueue.api.ops import routes as ops_routes
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         routes=[*routes, *stream_routes, *dashboard_routes, *ops_routes, *openapi_routes],
         lifespan=lifespan,
         middleware=[
-            Middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts),
+            Middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts(settings)),
             Middleware(SameOriginMiddleware),
             Middleware(BodyLimitMiddleware),
         ],

@@ -1,6 +1,6 @@
 """Where a request comes from: the Host it names, and the origin of the page that sent it.
 
-``TrustedHostMiddleware`` answers only to the host names of ``Settings.trusted_hosts``. Without
+``TrustedHostMiddleware`` answers only to the host names of ``trusted_hosts(settings)``. Without
 it, DNS rebinding lets any web page reach a service on 127.0.0.1: the attacker's name resolves to
 the attacker's server, then to 127.0.0.1, and the page's scripts talk to us as same-origin.
 The browser still sends the attacker's name as Host, which this refuses (400). ``/health``
@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobqueue.api.errors import error_response
 from jobqueue.models import ErrorBody
+from jobqueue.settings import Settings
 
 #: Methods that change state; only these are checked for their origin.
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -34,6 +35,17 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: Paths answered whatever the Host: the liveness probe.
 ANY_HOST_PATHS = frozenset({"/health"})
+
+
+#: The names of this machine that no other site can make a browser send.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def trusted_hosts(settings: Settings) -> tuple[str, ...]:
+    """``settings.allowed_hosts``, or by default the loopback names and the address the API binds."""
+    if settings.allowed_hosts:
+        return settings.allowed_hosts
+    return tuple(dict.fromkeys((*LOOPBACK_HOSTS, settings.host.lower())))
 
 
 def split_host(value: str) -> tuple[str, int | None] | None:
