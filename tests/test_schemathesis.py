@@ -1,0 +1,39 @@
+"""OpenAPI and behaviour agree: schemathesis runs every check over every operation of a real
+server (``python -m jobqueue serve`` on 127.0.0.1), with a bounded number of examples each
+(``tests/schemathesis.toml``; the event streams are read for a second each). Long polls are
+shortened by ``tests/schemathesis_hooks.py``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .conftest import ROOT, subprocess_env
+
+#: A fixed seed: a failure here is a finding to fix, never a different draw each run.
+SEED = 20261130
+
+
+def test_schemathesis_finds_no_failure(live_server: Callable[..., str], tmp_path: Path) -> None:
+    url = live_server(RUN_WORKER="false")
+    command = [
+        sys.executable, "-m", "schemathesis.cli",
+        "--config-file", str(ROOT / "tests" / "schemathesis.toml"),
+        "run", f"{url}/openapi.json",
+        "--checks", "all",
+        "--seed", str(SEED),
+        "--workers", "1",
+        "--no-color",
+    ]  # fmt: skip
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,  # its cache and reports stay out of the checkout
+        env=subprocess_env(SCHEMATHESIS_HOOKS="tests.schemathesis_hooks"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-20_000:] + result.stderr[-5_000:]
