@@ -227,3 +227,20 @@ async def test_integers_beyond_2_53_in_result_data_are_422(client: httpx.AsyncCl
     )
     assert_error(response, 422, "result_data")
     assert (await client.get(f"/api/jobs/{job['id']}")).json()["status"] == "processing"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "where", "field"),
+    [
+        ("/api/jobs", {"job_type": "nul", "request_data": {"text": "a\u0000b"}}, "request_data.text", "request_data"),
+        ("/api/jobs", {"job_type": "nul", "request_data": {"k\u0000": 1}}, "request_data.k\\u0000", "request_data"),
+        ("/api/workers/claim", {"worker_id": "w\u0000"}, "worker_id", "worker_id"),
+    ],
+)
+async def test_text_with_a_nul_character_is_422_on_every_backend(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any], where: str, field: str
+) -> None:
+    """PostgreSQL cannot store NUL in text or jsonb (it answered 503); both backends refuse it."""
+    error = assert_error(await client.post(path, json=body), 422, field)
+    assert where in error["detail"] and "NUL" in error["detail"]
+    assert (await client.get("/api/jobs")).json()["total"] == 0

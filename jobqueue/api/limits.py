@@ -5,7 +5,7 @@ The body is counted while it arrives, on every route, before any endpoint sees i
 (chunked) is refused as soon as it passes the limit. The request head is bounded by the HTTP
 parser (``MAX_HEADER_BYTES``, set where uvicorn is started). JSON nesting is bounded before the
 body is decoded (``nested_too_deep``), and integers in it to what every JSON parser reads back
-exactly (``unsafe_integer``).
+exactly, and text to what every backend stores (``unstorable_value``).
 """
 
 from __future__ import annotations
@@ -109,21 +109,34 @@ def nested_too_deep(body: bytes) -> bool:
     return max(accumulate(memoryview(steps).cast("b"))) > MAX_JSON_DEPTH
 
 
-def unsafe_integer(fields: dict[str, Any]) -> str | None:
-    """Where (``request_data.a[2]``) decoded JSON holds an integer beyond ``MAX_JSON_INTEGER``.
+def unstorable_value(fields: dict[str, Any]) -> tuple[str, str] | None:
+    """Where (``request_data.a[2]``) decoded JSON holds what not every backend can store and
+    read back, and why; None when there is nothing of the kind.
 
-    ``fields`` are the top-level fields of a body; None when every integer is within range.
+    ``fields`` are the top-level fields of a body. Refused: integers beyond
+    ``MAX_JSON_INTEGER`` (JSON parsers do not all read them back exactly), and text with a NUL
+    character (PostgreSQL's text and jsonb cannot hold it; refused on SQLite too, so both
+    backends answer the same).
     """
     pending: list[tuple[dict[str, Any] | list[Any], str]] = [(fields, "")]
     while pending:
         container, path = pending.pop()
         items = container.items() if isinstance(container, dict) else enumerate(container)
         for key, item in items:
+            if isinstance(key, str) and "\x00" in key:
+                return _path(path, key.replace("\x00", "\\u0000")), NUL_TEXT
             if isinstance(item, (dict, list)):
                 pending.append((item, _path(path, key)))
+            elif isinstance(item, str) and "\x00" in item:
+                return _path(path, key), NUL_TEXT
             elif isinstance(item, int) and abs(item) > MAX_JSON_INTEGER:
-                return _path(path, key)
+                return _path(path, key), BIG_INTEGER
     return None
+
+
+#: Why a value cannot be stored (the end of the 422's detail).
+BIG_INTEGER = "is an integer beyond ±2^53, which JSON parsers do not all read back exactly; send it as a string"
+NUL_TEXT = "contains a NUL character (\\u0000), which the database cannot store"
 
 
 def _path(parent: str, key: str | int) -> str:

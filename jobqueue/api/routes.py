@@ -23,7 +23,7 @@ import jobqueue
 from jobqueue.api.auth import principal, requires
 from jobqueue.api.disconnect import watch_disconnect
 from jobqueue.api.errors import RequestError, validation_error
-from jobqueue.api.limits import MAX_JSON_DEPTH, nested_too_deep, unsafe_integer
+from jobqueue.api.limits import MAX_JSON_DEPTH, nested_too_deep, unstorable_value
 from jobqueue.api.responses import JSONResponse
 from jobqueue.errors import Forbidden, ValidationFailed
 from jobqueue.handlers.generation import GENERATION_JOB_TYPE, MODELS, DEFAULT_MODEL, GenerateRequest
@@ -101,15 +101,10 @@ async def read_json(request: Request, kind: type[T]) -> T:
         raise validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise RequestError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
-    path = unsafe_integer(msgspec.structs.asdict(value))
-    if path is not None:
-        raise RequestError(
-            422,
-            "validation_error",
-            f"{path} is an integer beyond ±2^53, which JSON parsers do not all read back exactly; "
-            "send it as a string",
-            re.split(r"[.\[]", path, maxsplit=1)[0],
-        )
+    found = unstorable_value(msgspec.structs.asdict(value))
+    if found is not None:
+        path, why = found
+        raise RequestError(422, "validation_error", f"{path} {why}", re.split(r"[.\[]", path, maxsplit=1)[0])
     return value
 
 
