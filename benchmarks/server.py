@@ -1,7 +1,7 @@
 """The benchmark's server: ``jobqueue serve --no-worker`` plus a bare no-op JSON route.
 
 The no-op route is the ceiling the enqueue endpoint is compared with: same process, same uvicorn
-(uvloop + httptools), same middleware, error handlers and route matching, no database. It is mounted here, never
+(uvloop, and the HTTP parser ``serve`` uses), same middleware, error handlers and route matching, no database. It is mounted here, never
 in the product. Access logging is off, as it would be behind a proxy that logs.
 """
 
@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from jobqueue.api.app import create_app
+from jobqueue.api.limits import UVICORN_HTTP_OPTIONS
 from jobqueue.api.responses import JSONResponse
 from jobqueue.settings import load_settings
 
@@ -52,9 +53,9 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
         log_level="warning",
         access_log=False,
+        **UVICORN_HTTP_OPTIONS,
     )
 
 

@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1) [env HOST]")
     serve.add_argument("--port", help="port to listen on (default 8000) [env PORT]")
     serve.add_argument(
+        "--allowed-hosts",
+        metavar="A,B",
+        help="host names the API answers to (default: loopback names and --host) [env ALLOWED_HOSTS]",
+    )
+    serve.add_argument(
         "--no-worker",
         action="store_true",
         help="do not run a worker pool inside the server [env RUN_WORKER=false]",
@@ -188,6 +193,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, str | None] = {f: getattr(args, f, None) for f in flags}
     overrides["retention_completed_days"] = getattr(args, "completed_days", None)
     overrides["retention_failed_days"] = getattr(args, "failed_days", None)
+    overrides["allowed_hosts"] = getattr(args, "allowed_hosts", None)
     if getattr(args, "no_worker", False):
         overrides["run_worker"] = "false"
     if getattr(args, "debug", False):
@@ -382,6 +388,7 @@ def _serve(settings: Settings, registry: Any, log_level: str) -> None:
     import uvicorn
 
     from jobqueue.api.app import create_app
+    from jobqueue.api.limits import UVICORN_HTTP_OPTIONS
 
     # Fail fast with one line (bad file, migration refused, no key) before uvicorn starts logging.
     _run(_migrate(settings))
@@ -394,6 +401,7 @@ def _serve(settings: Settings, registry: Any, log_level: str) -> None:
         port=settings.port,
         log_level="debug" if settings.debug else log_level.lower(),
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
+        **UVICORN_HTTP_OPTIONS,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -57,8 +57,28 @@ TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
 )
 
+#: The value of a running status (one of ``ACTIVE_STATUSES``), where only those are accepted.
+RunningStatus = Literal[
+    "processing", "loading_model", "preparing_prompt", "generating_audio", "exporting", "analyzing", "rendering"
+]
+
+#: Where the OpenAPI document defines the free-form JSON of a job (see ``JSONData``).
+JSON_DATA_REF = "#/components/schemas/JSONData"
+#: A job's free-form data (request_data, result_data): any JSON within the limits the API
+#: enforces (nesting and integer size, api/limits.py), which the schema of that name states.
+JSONData = Annotated[Any, msgspec.Meta(extra_json_schema={"$ref": JSON_DATA_REF})]
+
 JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-JobType = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+#: Printable text, not only whitespace: a job type is shown in logs, metrics labels and pages,
+#: where control characters (NUL included) corrupt or hide what is displayed.
+JobType = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^\S\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+    ),
+]
 Progress = Annotated[int, msgspec.Meta(ge=0, le=100)]
 Priority = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
 Attempts = Annotated[int, msgspec.Meta(ge=1, le=1000)]
@@ -107,7 +127,7 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Body of ``POST /api/jobs``."""
 
     job_type: JobType
-    request_data: dict[str, Any] | None = None
+    request_data: dict[str, JSONData] | None = None
     priority: Priority = 0
     max_attempts: Attempts | None = None
     #: Seconds one attempt may run before it is cancelled and counted as failed.
@@ -120,7 +140,7 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class JobUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Body of ``PUT /api/jobs/{id}``: every field optional, only given ones change."""
+    """A change of a job (``PUT /api/jobs/{id}``): every field optional, the given ones change."""
 
     status: JobStatus | None = None
     progress: Progress | None = None
@@ -138,7 +158,7 @@ class ProgressUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     progress: Progress
     message: Message | None = None
     #: Optional running status to report with the progress (for instance ``rendering``).
-    status: JobStatus | None = None
+    status: RunningStatus | None = None
     #: When given, the update is fenced: it is refused unless this is the current claim.
     claim_token: str | None = None
 

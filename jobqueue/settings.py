@@ -31,6 +31,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     debug: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
+    #: Host names the API answers to (the Host header), against DNS rebinding: ``*.example.com``
+    #: matches its subdomains, ``*`` any name. Empty: the loopback names and ``host``
+    #: (``api.hosts.trusted_hosts``).
+    allowed_hosts: tuple[str, ...] = ()
     #: Run a worker pool inside the server process (so one command processes jobs).
     run_worker: bool = True
     #: Jobs one pool runs at once.
@@ -169,6 +173,14 @@ def _parse_types(name: str, raw: str) -> tuple[str, ...] | None:
     return types or None
 
 
+def _parse_hosts(name: str, raw: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    for host in hosts:
+        if "*" in host[1:] or (host.startswith("*") and host != "*" and not host.startswith("*.")):
+            raise ConfigError(f"{name}: a wildcard must be * or lead a domain, as in *.example.com; got {host!r}")
+    return hosts
+
+
 def _parse_synchronous(name: str, raw: str) -> str:
     value = raw.strip().upper()
     if value not in {"NORMAL", "FULL", "EXTRA"}:
@@ -217,6 +229,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "debug": ("DEBUG", _parse_bool),
     "host": ("HOST", lambda name, raw: raw),
     "port": ("PORT", _parse_number(int, 0, 65535)),
+    "allowed_hosts": ("ALLOWED_HOSTS", _parse_hosts),
     "run_worker": ("RUN_WORKER", _parse_bool),
     "concurrency": ("WORKER_CONCURRENCY", _parse_number(int, 1, 10_000)),
     "job_types": ("WORKER_JOB_TYPES", _parse_types),

@@ -46,33 +46,40 @@ def default_worker_id() -> str:
 
 
 class Registry:
-    """Handlers by job type::
+    """Handlers by job type, and what ``request_data`` each accepts::
 
         registry = Registry()
 
-        @registry.handler("resize")
+        @registry.handler("resize", request_data=ResizeRequest)
         async def resize(ctx: JobContext) -> dict:
             ...
+
+    ``request_data`` (optional) is a msgspec type; the API refuses with 422 a job of that type
+    whose data does not convert to it, whichever route queues it, so a handler's limits hold
+    before a worker spends a slot on the job.
     """
 
     def __init__(self) -> None:
         self.handlers: dict[str, Handler] = {}
+        self.request_types: dict[str, Any] = {}
 
-    def handler(self, job_type: str) -> Callable[[Handler], Handler]:
+    def handler(self, job_type: str, *, request_data: Any = None) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
-            self.add(job_type, fn)
+            self.add(job_type, fn, request_data=request_data)
             return fn
 
         return register
 
-    def add(self, job_type: str, fn: Handler) -> None:
+    def add(self, job_type: str, fn: Handler, *, request_data: Any = None) -> None:
         if job_type in self.handlers:
             raise ValueError(f"a handler for job type {job_type!r} is already registered")
         self.handlers[job_type] = fn
+        if request_data is not None:
+            self.request_types[job_type] = request_data
 
     def merge(self, other: Registry) -> None:
         for job_type, fn in other.handlers.items():
-            self.add(job_type, fn)
+            self.add(job_type, fn, request_data=other.request_types.get(job_type))
 
 
 class JobContext:

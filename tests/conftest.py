@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from jobqueue.api.app import create_app
+from jobqueue.api.hosts import LOOPBACK_HOSTS
 from jobqueue.service import JobQueueService
 from jobqueue.settings import Settings, load_settings
 from jobqueue.worker import Registry, WorkerPool
@@ -41,6 +42,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     """Settings on the database at ``database_url`` (a test's ``database_url``, on every backend)."""
     settings = load_settings({"DATABASE_URL": database_url, "RUN_WORKER": "false"})
     fields = {f: getattr(settings, f) for f in settings.__struct_fields__}
+    fields["allowed_hosts"] = (*LOOPBACK_HOSTS, "test")  # the ASGI clients' http://test
     fields.update(overrides)
     return Settings(**fields)
 
@@ -161,6 +163,28 @@ def app_client_factory() -> Callable[..., Any]:
 async def client(settings: Settings, app_client_factory: Callable[..., Any]) -> AsyncIterator[httpx.AsyncClient]:
     async with app_client_factory(settings) as c:
         yield c
+
+
+# -- requests and their answers ----------------------------------------------------------------
+
+
+async def create(client: httpx.AsyncClient, job_type: str = "thumbnail", **body: Any) -> dict[str, Any]:
+    response = await client.post("/api/jobs", json={"job_type": job_type, **body})
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def assert_error(response: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
+    """Every error is JSON of one shape; returns the body for further checks."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert set(body) <= {"error", "detail", "field"}
+    if field is not None:
+        assert body.get("field") == field, body
+    return body  # type: ignore[no-any-return]
 
 
 def free_port() -> int:

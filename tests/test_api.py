@@ -16,7 +16,7 @@ from jobqueue.models import JobStatus
 from jobqueue.service import MAX_PAGE_SIZE
 from jobqueue.settings import Settings, database_path
 
-from .conftest import make_settings, sqlite_only
+from .conftest import assert_error, create, make_settings, sqlite_only
 from .helpers import drop_database, drop_table
 
 JOB_FIELDS = {
@@ -50,12 +50,6 @@ def parse_ts(value: str) -> datetime:
     return ts
 
 
-async def create(client: httpx.AsyncClient, job_type: str = "thumbnail", **body: Any) -> dict[str, Any]:
-    response = await client.post("/api/jobs", json={"job_type": job_type, **body})
-    assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
 async def put(client: httpx.AsyncClient, job_id: str, **body: Any) -> httpx.Response:
     return await client.put(f"/api/jobs/{job_id}", json=body)
 
@@ -65,19 +59,6 @@ async def finished(client: httpx.AsyncClient, status: str = "completed", **body:
     response = await put(client, job["id"], status=status)
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
-
-
-def assert_error(response: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
-    """Every error is JSON of one shape; returns the body for further checks."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert isinstance(body["error"], str) and body["error"]
-    assert isinstance(body["detail"], str) and body["detail"]
-    assert set(body) <= {"error", "detail", "field"}
-    if field is not None:
-        assert body.get("field") == field, body
-    return body  # type: ignore[no-any-return]
 
 
 # -- POST /api/jobs ----------------------------------------------------------------------------
@@ -678,6 +659,24 @@ async def test_wrong_method_is_405_json(client: httpx.AsyncClient, method: str, 
     assert response.headers.get("allow")
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/api/jobs", "GET, HEAD, POST"),
+        ("/api/jobs/", "GET, HEAD, POST"),
+        ("/api/jobs/some-id", "DELETE, GET, HEAD, PUT"),
+        ("/api/jobs/some-id/cancel", "POST"),
+        ("/health", "GET, HEAD"),
+        ("/api/jobs/stats", "GET, HEAD"),  # its own resource, not the job "stats"
+    ],
+)
+async def test_405_allow_lists_every_method_of_the_path(client: httpx.AsyncClient, path: str, allowed: str) -> None:
+    """Several routes can share a path (GET and POST /api/jobs); Allow names all of their methods."""
+    response = await client.request("PATCH", path)
+    assert_error(response, 405)
+    assert response.headers["allow"] == allowed
+
+
 @pytest.mark.parametrize("debug", [False, True])
 async def test_internal_error_shows_a_trace_only_in_debug(database_url: str, debug: bool) -> None:
     """An operator dropped the jobs table under the running service: an honest unexpected error."""
@@ -754,6 +753,32 @@ async def test_generate_is_idempotent_by_header(client: httpx.AsyncClient) -> No
     assert_error(other, 422)
 
 
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"model": "musicgen-small", "prompt": "rain", "duration": 1_000_000}, "request_data.duration"),
+        ({"model": "musicgen-small", "prompt": "rain", "duration": 0}, "request_data.duration"),
+        ({"model": "gpt-9", "prompt": "rain"}, "request_data.model"),
+        ({"model": "audiogen", "prompt": ""}, "request_data.prompt"),
+        ({"model": "audiogen"}, "request_data.prompt"),
+        ({"model": "audiogen", "prompt": "rain", "durration": 5}, "request_data.durration"),
+        (None, "request_data"),
+    ],
+)
+async def test_generation_limits_hold_through_post_api_jobs(
+    client: httpx.AsyncClient, data: dict[str, Any] | None, field: str
+) -> None:
+    """A worker slot is taken for duration x 0.05 s: a million seconds must not get in by another route."""
+    response = await client.post("/api/jobs", json={"job_type": "generation", "request_data": data})
+    assert_error(response, 422, field)
+    assert (await client.get("/api/jobs")).json()["total"] == 0
+
+
+async def test_generation_through_post_api_jobs_within_the_limits(client: httpx.AsyncClient) -> None:
+    data = {"model": "audiogen", "prompt": "rain", "duration": 300}
+    assert (await create(client, "generation", request_data=data))["request_data"] == data
+
+
 # -- concurrency through the API ------------------------------------------------------------------
 
 
@@ -761,3 +786,22 @@ async def test_concurrent_creates_all_land(client: httpx.AsyncClient) -> None:
     responses = await asyncio.gather(*(client.post("/api/jobs", json={"job_type": "burst"}) for _ in range(50)))
     assert {r.status_code for r in responses} == {201}
     assert (await client.get("/api/jobs/stats/burst")).json()["total"] == 50
+
+
+# -- JSON numbers ----------------------------------------------------------------------------------
+
+
+async def test_an_integral_float_is_an_integer(client: httpx.AsyncClient) -> None:
+    """JSON has one number type: 7.0 is the integer 7 to JSON Schema and to OpenAPI clients."""
+    job = (await client.post("/api/jobs", json={"job_type": "x", "priority": 7.0, "max_attempts": 2.0})).json()
+    assert (job["priority"], job["max_attempts"]) == (7, 2)
+    assert (await client.post(f"/api/jobs/{job['id']}/progress", json={"progress": 50.0})).json()["progress"] == 50
+    claim = await client.post("/api/workers/claim", json={"worker_id": "w", "limit": 1.0})
+    assert claim.status_code == 200, claim.text
+    assert_error(await client.post("/api/jobs", json={"job_type": "x", "priority": 7.5}), 422, "priority")
+    assert_error(await client.post("/api/jobs", json={"job_type": "x", "priority": "7"}), 422, "priority")
+
+
+async def test_free_form_data_keeps_its_floats(client: httpx.AsyncClient) -> None:
+    job = (await client.post("/api/jobs", json={"job_type": "x", "priority": 1.0, "request_data": {"f": 2.0}})).json()
+    assert job["request_data"] == {"f": 2.0} and isinstance(job["request_data"]["f"], float)

@@ -16,7 +16,11 @@ from starlette.routing import Route
 
 from jobqueue.api.app import create_app
 from jobqueue.api.openapi import OPERATIONS, SCHEMA_TYPES, documented_routes
-from jobqueue.models import Job, JobCreate
+from jobqueue.api.limits import MAX_JSON_INTEGER
+from jobqueue.api.routes import MAX_OFFSET
+from jobqueue.api.sse import MAX_WAIT_SECONDS
+from jobqueue.handlers.generation import MODELS
+from jobqueue.models import ACTIVE_STATUSES, EventKind, Job, JobCreate
 from jobqueue.settings import Settings
 
 from .conftest import free_port, headless_chromium, running_server
@@ -72,6 +76,68 @@ async def test_schemas_are_the_msgspec_types(client: httpx.AsyncClient) -> None:
     stream = document["paths"]["/api/jobs/{job_id}/events"]["get"]
     assert "text/event-stream" in stream["responses"]["200"]["content"]
     assert stream["parameters"][0] == {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+async def test_bodies_say_what_the_endpoints_refuse(client: httpx.AsyncClient) -> None:
+    """A body the document allows is accepted (schemathesis checks it; these are the cases it found)."""
+    document = (await client.get("/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    progress_status = schemas["ProgressUpdate"]["properties"]["status"]
+    running = next(option["enum"] for option in progress_status["anyOf"] if "enum" in option)
+    assert set(running) == {status.value for status in ACTIVE_STATUSES}
+    put = document["paths"]["/api/jobs/{job_id}"]["put"]["requestBody"]["content"]["application/json"]["schema"]
+    update = schemas[put["$ref"].rsplit("/", 1)[1]]
+    # Absent leaves them as they are; null is refused, so the schema has no null for them.
+    assert update["properties"]["status"] == {"$ref": "#/components/schemas/JobStatus"}
+    assert update["properties"]["progress"] == {"type": "integer", "minimum": 0, "maximum": 100}
+    assert {"type": "null"} in update["properties"]["message"]["anyOf"]
+    assert update["required"] == []
+
+
+async def test_free_form_data_says_which_integers_it_takes(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    ref = {"$ref": "#/components/schemas/JSONData"}
+    assert schemas["JobCreate"]["properties"]["request_data"]["anyOf"][0]["additionalProperties"] == ref
+    assert schemas["CompleteRequest"]["properties"]["result_data"]["$ref"] == ref["$ref"]
+    assert schemas["UpdateRequest"]["properties"]["result_data"] == ref
+    integers = next(option for option in schemas["JSONData"]["anyOf"] if option.get("type") == "integer")
+    assert (integers["minimum"], integers["maximum"]) == (-MAX_JSON_INTEGER, MAX_JSON_INTEGER)
+
+
+async def test_parameters_say_what_the_endpoints_refuse(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    params = {
+        (path, method, param["name"]): param["schema"]
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        for param in operation.get("parameters", [])
+    }
+    numbers = {key: schema for key, schema in params.items() if schema.get("type") in ("integer", "number")}
+    assert numbers and all("maximum" in schema and "minimum" in schema for schema in numbers.values()), numbers
+    assert params[("/api/jobs", "get", "offset")]["maximum"] == MAX_OFFSET
+    assert params[("/api/jobs/{job_id}/wait", "get", "timeout")]["maximum"] == MAX_WAIT_SECONDS
+    assert params[("/api/generate/{model}", "post", "model")]["enum"] == sorted(MODELS)
+    assert params[("/api/events", "get", "status")] == params[("/api/jobs", "get", "status")]
+
+
+async def test_stream_schemas_describe_each_message(client: httpx.AsyncClient) -> None:
+    """OpenAPI 3.1 tools read the schema of text/event-stream as that of one message (event,
+    id, data); the data is JSON of a JobEvent, or of the Job in a job stream's snapshot."""
+    document = (await client.get("/openapi.json")).json()
+
+    def message_schema(path: str) -> dict[str, Any]:
+        content = document["paths"][path]["get"]["responses"]["200"]["content"]["text/event-stream"]
+        return content["schema"]  # type: ignore[no-any-return]
+
+    events = message_schema("/api/events")
+    assert events["required"] == ["event", "id", "data"]
+    assert set(events["properties"]["event"]["enum"]) == {kind.value for kind in EventKind}
+    assert events["properties"]["data"]["contentSchema"] == {"$ref": "#/components/schemas/JobEvent"}
+    snapshot, event = message_schema("/api/jobs/{job_id}/events")["oneOf"]
+    assert snapshot["properties"]["event"]["enum"] == ["snapshot"]
+    assert snapshot["properties"]["data"]["contentSchema"] == {"$ref": "#/components/schemas/Job"}
+    assert event == events
 
 
 async def test_docs_page_loads_only_local_assets(client: httpx.AsyncClient) -> None:

@@ -52,6 +52,15 @@ async def test_claim_returns_due_jobs_of_the_requested_types_with_a_token(client
     assert await claim(client) == []  # nothing left of that type; "other" was not touched
 
 
+async def test_an_empty_list_of_job_types_claims_nothing(client: httpx.AsyncClient) -> None:
+    job = await create(client)
+    started = time.monotonic()
+    assert await claim(client, job_types=[], wait=0.3) == []
+    assert time.monotonic() - started >= 0.3  # the wait is honoured: a worker loop does not spin
+    assert (await client.get(f"/api/jobs/{job['id']}")).json()["status"] == "queued"
+    assert [j["job"]["id"] for j in await claim(client, job_types=None)] == [job["id"]]
+
+
 async def test_long_poll_claim_returns_as_soon_as_a_job_is_enqueued(
     database_url: str, app_client_factory: Callable[..., Any]
 ) -> None:
@@ -381,7 +390,7 @@ async def test_a_long_poll_whose_worker_hung_up_claims_nothing(live_server: Call
     body = b'{"worker_id": "gone", "job_types": ["remote"], "wait": 30}'
     await _hang_up_after(
         base,
-        b"POST /api/workers/claim HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /api/workers/claim HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
     )
     await asyncio.sleep(0.5)  # the server sees the hang-up (within milliseconds; margin for load)

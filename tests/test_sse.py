@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from jobqueue.service import JobQueueService
@@ -175,13 +176,37 @@ async def test_unknown_job_and_bad_last_event_id_are_refused_before_streaming(
 
     job = await _create(http, url)
     bad = await http.get(f"{url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "abc"})
-    assert bad.status_code == 422 and bad.json()["field"] == "Last-Event-ID"
+    assert bad.status_code == 400 and bad.json()["field"] == "Last-Event-ID"
     negative = await http.get(f"{url}/api/events", headers={"Last-Event-ID": "-1"})
-    assert negative.status_code == 422
+    assert negative.status_code == 400
 
     for path in ("wait", "events"):
         response = await http.get(f"{url}/api/jobs/{uuid.uuid4()}/{path}")
         assert response.status_code == 404
+
+
+async def test_last_event_id_is_a_plain_decimal_in_range(
+    live_server: Callable[..., str], http: httpx.AsyncClient
+) -> None:
+    url = live_server(**SERVER_ENV)
+    job = await _create(http, url)
+    for value in (str(2**63), str(10**30), "1_000", "+3", "1.0", "0x10", "-0"):
+        for path in (f"/api/jobs/{job['id']}/events", "/api/events"):
+            for name in ("Last-Event-ID", "last_event_id"):
+                if name == "Last-Event-ID":
+                    request = http.build_request("GET", url + path, headers={name: value})
+                else:
+                    request = http.build_request("GET", url + path, params={name: value})
+                response = await http.send(request, stream=True)
+                try:  # a stream that opened must not be read to its (endless) end
+                    assert response.status_code == 400, (path, name, value)
+                    body = msgspec.json.decode(await response.aread())
+                finally:
+                    await response.aclose()
+                assert body["error"] == "bad_request" and body["field"] == name, body
+    # Both are checked, even when the header (which wins) is valid.
+    response = await http.get(f"{url}/api/events", params={"last_event_id": str(2**63)}, headers={"Last-Event-ID": "0"})
+    assert response.status_code == 400 and response.json()["field"] == "last_event_id"
 
 
 async def test_all_jobs_stream_filters_by_type_and_status_and_replays(
@@ -423,7 +448,7 @@ async def test_a_waiter_that_hangs_up_releases_its_subscription_at_once(
     job = await _create(http, url)
     host, port = url.removeprefix("http://").split(":")
     _, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET /api/jobs/{job['id']}/wait?timeout=60 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    writer.write(f"GET /api/jobs/{job['id']}/wait?timeout=60 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
     await writer.drain()
     deadline = time.monotonic() + 10
     while await _listeners(http, url) != 1:

@@ -27,7 +27,9 @@ from jobqueue.api.errors import (
     handle_request_error,
     internal_error_handler,
 )
+from jobqueue.api.hosts import SameOriginMiddleware, TrustedHostMiddleware, trusted_hosts
 from jobqueue.api.keys import routes as key_routes
+from jobqueue.api.limits import BodyLimitMiddleware
 from jobqueue.api.openapi import routes as openapi_routes
 from jobqueue.api.ops import routes as ops_routes
 from jobqueue.api.routes import routes
@@ -44,8 +46,10 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> Starlette:
-    """Build the ASGI app. ``registry`` replaces the example handlers of the in-process pool."""
+    """Build the ASGI app. ``registry`` replaces the example handlers, for the in-process pool
+    and for the check of each job type's ``request_data`` at enqueue."""
     settings = load_settings() if settings is None else settings
+    registry = default_registry() if registry is None else registry
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -59,16 +63,18 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                 background.append(asyncio.create_task(_prune_loop(service), name="jobqueue-prune"))
             pool: WorkerPool | None = None
             if settings.run_worker:
-                pool = WorkerPool(
-                    service,
-                    registry or default_registry(),
-                    job_types=settings.job_types,
-                )
+                pool = WorkerPool(service, registry, job_types=settings.job_types)
                 background.append(asyncio.create_task(pool.run(), name="jobqueue-pool"))
                 metrics.track_pool(pool)
             keyring = KeyRing(service.store, admin_key=settings.admin_key, metrics_token=settings.metrics_token)
             try:
-                yield {"service": service, "pool": pool, "metrics": metrics, "keyring": keyring}
+                yield {
+                    "service": service,
+                    "pool": pool,
+                    "metrics": metrics,
+                    "keyring": keyring,
+                    "registry": registry,
+                }
             finally:
                 if pool is not None:
                     pool.stop()
@@ -77,8 +83,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
 
+    # Not Starlette(debug=...): its debug mode answers errors with an HTML (or plain text)
+    # traceback page instead of the error shape; internal_error_handler puts the traceback in it.
     return Starlette(
-        debug=settings.debug,
         routes=[
             *routes,
             *stream_routes,
@@ -88,8 +95,15 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             *ops_routes,
             *openapi_routes,
         ],
-        middleware=[Middleware(AuthMiddleware)],
         lifespan=lifespan,
+        # Outermost first: refuse foreign hosts and origins and oversized bodies before
+        # looking at credentials.
+        middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts(settings)),
+            Middleware(SameOriginMiddleware),
+            Middleware(BodyLimitMiddleware),
+            Middleware(AuthMiddleware),
+        ],
         exception_handlers={
             RequestError: handle_request_error,
             JobQueueError: handle_domain_error,

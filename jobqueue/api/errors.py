@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 
 import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 
 from jobqueue.api.responses import JSONResponse
 from jobqueue.errors import (
@@ -66,8 +68,11 @@ class RequestError(Exception):
         self.body = ErrorBody(error=error, detail=detail, field=field)
 
 
-def validation_error(exc: msgspec.ValidationError) -> RequestError:
-    """A 422 naming the offending field from msgspec's ``... - at `$.field``` message."""
+def validation_error(exc: msgspec.ValidationError, within: str | None = None) -> RequestError:
+    """A 422 naming the offending field from msgspec's ``... - at `$.field``` message.
+
+    ``within``: the field the validated value came from, prefixed to the path.
+    """
     text = str(exc)
     match = _FIELD_PATH.search(text)
     field = match.group(1) if match and match.group(1) else None
@@ -75,6 +80,9 @@ def validation_error(exc: msgspec.ValidationError) -> RequestError:
     if field is None and ("missing required field" in text or "unknown field" in text):
         quoted = re.search(r"`([^`$]+)`", text)
         field = quoted.group(1) if quoted else None
+    if within is not None:
+        field = within if field is None else f"{within}.{field}"
+        text = f"{within}: {text}"
     return RequestError(422, "validation_error", text, field)
 
 
@@ -105,13 +113,29 @@ async def handle_http_error(request: Request, exc: Exception) -> Response:
     response = error_response(exc.status_code, ErrorBody(error=code, detail=detail))
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
     return response
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    """The methods of every route with the path pattern that matches this path first.
+
+    Starlette's 405 names only the methods of the first matching route, and a pattern can
+    have several (GET and POST /api/jobs are two endpoints). Later patterns are not counted:
+    /api/jobs/stats is its own resource, not the job "stats" of /api/jobs/{job_id}.
+    """
+    routes = [route for route in request.app.routes if isinstance(route, Route) and route.methods]
+    first = next((route for route in routes if route.matches(request.scope)[0] is not Match.NONE), None)
+    if first is None:
+        return set()
+    return {method for route in routes if route.path == first.path for method in route.methods or ()}
 
 
 def internal_error_handler(debug: bool):  # noqa: ANN201 - Starlette handler factory
     async def handle(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        detail = f"{type(exc).__name__}: {exc}" if debug else "internal server error"
+        detail = "".join(traceback.format_exception(exc)) if debug else "internal server error"
         return error_response(500, ErrorBody(error="internal_error", detail=detail))
 
     return handle

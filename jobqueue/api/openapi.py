@@ -28,6 +28,7 @@ import jobqueue
 from jobqueue.api.auth import requires
 from jobqueue.api.responses import JSONResponse
 from jobqueue.api.routes import (
+    MAX_OFFSET,
     CancelRequest,
     ClaimRequest,
     ClaimResponse,
@@ -35,24 +36,29 @@ from jobqueue.api.routes import (
     FailRequest,
     HeartbeatResponse,
     TokenRequest,
+    UpdateRequest,
 )
+from jobqueue.api.limits import MAX_JSON_DEPTH, MAX_JSON_INTEGER
+from jobqueue.api.sse import MAX_EVENT_ID, MAX_WAIT_SECONDS
 from jobqueue.handlers.generation import MODELS, GenerateRequest
 from jobqueue.models import (
+    JSON_DATA_REF,
     ApiKey,
     ApiKeyCreate,
     ApiKeyList,
     CreatedApiKey,
     ErrorBody,
+    EventKind,
     Job,
     JobCreate,
     JobEvent,
     JobList,
     JobStats,
     JobStatus,
-    JobUpdate,
     KeyScope,
     ProgressUpdate,
 )
+from jobqueue.service import MAX_PAGE_SIZE
 
 OPENAPI_VERSION = "3.1.0"
 REF = "#/components/schemas/{name}"
@@ -60,7 +66,7 @@ REF = "#/components/schemas/{name}"
 #: Every type the HTTP contract uses; each becomes a named schema in ``components``.
 SCHEMA_TYPES: tuple[type, ...] = (
     JobCreate,
-    JobUpdate,
+    UpdateRequest,
     ProgressUpdate,
     Job,
     JobList,
@@ -82,9 +88,9 @@ SCHEMA_TYPES: tuple[type, ...] = (
 )
 
 _ERROR_TEXT = {
-    400: "Malformed JSON",
+    400: "Malformed request: JSON that does not parse or nests deeper than 64 levels, or a bad Last-Event-ID",
     401: "No API key, or an unknown or revoked one",
-    403: "The key lacks the scope or the job type this needs",
+    403: "The key lacks the scope or the job type this needs, or the request came from another origin",
     404: "The job does not exist",
     409: "Not allowed in the job's current status, the job is held by a worker, or the claim is no longer current",
     413: "Body too large",
@@ -98,6 +104,23 @@ _STREAM_DOC = (
     "`data:` with the JSON of a `JobEvent` (see components). Comments (`: keep-alive`) keep the "
     "connection open. Reconnect with `Last-Event-ID` to replay what was missed."
 )
+
+
+def _stream_message(kinds: list[str], data: type) -> dict[str, Any]:
+    """One message of an event stream, as OpenAPI 3.1 tools read the schema of
+    ``text/event-stream``: an object of its fields, whose ``data`` holds JSON."""
+    return {
+        "type": "object",
+        "required": ["event", "id", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": kinds},
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {"$ref": REF.format(name=data.__name__)}},
+        },
+    }
+
+
+_EVENT_MESSAGE = _stream_message([kind.value for kind in EventKind], JobEvent)
 
 
 @dataclass(frozen=True)
@@ -133,6 +156,15 @@ _STATUS_PARAM = Param(
     "Only jobs in these statuses (repeat the parameter, or separate with commas)",
 )
 _FREE_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
+
+def _last_event_id_params(description: str) -> tuple[Param, ...]:
+    # A decimal integer; the header wins over the query parameter.
+    schema = {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID}
+    return (
+        Param("Last-Event-ID", schema, description, location="header"),
+        Param("last_event_id", schema, "The same as the Last-Event-ID header, for clients that cannot set it"),
+    )
+
 
 #: (METHOD, path) -> what the endpoint does. Paths are Starlette's, which OpenAPI shares.
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -181,8 +213,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             _STATUS_PARAM,
             Param("job_type", {"type": "string"}, "Only jobs of this type"),
             Param("worker_id", {"type": "string"}, "Only jobs held by this worker"),
-            Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
-            Param("offset", {"type": "integer", "minimum": 0, "default": 0}),
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 50}),
+            Param("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}),
         ),
     ),
     ("GET", "/api/jobs/stats"): Operation("Counts by status and mean timings", "jobs", response=JobStats),
@@ -193,7 +225,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("PUT", "/api/jobs/{job_id}"): Operation(
         "Change a job (operators and simple workers); only the fields sent change",
         "jobs",
-        request=JobUpdate,
+        request=UpdateRequest,
         response=Job,
         errors=(404, 409, *_BODY_ERRORS),
         params=(
@@ -234,38 +266,34 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "events",
         response=Job,
         errors=_JOB_ERRORS,
-        params=(Param("timeout", {"type": "number", "minimum": 0}, "Seconds to wait at most"),),
+        params=(
+            Param(
+                "timeout",
+                {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 30},
+                "Seconds to wait at most",
+            ),
+        ),
     ),
     ("GET", "/api/jobs/{job_id}/events"): Operation(
         "The job's live event stream: a `snapshot` (the Job), then each event until it finishes",
         "events",
-        errors=(404,),
+        response={"oneOf": [_stream_message(["snapshot"], Job), _EVENT_MESSAGE]},
+        errors=(400, 404),
         media_type="text/event-stream",
         description=_STREAM_DOC + " Here `id:` is the job's event `seq`.",
-        params=(
-            Param(
-                "Last-Event-ID",
-                {"type": "string"},
-                "Replay events with a seq above this one",
-                location="header",
-            ),
-        ),
+        params=_last_event_id_params("Replay events with a seq above this one"),
     ),
     ("GET", "/api/events"): Operation(
         "Every job's live events",
         "events",
-        errors=(422,),
+        response=_EVENT_MESSAGE,
+        errors=(400, 422),
         media_type="text/event-stream",
         description=_STREAM_DOC + " Here `id:` is the global event `id`.",
         params=(
             Param("job_type", {"type": "string"}, "Only events of this job type"),
-            Param("status", {"type": "string"}, "Only events leaving a job in this status"),
-            Param(
-                "Last-Event-ID",
-                {"type": "string"},
-                "Replay events with a global id above this one",
-                location="header",
-            ),
+            Param("status", _STATUS_PARAM.schema, "Only events leaving a job in these statuses"),
+            *_last_event_id_params("Replay events with a global id above this one"),
         ),
     ),
     ("POST", "/api/jobs/{job_id}/heartbeat"): Operation(
@@ -337,7 +365,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         response=Job,
         status=201,
         errors=_BODY_ERRORS,
-        description="Models: " + ", ".join(sorted(MODELS)),
+        params=(
+            Param("model", {"type": "string", "enum": sorted(MODELS)}, "The model", location="path", required=True),
+        ),
     ),
 }
 
@@ -388,9 +418,11 @@ def _operation_object(
     }
     if op.description:
         operation["description"] = op.description
+    declared = {param.name for param in op.params if param.location == "path"}
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in _PATH_PARAM.findall(path)
+        if name not in declared
     ]
     for param in op.params:
         item: dict[str, Any] = {"name": param.name, "in": param.location, "schema": param.schema}
@@ -411,7 +443,8 @@ def _operation_object(
         }
     success: dict[str, Any] = {"description": {201: "Created", 303: "See Other"}.get(op.status, "OK")}
     if op.media_type is not None:
-        success["content"] = {op.media_type: {"schema": {"type": "string"}}}
+        schema = {"type": "string"} if op.response is None else _schema_of(op.response)
+        success["content"] = {op.media_type: {"schema": schema}}
     elif op.response is not None:
         success["content"] = {"application/json": {"schema": _schema_of(op.response)}}
     if op.status == 204:
@@ -468,9 +501,28 @@ def documented_routes(routes: list[BaseRoute]) -> list[tuple[str, str]]:
     return found
 
 
+#: ``models.JSONData``: what free-form job data may hold. JSON Schema counts 2.0 (and 1e300) as
+#: integers; the API only refuses integers written as such, so the bound is on those.
+JSON_DATA_SCHEMA: dict[str, Any] = {
+    "description": (
+        f"Any JSON value nested at most {MAX_JSON_DEPTH} levels deep (with the body around it), "
+        f"whose integers are within ±{MAX_JSON_INTEGER} (2^53: beyond it, parsers that read "
+        "numbers as doubles return another number; send such values as strings)"
+    ),
+    "anyOf": [
+        {"type": ["null", "boolean", "string"]},
+        {"type": "integer", "minimum": -MAX_JSON_INTEGER, "maximum": MAX_JSON_INTEGER},
+        {"type": "number", "not": {"type": "integer"}},
+        {"type": "array", "items": {"$ref": JSON_DATA_REF}},
+        {"type": "object", "additionalProperties": {"$ref": JSON_DATA_REF}},
+    ],
+}
+
+
 def build_openapi(routes: list[BaseRoute]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of an app with these routes."""
     _, components = msgspec.json.schema_components(SCHEMA_TYPES, ref_template=REF)
+    components["JSONData"] = JSON_DATA_SCHEMA
     paths: dict[str, dict[str, Any]] = {}
     scopes = required_scopes(routes)
     for method, path in documented_routes(routes):

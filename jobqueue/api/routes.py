@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import re
 import time
 from typing import Annotated, Any, TypeVar
 
 import msgspec
+import msgspec.inspect
+from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -19,6 +23,7 @@ import jobqueue
 from jobqueue.api.auth import principal, requires
 from jobqueue.api.disconnect import watch_disconnect
 from jobqueue.api.errors import RequestError, validation_error
+from jobqueue.api.limits import MAX_JSON_DEPTH, nested_too_deep, unstorable_value
 from jobqueue.api.responses import JSONResponse
 from jobqueue.errors import Forbidden, ValidationFailed
 from jobqueue.handlers.generation import GENERATION_JOB_TYPE, MODELS, DEFAULT_MODEL, GenerateRequest
@@ -28,18 +33,22 @@ from jobqueue.models import (
     JobList,
     JobStatus,
     JobUpdate,
+    JSONData,
     KeyScope,
+    Message,
+    Progress,
     ProgressUpdate,
     WorkerId,
 )
 from jobqueue.service import MAX_PAGE_SIZE, JobQueueService
+from jobqueue.worker import Registry
 
-T = TypeVar("T")
+T = TypeVar("T", bound=msgspec.Struct)
 
-#: Largest request body accepted, in bytes.
-MAX_BODY_BYTES = 1024 * 1024
 #: Longest long-poll a remote worker may ask for, in seconds.
 MAX_CLAIM_WAIT = 60.0
+#: Largest ``offset`` of a job listing.
+MAX_OFFSET = 2**62
 
 
 def get_job_queue_service(request: Request) -> JobQueueService:
@@ -69,6 +78,11 @@ def visible_type(request: Request, job_type: str | None) -> str | None:
     return job_type
 
 
+def get_registry(request: Request) -> Registry:
+    """The app's handler registry: what ``request_data`` each job type it knows accepts."""
+    return request.state.registry  # type: ignore[no-any-return]
+
+
 # -- request parsing ------------------------------------------------------------------------------
 
 
@@ -78,18 +92,47 @@ async def read_json(request: Request, kind: type[T]) -> T:
         raise RequestError(
             415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json"
         )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise RequestError(413, "payload_too_large", f"body is larger than {MAX_BODY_BYTES} bytes")
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise RequestError(413, "payload_too_large", f"body is larger than {MAX_BODY_BYTES} bytes")
+    body = await request.body()  # bounded by BodyLimitMiddleware (api/limits.py)
+    if nested_too_deep(body):
+        raise RequestError(400, "nested_too_deep", f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return msgspec.json.decode(body, type=kind)
+        value = _decode(body, kind)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise RequestError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+    found = unstorable_value(msgspec.structs.asdict(value))
+    if found is not None:
+        path, why = found
+        raise RequestError(422, "validation_error", f"{path} {why}", re.split(r"[.\[]", path, maxsplit=1)[0])
+    return value
+
+
+def _decode(body: bytes, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        if "Expected `int`, got `float`" not in str(exc):
+            raise
+    # JSON has one number type: to JSON Schema (and so to OpenAPI clients) 3.0 is the integer 3,
+    # which msgspec refuses. Integral floats of integer fields become integers; 3.5 still fails,
+    # and free-form fields (request_data, result_data) are left exactly as sent.
+    fields = msgspec.json.decode(body)  # an object: only a struct's field expects an int
+    integers = _integer_fields(kind)
+    for name, item in fields.items():
+        if name in integers and isinstance(item, float) and item.is_integer():
+            fields[name] = int(item)
+    return msgspec.convert(fields, kind)
+
+
+@functools.cache
+def _integer_fields(kind: type[msgspec.Struct]) -> frozenset[str]:
+    names = set()
+    for field in msgspec.inspect.type_info(kind).fields:  # type: ignore[attr-defined]
+        types = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
+        if any(isinstance(t, msgspec.inspect.IntType) for t in types):
+            names.add(field.encode_name)
+    return frozenset(names)
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -189,6 +232,13 @@ async def health(request: Request) -> Response:
 async def create_job(request: Request) -> Response:
     body = await read_json(request, JobCreate)
     principal(request).require_type(body.job_type)
+    request_type = get_registry(request).request_types.get(body.job_type)
+    if request_type is not None:
+        # The handler's limits hold here too, not only on its own route (/api/generate).
+        try:
+            msgspec.convert(body.request_data, request_type)
+        except msgspec.ValidationError as exc:
+            raise validation_error(exc, within="request_data") from None
     service = get_job_queue_service(request)
     job, created = await service.create_job(
         body.job_type,
@@ -206,7 +256,7 @@ async def create_job(request: Request) -> Response:
 @requires(KeyScope.READ, KeyScope.ENQUEUE)
 async def list_jobs(request: Request) -> Response:
     limit = _query_int(request, "limit", 50, 1, MAX_PAGE_SIZE)
-    offset = _query_int(request, "offset", 0, 0, 2**62)
+    offset = _query_int(request, "offset", 0, 0, MAX_OFFSET)
     items, total = await get_job_queue_service(request).list_jobs(
         status=_query_statuses(request),
         job_type=visible_type(request, request.query_params.get("job_type") or None),
@@ -224,26 +274,34 @@ async def get_job(request: Request) -> Response:
     return JSONResponse(job)
 
 
+class UpdateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``PUT /api/jobs/{id}``: only the fields sent change.
+
+    A field left out stays as it is; null clears message, result_data, error and worker_id,
+    and is refused for status and progress (a job always has both).
+    """
+
+    status: JobStatus | UnsetType = UNSET
+    progress: Progress | UnsetType = UNSET
+    message: Message | None | UnsetType = UNSET
+    result_data: JSONData | UnsetType = UNSET
+    error: Message | None | UnsetType = UNSET
+    worker_id: WorkerId | None | UnsetType = UNSET
+    #: The holder's claim token: a held job changes only with it (or with an admin's force).
+    claim_token: str | UnsetType = UNSET
+
+
 @requires(KeyScope.ADMIN, KeyScope.WORKER)
 async def update_job(request: Request) -> Response:
-    body = await request.body()
-    update = await read_json(request, JobUpdate)
-    # Which fields were sent matters ("message": null clears, an absent message stays).
-    try:
-        sent = msgspec.json.decode(body, type=dict[str, Any])
-    except msgspec.DecodeError:  # already validated above; cannot happen
-        sent = {}
-    if update.status is None and "status" in sent:
-        raise RequestError(422, "validation_error", "status cannot be null", "status")
-    if update.progress is None and "progress" in sent:
-        raise RequestError(422, "validation_error", "progress cannot be null", "progress")
+    body = await read_json(request, UpdateRequest)
+    sent = {name: value for name, value in msgspec.structs.asdict(body).items() if value is not UNSET}
     force = _query_bool(request, "force")
-    if force or update.claim_token is None:
+    if force or "claim_token" not in sent:
         # Only the holder (its claim token) is a worker's business; anything else is an operator's.
         principal(request).require(KeyScope.ADMIN)
     job_id = request.path_params["job_id"]
     await check_job_type(request, job_id)
-    job = await get_job_queue_service(request).apply_update(job_id, update, set(sent), force=force)
+    job = await get_job_queue_service(request).apply_update(job_id, JobUpdate(**sent), set(sent), force=force)
     return JSONResponse(job)
 
 
@@ -253,15 +311,11 @@ async def report_progress(request: Request) -> Response:
     if body.claim_token is None:
         principal(request).require(KeyScope.ADMIN)
     await check_job_type(request, request.path_params["job_id"])
-    if body.status is not None and body.status not in _RUNNING_STATUSES:
-        raise RequestError(
-            422, "validation_error", "progress may only carry a running status", "status"
-        )
     job = await get_job_queue_service(request).update_progress(
         request.path_params["job_id"],
         body.progress,
         body.message,
-        status=body.status,
+        status=None if body.status is None else JobStatus(body.status),
         claim_token=body.claim_token,
     )
     return JSONResponse(job)
@@ -313,6 +367,7 @@ async def retry_job(request: Request) -> Response:
 
 class ClaimRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     worker_id: WorkerId
+    #: Only jobs of these types; absent or null claims any type, an empty list none.
     job_types: list[str] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
     #: Seconds to wait for a job when none is ready (long poll); 0 answers at once.
@@ -330,7 +385,7 @@ class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class CompleteRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     claim_token: str
-    result_data: Any = None
+    result_data: JSONData = None
     message: str | None = None
 
 
@@ -360,6 +415,8 @@ async def claim_jobs(request: Request) -> Response:
         async with watch_disconnect(request, wakeup) as gone:
             while True:
                 wakeup.clear()
+                # An empty list of types claims nothing (both stores), while the wait is still
+                # honoured: a worker loop asking with no types must not spin.
                 jobs = await service.claim_jobs(
                     worker_id=body.worker_id, job_types=job_types, limit=body.limit
                 )
@@ -456,15 +513,6 @@ async def generate(request: Request) -> Response:
         idempotency_key=_idempotency_key(request, None),
     )
     return JSONResponse(job, status_code=201 if created else 200)
-
-
-_RUNNING_STATUSES = frozenset(JobStatus) - {
-    JobStatus.QUEUED,
-    JobStatus.PENDING,
-    JobStatus.COMPLETED,
-    JobStatus.FAILED,
-    JobStatus.CANCELLED,
-}
 
 
 def _both(path: str, endpoint: Any, methods: list[str]) -> list[Route]:

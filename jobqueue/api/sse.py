@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -36,6 +37,10 @@ from jobqueue.service import JobQueueService
 
 #: Longest ``timeout`` of ``GET /api/jobs/{id}/wait``, in seconds.
 MAX_WAIT_SECONDS = 300.0
+#: Largest event id (and ``Last-Event-ID``): the largest integer SQLite stores.
+MAX_EVENT_ID = 2**63 - 1
+
+_EVENT_ID = re.compile(r"[0-9]{1,19}")
 
 _encode = msgspec.json.Encoder().encode
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -50,18 +55,21 @@ def _event_message(event: JobEvent, event_id: int) -> bytes:
 
 
 def _last_event_id(request: Request) -> int | None:
-    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    if raw is None or raw == "":
+    """The ``Last-Event-ID`` header, else the ``last_event_id`` query parameter; both are checked."""
+    header = _event_id("Last-Event-ID", request.headers.get("last-event-id"))
+    query = _event_id("last_event_id", request.query_params.get("last_event_id"))
+    return header if header is not None else query
+
+
+def _event_id(name: str, raw: str | None) -> int | None:
+    if not raw:
         return None
-    try:
-        value = int(raw)
-    except ValueError:
+    # Only what the server itself sends as an id: int() would also take "+3", "1_000" and " 7".
+    if _EVENT_ID.fullmatch(raw) is None or int(raw) > MAX_EVENT_ID:
         raise RequestError(
-            422, "validation_error", f"Last-Event-ID must be an integer, got {raw!r}", "Last-Event-ID"
-        ) from None
-    if value < 0:
-        raise RequestError(422, "validation_error", "Last-Event-ID must not be negative", "Last-Event-ID")
-    return value
+            400, "bad_request", f"{name} must be an event id, an integer from 0 to {MAX_EVENT_ID}, got {raw!r}", name
+        )
+    return int(raw)
 
 
 def _stream(body: AsyncIterator[bytes]) -> StreamingResponse:

@@ -8,7 +8,7 @@ stand-in that sleeps: swap the sleeps for real work, keep the shape.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -16,25 +16,38 @@ from jobqueue.models import JobStatus, Priority
 from jobqueue.worker import JobContext, Registry
 
 GENERATION_JOB_TYPE = "generation"
+Model = Literal["musicgen-small", "musicgen-medium", "audiogen"]
 #: Known models and their output sample rate.
-MODELS: dict[str, int] = {"musicgen-small": 32_000, "musicgen-medium": 32_000, "audiogen": 16_000}
-DEFAULT_MODEL = "musicgen-small"
+MODELS: dict[Model, int] = {"musicgen-small": 32_000, "musicgen-medium": 32_000, "audiogen": 16_000}
+DEFAULT_MODEL: Model = "musicgen-small"
 #: Seconds of simulated work per second of requested audio (30 s of audio takes 1.5 s).
 SECONDS_PER_AUDIO_SECOND = 0.05
 
 registry = Registry()
 
 
+Prompt = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+#: Seconds of audio to generate.
+Duration = Annotated[float, msgspec.Meta(gt=0, le=300)]
+
+
 class GenerateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Body of ``POST /api/generate[/{model}]``."""
 
-    prompt: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
-    #: Seconds of audio to generate.
-    duration: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    prompt: Prompt
+    duration: Duration = 10.0
     priority: Priority = 0
 
 
-@registry.handler(GENERATION_JOB_TYPE)
+class GenerationData(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``request_data`` of a generation job, however it is queued (``POST /api/jobs`` too)."""
+
+    model: Model
+    prompt: Prompt
+    duration: Duration = 10.0
+
+
+@registry.handler(GENERATION_JOB_TYPE, request_data=GenerationData)
 async def generate_audio(ctx: JobContext) -> dict[str, object]:
     model = ctx.request_data["model"]
     duration = float(ctx.request_data.get("duration", 10))

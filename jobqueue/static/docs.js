@@ -24,7 +24,7 @@ function describeSchema(schema) {
   if (!schema) return "";
   const name = refName(schema);
   if (name) return name;
-  if (schema.anyOf) return schema.anyOf.map(describeSchema).join(" | ");
+  if (schema.anyOf || schema.oneOf) return (schema.anyOf || schema.oneOf).map(describeSchema).join(" | ");
   if (schema.type === "array") return describeSchema(schema.items) + "[]";
   if (schema.enum) return schema.enum.join(" | ");
   return schema.type || "any";
