@@ -209,6 +209,20 @@ async def test_last_event_id_is_a_plain_decimal_in_range(
     assert response.status_code == 400 and response.json()["field"] == "last_event_id"
 
 
+async def test_the_largest_last_event_id_is_served_on_every_backend(
+    live_server: Callable[..., str], http: httpx.AsyncClient
+) -> None:
+    """2^63-1 is in range: the finished job's stream answers and ends cleanly (PostgreSQL once
+    broke the stream off, comparing it with an integer column)."""
+    url = live_server(**SERVER_ENV)
+    job = await _create(http, url)
+    assert (await http.post(f"{url}/api/jobs/{job['id']}/cancel")).status_code == 200
+    # Read to its end: a stream broken off mid-way raises here (httpx.RemoteProtocolError).
+    response = await http.get(f"{url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": str(2**63 - 1)})
+    assert response.status_code == 200
+    assert response.text == ""  # the job ended long before that id: nothing to resend
+
+
 async def test_all_jobs_stream_filters_by_type_and_status_and_replays(
     live_server: Callable[..., str], http: httpx.AsyncClient
 ) -> None:

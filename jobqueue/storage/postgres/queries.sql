@@ -327,7 +327,9 @@ RETURNING id;
 
 -- name: job_events_after
 -- A job's events after a per-job sequence number, in order (SSE replay with Last-Event-ID).
-SELECT * FROM job_events WHERE job_id = %(job_id)s AND seq > %(after)s ORDER BY seq LIMIT %(limit)s;
+-- bigint: a Last-Event-ID may be any id up to 2^63-1, beyond the integer of seq.
+SELECT * FROM job_events WHERE job_id = %(job_id)s AND seq > %(after)s::bigint ORDER BY seq
+LIMIT %(limit)s;
 
 -- name: events_after
 -- All jobs' events after a global id, in order (the all-jobs stream and cross-process polling).
