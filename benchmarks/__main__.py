@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--quick] [--only NAME ...]``: run the scenarios, print a table, write JSON."""
+"""``python -m benchmarks [--backend sqlite|postgresql|both] [--quick] [--only NAME ...]``: run the
+scenarios on each backend, print a table, write JSON."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import platform
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -18,13 +20,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Context, Outcome
+from benchmarks.common import ROOT, Context, Outcome
+from benchmarks.databases import ADMIN_URL, BACKENDS, Databases, redacted
+from benchmarks.targets import Figures, comparisons, evaluate
 
-SCENARIOS = ("http", "processing", "latency", "fanout", "scale", "peers", "memory")
-#: What a bare ``python -m benchmarks`` runs: memory (200k jobs through one worker) alone takes
-#: minutes, so it runs with ``--only memory`` or ``--all`` and the default stays under ten.
-DEFAULT = tuple(s for s in SCENARIOS if s != "memory")
-_MODULES = {"http": "http_enqueue"}
+SCENARIOS = ("http", "processing", "latency", "fanout", "scale", "peers", "workers", "memory")
+#: What a bare run does on each backend. memory (200k jobs through one worker) alone takes
+#: minutes, so it runs with ``--only memory`` or ``--all``; each default pass stays under ten.
+DEFAULT = {
+    "sqlite": ("http", "processing", "latency", "fanout", "scale", "peers"),
+    "postgresql": ("processing", "latency", "scale", "peers", "workers"),
+}
+#: Modules whose name is not the scenario's: ``peers`` are the peers of the backend measured.
+_MODULES = {("sqlite", "http"): "http_enqueue", ("postgresql", "http"): "http_enqueue", ("postgresql", "peers"): "pg_peers"}
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -38,7 +46,11 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for package in ("jobqueue", "uvicorn", "starlette", "aiosqlite", "msgspec", "uvloop", "arq", "saq", "redis"):
+    packages = (
+        "jobqueue", "uvicorn", "starlette", "aiosqlite", "asyncpg", "psycopg", "psycopg-pool", "msgspec", "uvloop",
+        "arq", "saq", "redis", "procrastinate", "pgqueuer",
+    )  # fmt: skip
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -50,11 +62,24 @@ def machine() -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "wrk": shutil.which("wrk") is not None,
         "versions": versions,
+        "git": _git_state(),
     }
 
 
+def _git_state() -> str:
+    """The commit measured, and whether the product's files had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "jobqueue", "migrations"], check=False, cwd=ROOT, capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() + (" + uncommitted changes in jobqueue/ or migrations/" if dirty.stdout.strip() else "")
+
+
 async def run_one(name: str, ctx: Context) -> Outcome:
-    module = importlib.import_module(f"benchmarks.scenarios.{_MODULES.get(name, name)}")
+    module = importlib.import_module(f"benchmarks.scenarios.{_MODULES.get((ctx.backend, name), name)}")
     started = time.perf_counter()
     try:
         outcome: Outcome = await module.run(ctx)
@@ -92,138 +117,114 @@ def print_table(outcomes: list[Outcome]) -> None:
             print(f"  - {note}")
 
 
-def comparisons(by_name: dict[str, Outcome]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The jobqueue / peer rows and the issue's targets, from figures measured in this run."""
-
-    def fig(scenario: str, key: str) -> float | None:
-        outcome = by_name.get(scenario)
-        return None if outcome is None else outcome.value(key)
-
-    ours = {
-        "enqueue": fig("processing", "enqueue (Python API, 50 tasks)"),
-        "process": fig("processing", "process"),
-        "idle p50": fig("latency", "cross-process enqueue->done p50"),
-    }
-    rows = [{"system": "jobqueue", **ours}]
-    for peer in ("arq", "saq"):
-        theirs = {
-            "enqueue": fig("peers", f"{peer} enqueue"),
-            "process": fig("peers", f"{peer} process"),
-            "idle p50": fig("peers", f"{peer} enqueue->done p50"),
-        }
-        if any(v is not None for v in theirs.values()):
-            # jobqueue's idle p50 measured in rounds alternating with this peer's: the ratio
-            # compares figures taken on the same machine state (see peers._interleaved_latency).
-            ours_alternating = fig("peers", f"jobqueue enqueue->done p50 (alternating with {peer})")
-            rows.append({"system": peer, **theirs, "our idle p50": ours_alternating})
-
-    targets: list[dict[str, Any]] = []
-
-    def target(name: str, value: float | None, goal: float, higher_is_better: bool = True) -> None:
-        met = None if value is None else (value >= goal if higher_is_better else value <= goal)
-        targets.append({"target": name, "value": value, "goal": goal, "met": met})
-
-    peer_process = [r["process"] for r in rows[1:] if r["process"]]
-    target(
-        "processing / fastest peer >= 3",
-        ours["process"] / max(peer_process) if ours["process"] and peer_process else None,
-        3.0,
-    )
-    target("processing >= 9,000 jobs/s", ours["process"], 9000)
-    target("HTTP enqueue / no-op >= 0.7", fig("http", "enqueue / no-op"), 0.7)
-    saq_p50 = fig("peers", "saq enqueue->done p50")
-    our_p50 = fig("peers", "jobqueue enqueue->done p50 (alternating with saq)")
-    target(
-        "idle p50 (cross-process) / SAQ p50 <= 1",
-        our_p50 / saq_p50 if our_p50 and saq_p50 else None,
-        1.0,
-        higher_is_better=False,
-    )
-    scale = by_name.get("scale")
-    ratio = None
-    if scale is not None:
-        ratio = next((v for k, (v, u) in scale.figures.items() if k.startswith("claim x1 ") and u == "ratio"), None)
-    target("claim rate 1M / 10k >= 0.8", ratio, 0.8)
-    target("RSS growth 20k -> 200k <= 10%", fig("memory", "growth"), 0.10, higher_is_better=False)
-    return rows, targets
-
-
-def print_comparisons(rows: list[dict[str, Any]], targets: list[dict[str, Any]]) -> None:
+def print_comparisons(backend: str, rows: list[dict[str, Any]], targets: list[dict[str, Any]]) -> None:
     def cell(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
     if len(rows) > 1:
-        print("\n== jobqueue vs peers (same run)")
-        print(f"  {'system':<10}{'enqueue/s':>12}{'process/s':>12}{'idle p50 ms':>13}")
+        latency = backend == "sqlite"
+        print(f"\n== {backend}: jobqueue vs peers (same run)")
+        print(f"  {'system':<15}{'enqueue/s':>12}{'process/s':>12}" + (f"{'idle p50 ms':>13}" if latency else ""))
         for row in rows:
-            print(f"  {row['system']:<10}{cell(row['enqueue'], ',.0f'):>12}{cell(row['process'], ',.0f'):>12}"
-                  f"{cell(row['idle p50'], '.2f'):>13}")
-        ours = rows[0]
+            print(f"  {row['system']:<15}{cell(row['enqueue'], ',.0f'):>12}{cell(row['process'], ',.0f'):>12}"
+                  + (f"{cell(row['idle p50'], '.2f'):>13}" if latency else ""))  # fmt: skip
         for row in rows[1:]:
-            ratios = []
-            for key in ("enqueue", "process"):
-                if ours[key] and row[key]:
-                    ratios.append(f"{key} {ours[key] / row[key]:.2f}x")
-            if row.get("our idle p50") and row["idle p50"]:
+            ratios = [f"{key} {value:.2f}x" for key, value in row["ratios"].items() if key != "idle p50" and value]
+            if row["ratios"].get("idle p50"):
                 ratios.append(
-                    f"idle p50 {row['our idle p50'] / row['idle p50']:.2f}x "
+                    f"idle p50 {row['ratios']['idle p50']:.2f}x "
                     f"({row['our idle p50']:.2f} vs {row['idle p50']:.2f} ms alternating; lower is better)"
                 )
-            print(f"  jobqueue / {row['system']}: " + ", ".join(ratios))
-    print("\n== targets")
+            if ratios:
+                print(f"  jobqueue / {row['system']}: " + ", ".join(ratios))
+    print(f"\n== {backend}: targets")
     for item in targets:
         state = {True: "met", False: "NOT met", None: "not measured"}[item["met"]]
         value = "-" if item["value"] is None else f"{item['value']:,.2f}"
-        print(f"  {item['target']:<42}{value:>12}  {state}")
+        print(f"  {item['target']:<48}{value:>12}  {state}")
+
+
+async def run_backend(backend: str, names: list[str], ctx: Context) -> list[Outcome]:
+    print(f"\n#### {backend}: {', '.join(names)}", flush=True)
+    outcomes = []
+    for name in names:
+        print(f"-- {backend} {name} ...", flush=True)
+        outcomes.append(await run_one(name, ctx))
+    return outcomes
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    names = [n for raw in args.only for n in raw.split(",") if n] or list(SCENARIOS if args.all else DEFAULT)
-    unknown = [n for n in names if n not in SCENARIOS]
+    only = [n for raw in args.only for n in raw.split(",") if n]
+    unknown = [n for n in only if n.rpartition(":")[2] not in SCENARIOS or n.rpartition(":")[0] not in ("", *BACKENDS)]
     if unknown:
         print(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
         return 2
+    backends = list(BACKENDS) if args.backend == "both" else [args.backend]
     workdir = Path(tempfile.mkdtemp(prefix="jobqueue-bench-"))
-    ctx = Context(quick=args.quick, workdir=workdir, redis_url=args.redis_url)
-    print(f"jobqueue benchmarks ({'quick' if args.quick else 'full'}): {', '.join(names)}; work files in {workdir}")
+    print(f"jobqueue benchmarks ({'quick' if args.quick else 'full'}) on {', '.join(backends)}; work files in {workdir}")
     started = time.perf_counter()
-    outcomes = []
+    report: dict[str, Any] = {"backends": {}}
+    results: dict[str, tuple[list[Outcome], str | None]] = {}
     try:
-        for name in names:
-            print(f"-- {name} ...", flush=True)
-            outcomes.append(await run_one(name, ctx))
+        for backend in backends:
+            databases = Databases(backend, workdir)
+            # A name may be qualified by its backend (postgresql:peers); a bare one means every backend.
+            names = [n.rpartition(":")[2] for n in only if n.rpartition(":")[0] in ("", backend)] if only else [
+                *DEFAULT[backend], *(["memory"] if args.all else [])
+            ]
+            unavailable = databases.check()
+            if unavailable:
+                print(f"\n#### {backend}: skipped: {unavailable}")
+                results[backend] = ([], unavailable)
+                continue
+            ctx = Context(
+                quick=args.quick, workdir=workdir, redis_url=args.redis_url, backend=backend, databases=databases
+            )
+            results[backend] = (await run_backend(backend, names, ctx), None)
+            report["backends"][backend] = {"server": databases.server_settings()} if backend == "postgresql" else {}
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     total = time.perf_counter() - started
-    print()
-    print_table(outcomes)
-    rows, targets = comparisons({o.name: o for o in outcomes})
-    print_comparisons(rows, targets)
+    for backend, (outcomes, unavailable) in results.items():
+        print(f"\n#### {backend}")
+        if unavailable:
+            print(f"skipped: {unavailable}")
+            report["backends"][backend] = {"skipped": unavailable}
+            continue
+        print_table(outcomes)
+        figures = Figures(outcomes)
+        rows, targets = comparisons(backend, figures), evaluate(backend, figures)
+        print_comparisons(backend, rows, targets)
+        report["backends"][backend].update(
+            scenarios={o.name: o.as_json() for o in outcomes}, comparison=rows, targets=targets
+        )
     print(f"\ntotal {total:.0f}s")
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "quick": args.quick,
         "seconds": round(total, 1),
         "machine": machine(),
-        "scenarios": {o.name: o.as_json() for o in outcomes},
-        "comparison": rows,
-        "targets": targets,
+        **report,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.json}")
-    return 1 if any(o.failed for o in outcomes) else 0
+    return 1 if any(o.failed for outcomes, _ in results.values() for o in outcomes) else 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--backend", choices=[*BACKENDS, "both"], default="sqlite",
+                        help="where jobqueue keeps its jobs: SQLite files (default), databases of their own on "
+                             f"the PostgreSQL server of POSTGRES_BENCH_URL ({redacted(ADMIN_URL)}), or both")
     parser.add_argument("--quick", action="store_true", help="small counts and short runs: a smoke test")
     parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help=f"run only these scenarios (repeat or comma-separate): {', '.join(SCENARIOS)}")
-    parser.add_argument("--all", action="store_true", help="also the memory scenario (several minutes)")
+                        help="run only these scenarios (repeat or comma-separate; BACKEND:NAME for one backend "
+                             f"only): {', '.join(SCENARIOS)}")
+    parser.add_argument("--all", action="store_true", help="also the memory scenario (several minutes per backend)")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
-                        help="Redis for the peers (this db is flushed!) [env BENCH_REDIS_URL]")
+                        help="Redis for the SQLite peers and events (this db is flushed!) [env BENCH_REDIS_URL]")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results ({RESULTS})")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (databases, logs)")
     args = parser.parse_args()

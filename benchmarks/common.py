@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchmarks.databases import Database, Databases
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -27,6 +28,9 @@ class Context:
     quick: bool
     workdir: Path
     redis_url: str
+    #: ``sqlite`` or ``postgresql``: where this pass of the scenarios keeps its jobs.
+    backend: str
+    databases: Databases
 
     def scale(self, full: int, quick: int) -> int:
         return quick if self.quick else full
@@ -180,52 +184,30 @@ class PeakSampler:
             self._task.cancel()
 
 
-def database_url(path: Path) -> str:
-    return f"sqlite:///{path}"
-
-
-async def migrated_database(path: Path) -> None:
-    """A new database file with every migration applied (the product's own runner)."""
+async def migrated(db: Database) -> None:
+    """Apply every migration to a new database (the product's own runner)."""
     from jobqueue.service import JobQueueService
     from jobqueue.settings import Settings
 
-    async with JobQueueService.open(Settings(database_url=database_url(path), run_worker=False)):
+    async with JobQueueService.open(Settings(database_url=db.url, run_worker=False)):
         pass
 
 
-def db_scalar(path: Path, sql: str, params: Sequence[Any] = ()) -> Any:
-    """A read for measuring (counts, timestamps): the benchmark's own fixture, not product SQL."""
-    conn = sqlite3.connect(path, timeout=30)
-    try:
-        return conn.execute(sql, params).fetchone()[0]
-    finally:
-        conn.close()
-
-
-async def wait_until_done(path: Path, expected: int, timeout: float, worker: Child | None = None) -> None:
-    """Poll until ``expected`` jobs are completed (failing at once if ``worker`` died)."""
+async def wait_until_done(
+    db: Database, expected: int, timeout: float, workers: Sequence[Child] = ()
+) -> None:
+    """Poll until ``expected`` jobs are completed (failing at once if a worker died)."""
     deadline = time.monotonic() + timeout
     while True:
-        done = db_scalar(path, "SELECT count(*) FROM jobs WHERE status = 'completed'")
+        done = await asyncio.to_thread(db.completed_count)
         if done >= expected:
             return
-        if worker is not None and not worker.alive() and worker.proc.returncode != 0:
-            raise RuntimeError(f"worker exited with {worker.proc.returncode} after {done} jobs:\n{worker.tail()}")
+        for worker in workers:
+            if not worker.alive() and worker.proc.returncode != 0:
+                raise RuntimeError(f"worker exited with {worker.proc.returncode} after {done} jobs:\n{worker.tail()}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"only {done} of {expected} jobs completed within {timeout:g}s")
         await asyncio.sleep(0.2)
-
-
-def processing_window(path: Path) -> tuple[float, float, int]:
-    """First claim, last completion (epoch seconds) and completed count, from the jobs table."""
-    conn = sqlite3.connect(path, timeout=30)
-    try:
-        first, last, count = conn.execute(
-            "SELECT min(started_at), max(completed_at), count(*) FROM jobs WHERE status = 'completed'"
-        ).fetchone()
-    finally:
-        conn.close()
-    return float(first), float(last), int(count)
 
 
 def read_json_line(text: str) -> dict[str, Any]:

@@ -28,10 +28,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-url",
         metavar="URL",
-        help="SQLite database, sqlite:///./jobs.db (relative) or sqlite:////abs/jobs.db [env DATABASE_URL]",
+        help="database: sqlite:///./jobs.db (relative), sqlite:////abs/jobs.db or postgresql://user@host/db [env DATABASE_URL]",
     )
     parser.add_argument(
         "--redis-url", metavar="URL", help="Redis for cross-process events, optional [env REDIS_URL]"
+    )
+    parser.add_argument(
+        "--database-pooling",
+        metavar="MODE",
+        help="PostgreSQL: session (default) or transaction behind PgBouncer [env DATABASE_POOLING]",
     )
     parser.add_argument(
         "--synchronous",
@@ -82,7 +87,7 @@ def _pool_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobqueue",
-        description="A durable async job queue: REST API, worker pools, SQLite storage. "
+        description="A durable async job queue: REST API, worker pools, SQLite or PostgreSQL storage. "
         "Without a command, runs `serve`.",
     )
     parser.add_argument("--version", action="version", version=f"jobqueue {__version__}")
@@ -142,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    flags = ("database_url", "redis_url", "synchronous", "host", "port", "concurrency", "job_types",
+    flags = ("database_url", "database_pooling", "redis_url", "synchronous", "host", "port", "concurrency", "job_types",
              "lease_seconds", "poll_interval", "shutdown_grace")
     overrides: dict[str, str | None] = {f: getattr(args, f, None) for f in flags}
     overrides["retention_completed_days"] = getattr(args, "completed_days", None)
@@ -171,16 +176,10 @@ def _load_registry(spec: str | None) -> Any:
 
 
 async def _migrate(settings: Settings) -> int:
-    from jobqueue.db import Database
-    from jobqueue.migrate import apply_migrations
+    from jobqueue.storage import open_store
 
-    db = Database(settings.database_path, synchronous=settings.synchronous, readers=0)
-    await db.open()
-    try:
-        applied = await apply_migrations(db.writer)
-    finally:
-        await db.close()
-    return len(applied)
+    async with open_store(settings, migrate=False) as store:
+        return len(await store.migrate())
 
 
 async def _prune(settings: Settings) -> int:
@@ -286,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         if command == "migrate":
             count = _run(_migrate(settings))
-            print(f"applied {count} migration(s); database {settings.database_path} is up to date")
+            print(f"applied {count} migration(s); database {settings.database_name} is up to date")
         elif command == "prune":
             count = _run(_prune(settings))
             print(

@@ -1,14 +1,15 @@
 """The event hub: every job event of every process, delivered to this process's listeners.
 
 The database is the source of truth: each change of a job writes a ``JobEvent`` row in the same
-transaction. After the commit the repository hands the events to ``EventHub.publish``, which
+transaction. After the commit the store hands the events to its listeners (``EventHub.publish``), which
 
 * delivers them at once to listeners in this process (SSE streams, waiters, worker wake-ups), and
 * publishes them on Redis (when configured), where every other process's hub receives them over
   its one pub/sub connection.
 
 Redis delivery is best-effort. A poller reads new rows of ``job_events`` (every 0.25 s without
-Redis or while Redis is unreachable, every 2 s as a safety net while it is up), so events made in
+Redis or while Redis is unreachable, every 2 s as a safety net while it is up, and at once when
+the store signals a commit of another process: PostgreSQL's LISTEN/NOTIFY), so events made in
 other processes arrive even without Redis, and nothing published while Redis was down is lost:
 it reaches the listeners late instead. Each event is dispatched once per process (by global id).
 
@@ -20,7 +21,7 @@ it missed from the database.
 from __future__ import annotations
 
 import asyncio
-import collections
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from jobqueue.models import JobEvent
-from jobqueue.repository import SQLiteRepository
+from jobqueue.storage import Store
 
 logger = logging.getLogger(__name__)
 
@@ -92,11 +93,12 @@ class Subscription:
 
 
 class EventHub:
-    def __init__(self, repository: SQLiteRepository, redis_url: str | None) -> None:
-        self.repository = repository
+    def __init__(self, store: Store, redis_url: str | None) -> None:
+        self.store = store
         self.redis_url = redis_url
         self._subscriptions: set[Subscription] = set()
         self._callbacks: list[Callable[[JobEvent], None]] = []
+        self._commit_listeners: list[Callable[[list[JobEvent]], None]] = []
         # Each event is dispatched once per process. Every id up to the poll's cursor has been
         # dispatched (commits happen in id order, and the poll reads all of them); above it,
         # the ids dispatched early (local commits, Redis) are remembered until the poll passes
@@ -107,6 +109,9 @@ class EventHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._redis_up = False
         self._redis_answers = False
+        self._poll_now = asyncio.Event()
+        #: Whether the store signals other processes' commits (LISTEN/NOTIFY).
+        self.signals = False
         #: Counters for metrics and health.
         self.published = 0
         self.dropped = 0
@@ -115,7 +120,11 @@ class EventHub:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._cursor = await self.repository.last_event_id()
+        self._cursor = await self.store.last_event_id()
+        self.store.add_listener(self.publish)
+        # PostgreSQL's NOTIFY (when available) says "someone committed events": poll at once
+        # instead of at the next interval.
+        self.signals = await self.store.listen(self._poll_now.set)
         self._tasks.append(asyncio.create_task(self._poll_loop(), name="jobqueue-events-poller"))
         if self.redis_url is not None:
             self._tasks.append(asyncio.create_task(self._subscribe_loop(), name="jobqueue-events-sub"))
@@ -157,6 +166,11 @@ class EventHub:
         finally:
             self._subscriptions.discard(subscription)
 
+    def add_commit_listener(self, listener: Callable[[list[JobEvent]], None]) -> None:
+        """Call ``listener(events)`` with the events this process commits, before they are
+        dispatched (metrics count them once, in the process that made them)."""
+        self._commit_listeners.append(listener)
+
     def add_callback(self, callback: Callable[[JobEvent], None]) -> None:
         """Call ``callback(event)`` for every event (it must be quick and must not raise)."""
         self._callbacks.append(callback)
@@ -165,6 +179,8 @@ class EventHub:
 
     def publish(self, events: list[JobEvent]) -> None:
         """Deliver committed events here and, through Redis, to every other process."""
+        for listener in self._commit_listeners:
+            listener(events)
         for event in events:
             self._dispatch(event)
             if self.redis_url is not None:
@@ -187,7 +203,12 @@ class EventHub:
     async def _poll_loop(self) -> None:
         while True:
             interval = SLOW_POLL_INTERVAL if self._redis_live else FAST_POLL_INTERVAL
-            await asyncio.sleep(interval)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the stop's
+            # cancel when the signal arrives at the same moment, and the poller runs on.
+            with contextlib.suppress(TimeoutError):  # the interval passed without a signal
+                async with asyncio.timeout(interval):
+                    await self._poll_now.wait()
+            self._poll_now.clear()
             try:
                 await self.catch_up()
             except Exception as exc:  # keep polling through a transient database error
@@ -196,7 +217,7 @@ class EventHub:
     async def catch_up(self) -> None:
         """Dispatch every event committed since the last poll (by any process)."""
         while True:
-            events, last, read = await self.repository.unseen_events_after(
+            events, last, read = await self.store.unseen_events_after(
                 self._cursor, self._seen, limit=1000
             )
             for event in events:

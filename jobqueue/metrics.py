@@ -128,20 +128,17 @@ class JobMetrics:
     def attach(self, service: JobQueueService) -> None:
         """Count the job events ``service`` commits, and read its event hub's state at scrape.
 
-        Only events committed by this process are counted (the repository's ``on_events`` hook,
-        called after each commit), so summing a counter over processes counts each job once.
+        Only events committed by this process are counted (the hub's commit listener, called
+        after each commit), so summing a counter over processes counts each job once.
         Every process's hub also sees other processes' events: those only teach it when a job
         was created and first started, for the wait and run histograms.
         """
-        publish = service.repository.on_events
 
-        def count_then_publish(events: list[JobEvent]) -> None:
+        def count(events: list[JobEvent]) -> None:
             for event in events:
                 self._count_local(event)
-            if publish is not None:
-                publish(events)
 
-        service.repository.on_events = count_then_publish
+        service.events.add_commit_listener(count)
         service.events.add_callback(self._remember)
         self.registry.register(_EventHubCollector(service.events))
 

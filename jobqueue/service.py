@@ -15,10 +15,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from jobqueue.db import Database
 from jobqueue.errors import JobNotFound, ValidationFailed
 from jobqueue.events import EventHub, ListenerCutOff
-from jobqueue.migrate import apply_migrations
 from jobqueue.models import (
     TERMINAL_STATUSES,
     ClaimedJob,
@@ -29,8 +27,8 @@ from jobqueue.models import (
     JobStatus,
     JobUpdate,
 )
-from jobqueue.repository import SQLiteRepository
 from jobqueue.settings import Settings
+from jobqueue.storage import Store, open_store
 
 #: Largest page ``list_jobs`` returns.
 MAX_PAGE_SIZE = 500
@@ -57,8 +55,8 @@ _NEW_WORK_EVENTS = frozenset({EventKind.CREATED, EventKind.RETRIED, EventKind.RE
 
 
 class JobQueueService:
-    def __init__(self, repository: SQLiteRepository, settings: Settings, events: EventHub) -> None:
-        self.repository = repository
+    def __init__(self, store: Store, settings: Settings, events: EventHub) -> None:
+        self.store = store
         self.settings = settings
         self.events = events
         # Worker pools of this process park on these; set when work appears in any process
@@ -69,22 +67,15 @@ class JobQueueService:
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: Settings) -> AsyncIterator[JobQueueService]:
-        """Open the database, apply pending migrations, start the event hub; yield the service."""
-        db = Database(settings.database_path, synchronous=settings.synchronous)
-        await db.open()
-        try:
-            await apply_migrations(db.writer)
-            repository = SQLiteRepository(db)
-            hub = EventHub(repository, settings.redis_url)
-            repository.on_events = hub.publish
-            service = cls(repository, settings, hub)
+        """Open the store, apply pending migrations, start the event hub; yield the service."""
+        async with open_store(settings) as store:
+            hub = EventHub(store, settings.redis_url)
+            service = cls(store, settings, hub)
             await hub.start()
             try:
                 yield service
             finally:
                 await hub.stop()
-        finally:
-            await db.close()
 
     # -- wake-ups for worker pools ------------------------------------------------------------
 
@@ -148,7 +139,7 @@ class JobQueueService:
             due = (run_at if run_at.tzinfo else run_at.replace(tzinfo=UTC)).timestamp()
         elif delay is not None:
             due = time.time() + delay
-        job, created = await self.repository.insert_job(
+        job, created = await self.store.insert_job(
             job_type=job_type,
             request_data=request_data,
             priority=priority,
@@ -160,10 +151,10 @@ class JobQueueService:
         return job, created
 
     async def get_job(self, job_id: str) -> Job | None:
-        return await self.repository.get_job(job_id)
+        return await self.store.get_job(job_id)
 
     async def require_job(self, job_id: str) -> Job:
-        job = await self.repository.get_job(job_id)
+        job = await self.store.get_job(job_id)
         if job is None:
             raise JobNotFound(job_id)
         return job
@@ -206,7 +197,7 @@ class JobQueueService:
 
     async def apply_update(self, job_id: str, update: JobUpdate, fields: set[str]) -> Job:
         """``update_job`` for an already validated ``JobUpdate`` (the HTTP body)."""
-        return await self.repository.update_job(job_id, update, fields, self.settings.lease_seconds)
+        return await self.store.update_job(job_id, update, fields, self.settings.lease_seconds)
 
     async def update_progress(
         self,
@@ -221,7 +212,7 @@ class JobQueueService:
         _check_progress(progress)
         new_status = None if status is None else _status(status)
         if claim_token is not None:
-            return await self.repository.report_progress(
+            return await self.store.report_progress(
                 job_id,
                 claim_token,
                 progress=progress,
@@ -252,7 +243,7 @@ class JobQueueService:
         lease: float | None = None,
     ) -> list[ClaimedJob]:
         """Claim up to ``limit`` jobs atomically; each comes with its claim token."""
-        return await self.repository.claim(
+        return await self.store.claim(
             worker_id=worker_id,
             job_types=job_types,
             limit=limit,
@@ -276,19 +267,19 @@ class JobQueueService:
             raise ValidationFailed(f"limit must be between 1 and {MAX_PAGE_SIZE}", "limit")
         if offset < 0:
             raise ValidationFailed("offset must not be negative", "offset")
-        return await self.repository.list_jobs(
+        return await self.store.list_jobs(
             statuses=statuses, job_type=job_type, worker_id=worker_id, limit=limit, offset=offset
         )
 
     async def delete_job(self, job_id: str) -> None:
         """Delete a finished job (``InvalidTransition`` for any other)."""
-        await self.repository.delete(job_id)
+        await self.store.delete(job_id)
 
     async def get_stats(self, job_type: str | None = None) -> JobStats:
-        counts = await self.repository.count_by_status(job_type)
+        counts = await self.store.count_by_status(job_type)
         by_status = {s.value: counts.get(s.value, 0) for s in JobStatus}
-        ready, scheduled, oldest = await self.repository.waiting_summary(job_type)
-        wait, run = await self.repository.recent_timings(job_type, time.time() - TIMINGS_WINDOW_SECONDS)
+        ready, scheduled, oldest = await self.store.waiting_summary(job_type)
+        wait, run = await self.store.recent_timings(job_type, time.time() - TIMINGS_WINDOW_SECONDS)
         return JobStats(
             total=sum(by_status.values()),
             by_status=by_status,
@@ -302,22 +293,22 @@ class JobQueueService:
 
     async def cancel_job(self, job_id: str, message: str | None = None) -> Job:
         """Cancel: a waiting job at once; a running one is stopped by its worker shortly."""
-        return await self.repository.cancel(job_id, message or "cancelled on request")
+        return await self.store.cancel(job_id, message or "cancelled on request")
 
     async def retry_job(self, job_id: str) -> Job:
         """Put a failed or cancelled job back in the queue with a fresh set of attempts."""
-        return await self.repository.retry(job_id)
+        return await self.store.retry(job_id)
 
     # -- the holder's operations (fenced) -------------------------------------------------------
 
     async def heartbeat(self, job_id: str, claim_token: str) -> bool:
         """Extend the lease; True means a cancel was requested and the holder should stop."""
-        return await self.repository.heartbeat(job_id, claim_token, self.settings.lease_seconds)
+        return await self.store.heartbeat(job_id, claim_token, self.settings.lease_seconds)
 
     async def complete_job(
         self, job_id: str, claim_token: str, result_data: Any = None, message: str | None = None
     ) -> Job:
-        return await self.repository.complete(job_id, claim_token, result_data, message)
+        return await self.store.complete(job_id, claim_token, result_data, message)
 
     async def fail_job(
         self,
@@ -331,39 +322,39 @@ class JobQueueService:
     ) -> Job:
         """Record a failed attempt: retried after a backoff while attempts remain, else failed."""
         retry_at = time.time() + backoff_seconds(attempts, self.settings.retry_base_delay)
-        return await self.repository.fail(
+        return await self.store.fail(
             job_id, claim_token, error=error, retry=retry, retry_at=retry_at, message=message
         )
 
     async def acknowledge_cancel(self, job_id: str, claim_token: str) -> Job:
-        return await self.repository.acknowledge_cancel(job_id, claim_token, "cancelled on request")
+        return await self.store.acknowledge_cancel(job_id, claim_token, "cancelled on request")
 
     async def release_job(self, job_id: str, claim_token: str, message: str | None = None) -> Job:
         """Hand a held job back to the queue without counting the attempt."""
-        return await self.repository.release(job_id, claim_token, message)
+        return await self.store.release(job_id, claim_token, message)
 
     async def reap_expired(self) -> list[Job]:
-        return await self.repository.reap_expired()
+        return await self.store.reap_expired()
 
     async def cancel_requested(self, worker_id: str) -> list[str]:
-        return await self.repository.cancel_requested(worker_id)
+        return await self.store.cancel_requested(worker_id)
 
     async def ping(self) -> None:
-        await self.repository.ping()
+        await self.store.ping()
 
     # -- events and retention --------------------------------------------------------------------
 
     async def job_events(self, job_id: str, after: int = 0) -> list[JobEvent]:
         """A job's stored events with a sequence number above ``after``, in order."""
-        return await self.repository.job_events_after(job_id, after)
+        return await self.store.job_events_after(job_id, after)
 
     async def events_after(self, after: int, limit: int = 1000) -> list[JobEvent]:
         """All jobs' stored events with a global id above ``after``, in order."""
-        return await self.repository.events_after(after, limit)
+        return await self.store.events_after(after, limit)
 
     async def last_event_id(self) -> int:
         """The global id of the newest stored event (0 when there is none)."""
-        return await self.repository.last_event_id()
+        return await self.store.last_event_id()
 
     async def wait_for_job(self, job_id: str, timeout: float) -> Job:
         """The job once it is finished, or as it is when ``timeout`` seconds have passed."""
@@ -396,7 +387,7 @@ class JobQueueService:
 
         Completed jobs are kept ``completed_older_than`` seconds after they finished, failed and
         cancelled jobs ``failed_older_than``. Deletes run in batches so other writes interleave;
-        the freed pages are then handed back to the file system (incremental vacuum).
+        the freed space is then handed back (SQLite's incremental vacuum).
         """
         now = time.time()
         cutoffs = {
@@ -407,13 +398,13 @@ class JobQueueService:
         deleted = 0
         for status, cutoff in cutoffs.items():
             while True:
-                count = await self.repository.prune(status, cutoff, batch)
+                count = await self.store.prune(status, cutoff, batch)
                 deleted += count
                 if count < batch:
                     break
         if deleted:
             # In slices, so other writes interleave while many pages are handed back.
-            while await self.repository.incremental_vacuum() > 0:
+            while await self.store.reclaim_space() > 0:
                 pass
         return deleted
 

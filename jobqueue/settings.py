@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -22,7 +23,8 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
-    #: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
+    #: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+    #: ``postgresql://user:password@host:port/dbname``.
     database_url: str = "sqlite:///./jobs.db"
     #: ``redis://host:port/db``; None runs without Redis (events stay in-process + database).
     redis_url: str | None = None
@@ -60,10 +62,50 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     #: SQLite ``PRAGMA synchronous``: NORMAL (default, durable across process crashes in WAL mode;
     #: the last commits may be lost on power loss) or FULL (fsync on every commit).
     synchronous: str = "NORMAL"
+    #: ``session`` (a direct PostgreSQL connection) or ``transaction``: DATABASE_URL points at
+    #: a pooler in transaction mode (PgBouncer), where LISTEN and prepared statements do not
+    #: work; other processes' events then come from polling only.
+    database_pooling: str = "session"
+    #: Connections of one process's PostgreSQL pool.
+    database_pool_size: int = 10
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``, from the URL's scheme."""
+        return database_backend(self.database_url)
 
     @property
     def database_path(self) -> Path:
         return database_path(self.database_url)
+
+    @property
+    def database_name(self) -> str:
+        """The database for messages: the SQLite file, or the PostgreSQL URL without password."""
+        if self.backend == "sqlite":
+            return str(self.database_path)
+        return redact_url(self.database_url)
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{parts.scheme}://{user}{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+
+
+#: URL schemes of each backend.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def database_backend(url: str) -> str:
+    if url.startswith(POSTGRES_SCHEMES):
+        return "postgresql"
+    if url.startswith("sqlite:///"):
+        return "sqlite"
+    raise ConfigError(
+        "DATABASE_URL must look like sqlite:///./jobs.db, sqlite:////abs/jobs.db or "
+        f"postgresql://user@host:5432/dbname, got {url!r}"
+    )
 
 
 def database_path(url: str) -> Path:
@@ -134,8 +176,16 @@ def _parse_redis(name: str, raw: str) -> str | None:
 
 
 def _parse_database(name: str, raw: str) -> str:
-    database_path(raw)
+    if database_backend(raw) == "sqlite":
+        database_path(raw)
     return raw
+
+
+def _parse_pooling(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"session", "transaction"}:
+        raise ConfigError(f"{name} must be session or transaction, got {raw!r}")
+    return value
 
 
 #: field name -> (environment variable, parser)
@@ -159,6 +209,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "retention_failed_days": ("RETENTION_FAILED_DAYS", _parse_number(float, 0, 36_500)),
     "sse_keepalive": ("SSE_KEEPALIVE", _parse_number(float, 0.05, 3600)),
     "prune_interval": ("PRUNE_INTERVAL", _parse_number(float, 0, 7 * 86_400)),
+    "database_pooling": ("DATABASE_POOLING", _parse_pooling),
+    "database_pool_size": ("DATABASE_POOL_SIZE", _parse_number(int, 2, 1000)),
 }
 
 

@@ -278,8 +278,10 @@ class WorkerPool:
 
     async def _sleep(self, seconds: float) -> None:
         """Wait for a wake-up (new work here, a free slot, stop) or the poll interval."""
+        # asyncio.timeout: wait_for on Python 3.11 can swallow a cancel that meets a wake-up.
         with contextlib.suppress(TimeoutError):  # the interval passed without a wake-up
-            await asyncio.wait_for(self._wakeup.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()
 
     def _start(self, claimed: ClaimedJob) -> None:
         context = JobContext(self.service, claimed, self.worker_id)
@@ -398,8 +400,11 @@ class WorkerPool:
         )
         for item, result in zip(running, results):
             if isinstance(result, LeaseLost):
-                logger.warning("job %s: lease lost (%s); stopping its handler", item.claimed.job.id, result)
-                self._interrupt(item, "lease_lost")
+                # Once the handler returned, the job's own outcome (written meanwhile) is what
+                # ended the claim: nothing was lost.
+                if item.in_handler:
+                    logger.warning("job %s: lease lost (%s); stopping its handler", item.claimed.job.id, result)
+                    self._interrupt(item, "lease_lost")
             elif isinstance(result, BaseException):
                 logger.error("heartbeat of job %s failed: %s", item.claimed.job.id, result)
             elif result:

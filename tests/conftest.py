@@ -1,5 +1,6 @@
-"""Shared fixtures: real SQLite files under tmp_path, the app with its lifespan entered, a real
-uvicorn for streaming and process-boundary tests, and Redis (required in CI)."""
+"""Shared fixtures: every backend (a real SQLite file under tmp_path, a real PostgreSQL database
+created and dropped per test), the app with its lifespan entered, a real uvicorn for streaming
+and process-boundary tests, and Redis. In CI, Redis and PostgreSQL are required."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -26,19 +29,100 @@ from jobqueue.worker import Registry, WorkerPool
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+#: Every storage backend; the conformance suite runs each backend-neutral test on all of them.
+BACKENDS = ("sqlite", "postgresql")
+#: The PostgreSQL server the tests create their databases on (its maintenance database; tests
+#: never touch any database but the ones they create).
+POSTGRES_ADMIN_URL = os.environ.get("POSTGRES_TEST_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+#: Prefix of the databases the tests create (and drop).
+TEST_DATABASE_PREFIX = "jobqueue_test_"
 
-def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.db'}", "RUN_WORKER": "false"}
-    settings = load_settings(env)
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings on the database at ``database_url`` (a test's ``database_url``, on every backend)."""
+    settings = load_settings({"DATABASE_URL": database_url, "RUN_WORKER": "false"})
     fields = {f: getattr(settings, f) for f in settings.__struct_fields__}
     fields["allowed_hosts"] = (*LOOPBACK_HOSTS, "test")  # the ASGI clients' http://test
     fields.update(overrides)
     return Settings(**fields)
 
 
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """A reachable PostgreSQL server. In CI its absence fails the test; elsewhere it skips."""
+    import psycopg
+
+    try:
+        psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=2).close()
+    except psycopg.Error as exc:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL at {POSTGRES_ADMIN_URL} is required in CI and is not reachable: {exc}")
+        pytest.skip(f"no PostgreSQL at {POSTGRES_ADMIN_URL}: {exc}")
+    return POSTGRES_ADMIN_URL
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test; dropped afterwards. Yields its URL."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"{TEST_DATABASE_PREFIX}{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlsplit(admin_url)._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            # FORCE: a server process the test killed may still hold a connection.
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+#: Pins a test to SQLite, for what only SQLite has (its file, WAL, pragmas, vacuum): it overrides
+#: the parameters of the ``backend`` fixture, so the test keeps ``database_url`` and ``settings``.
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@contextmanager
+def _new_database(backend: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    if backend == "sqlite":
+        folder.mkdir(exist_ok=True)
+        yield f"sqlite:///{folder / 'jobs.db'}"
+        return
+    with postgres_database(request.getfixturevalue("postgres_admin_url")) as url:
+        yield url
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path, lease_seconds=2.0, poll_interval=0.05, retry_base_delay=0.05)
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test's database on each backend: a SQLite file, or a PostgreSQL database of its own."""
+    with _new_database(backend, tmp_path, request) as url:
+        yield url
+
+
+@pytest.fixture
+def second_database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """Another database of the test's backend, sharing nothing with ``database_url``."""
+    with _new_database(backend, tmp_path / "second", request) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of each backend shared by the tests of one module (for a module-scoped
+    server: its tests keep apart by using job types of their own)."""
+    with _new_database(str(request.param), tmp_path_factory.mktemp("module-database"), request) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url, lease_seconds=2.0, poll_interval=0.05, retry_base_delay=0.05)
 
 
 @pytest.fixture
@@ -142,12 +226,15 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
 
 
 @contextmanager
-def running_server(directory: Path, **env: str) -> Iterator[str]:
-    """``python -m jobqueue serve`` (a real uvicorn) on a free port of 127.0.0.1, with its
-    database and log in ``directory``; yields its base URL."""
+def running_server(directory: Path, database_url: str, **env: str) -> Iterator[str]:
+    """``python -m jobqueue serve`` (a real uvicorn) on a free port of 127.0.0.1, with its log in
+    ``directory`` and its database at ``database_url``; yields its base URL."""
     port = free_port()
     full_env = subprocess_env(
-        DATABASE_URL=f"sqlite:///{directory / 'jobs.db'}", HOST="127.0.0.1", PORT=str(port), **env
+        DATABASE_URL=database_url,
+        HOST="127.0.0.1",
+        PORT=str(port),
+        **env,
     )
     # The child keeps its own copy of the descriptor; ours is closed at once.
     with open(directory / f"server-{port}.log", "wb") as log:
@@ -166,13 +253,13 @@ def running_server(directory: Path, **env: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
+def live_server(tmp_path: Path, database_url: str) -> Iterator[Callable[..., str]]:
     """Start servers (``running_server``) sharing the test's database; returns their base URL.
 
     One server per test; a module that only needs isolation per job can share one server by
     using ``running_server`` in a module-scoped fixture."""
     with ExitStack() as servers:
-        yield lambda **env: servers.enter_context(running_server(tmp_path, **env))
+        yield lambda **env: servers.enter_context(running_server(tmp_path, database_url, **env))
 
 
 @pytest.fixture(scope="session")

@@ -103,10 +103,11 @@ async def read_until_end(messages: AsyncIterator[SSEMessage], timeout: float = 3
 
 
 @contextmanager
-def worker_process(tmp_path: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m jobqueue worker`` on the test database with the ``gated`` handler."""
+def worker_process(tmp_path: Path, database_url: str, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m jobqueue worker`` on the test database with the ``gated`` handler; its log
+    goes to ``tmp_path``."""
     log_path = tmp_path / f"worker-{time.monotonic_ns()}.log"
-    full_env = subprocess_env(**{"DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.db'}", "POLL_INTERVAL": "0.2", **env})
+    full_env = subprocess_env(**{"DATABASE_URL": database_url, "POLL_INTERVAL": "0.2", **env})
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "jobqueue", "worker", "--log-level", "warning",

@@ -1,13 +1,10 @@
 """The REST contract, endpoint by endpoint: success and error paths through the app with its
-lifespan entered, on a real SQLite file."""
+lifespan entered, on every backend."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,9 +14,10 @@ from jobqueue.api.app import create_app
 from jobqueue.handlers.generation import MODELS
 from jobqueue.models import JobStatus
 from jobqueue.service import MAX_PAGE_SIZE
-from jobqueue.settings import Settings
+from jobqueue.settings import Settings, database_path
 
-from .conftest import assert_error, create, make_settings
+from .conftest import assert_error, create, make_settings, sqlite_only
+from .helpers import drop_database, drop_table
 
 JOB_FIELDS = {
     "id",
@@ -40,10 +38,10 @@ JOB_FIELDS = {
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(database_url: str) -> Settings:
     """A long lease: jobs these tests move to an active status by hand have no worker renewing
     them, and the reaper must not requeue them while a slow machine runs the test."""
-    return make_settings(tmp_path, lease_seconds=600.0, poll_interval=0.05)
+    return make_settings(database_url, lease_seconds=600.0, poll_interval=0.05)
 
 
 def parse_ts(value: str) -> datetime:
@@ -609,40 +607,37 @@ async def test_health_ok(client: httpx.AsyncClient) -> None:
     assert body["database"] == "ok"
 
 
-def _delete_database(path: Path) -> None:
-    for file in path.parent.glob(path.name + "*"):
-        file.unlink()
+def _replace_with_garbage(database_url: str) -> None:
+    drop_database(database_url)
+    database_path(database_url).write_bytes(b"this is not a database " * 500)
 
 
-def _replace_with_garbage(path: Path) -> None:
-    _delete_database(path)
-    path.write_bytes(b"this is not a database " * 500)
-
-
-def _drop_table(path: Path, table: str) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute(f"DROP TABLE {table}")
-    finally:
-        conn.close()
-
-
-def _drop_bookkeeping(path: Path) -> None:
-    _drop_table(path, "schema_migrations")
-
-
-@pytest.mark.parametrize("breakage", [_delete_database, _replace_with_garbage, _drop_bookkeeping])
-async def test_health_is_503_when_the_database_is_unusable(
-    client: httpx.AsyncClient, settings: Settings, breakage: Callable[[Path], None]
-) -> None:
-    assert (await client.get("/health")).status_code == 200
-    # In a thread: a blocking sqlite3 call on the loop would starve the app's own writer.
-    await asyncio.to_thread(breakage, settings.database_path)
+async def assert_health_unavailable(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"
     assert body["database"].startswith("error")
+
+
+async def test_health_is_503_when_the_database_is_gone(client: httpx.AsyncClient, settings: Settings) -> None:
+    assert (await client.get("/health")).status_code == 200
+    # In a thread: a blocking call on the loop would starve the app's own writer.
+    await asyncio.to_thread(drop_database, settings.database_url)
+    await assert_health_unavailable(client)
+
+
+@sqlite_only
+async def test_health_is_503_when_the_database_file_is_garbage(client: httpx.AsyncClient, settings: Settings) -> None:
+    assert (await client.get("/health")).status_code == 200
+    await asyncio.to_thread(_replace_with_garbage, settings.database_url)
+    await assert_health_unavailable(client)
+
+
+async def test_health_is_503_when_the_bookkeeping_is_gone(client: httpx.AsyncClient, settings: Settings) -> None:
+    assert (await client.get("/health")).status_code == 200
+    await asyncio.to_thread(drop_table, settings.database_url, "schema_migrations")
+    await assert_health_unavailable(client)
 
 
 # -- generic errors ------------------------------------------------------------------------------
@@ -683,9 +678,9 @@ async def test_405_allow_lists_every_method_of_the_path(client: httpx.AsyncClien
 
 
 @pytest.mark.parametrize("debug", [False, True])
-async def test_internal_error_shows_a_trace_only_in_debug(tmp_path: Path, debug: bool) -> None:
+async def test_internal_error_shows_a_trace_only_in_debug(database_url: str, debug: bool) -> None:
     """An operator dropped the jobs table under the running service: an honest unexpected error."""
-    settings = make_settings(tmp_path, debug=debug)
+    settings = make_settings(database_url, debug=debug)
     app = create_app(settings)
     async with app.router.lifespan_context(app) as state:
 
@@ -697,15 +692,16 @@ async def test_internal_error_shows_a_trace_only_in_debug(tmp_path: Path, debug:
         transport = httpx.ASGITransport(app=asgi, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             job = await create(client)
-            await asyncio.to_thread(_drop_table, settings.database_path, "jobs")
+            await asyncio.to_thread(drop_table, database_url, "jobs")
             response = await client.get(f"/api/jobs/{job['id']}")
     assert response.status_code == 500
     if debug:
-        assert "Traceback" in response.text or "no such table" in response.text
+        assert "Traceback" in response.text
     else:
         body = assert_error(response, 500)
         assert body["error"] == "internal_error"
-        assert "no such table" not in response.text
+        # Neither SQLite's nor PostgreSQL's own words reach the client.
+        assert "no such table" not in response.text and "does not exist" not in response.text
         assert "Traceback" not in response.text
         assert ".py" not in response.text
 

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 
 import httpx
 import pytest
 
 import jobqueue
-from jobqueue.migrate import load_migrations
+from jobqueue.storage import open_store
+from jobqueue.storage.migrate import load_migrations
 
-from .conftest import subprocess_env
+from .conftest import make_settings, subprocess_env
+from .helpers import applied_versions, count_rows, record_future_migration
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
@@ -66,19 +66,15 @@ def test_command_help_explains_the_options(tmp_path: Path, command: str, options
 # -- migrate ------------------------------------------------------------------------------------
 
 
-def test_migrate_applies_and_exits_zero(tmp_path: Path) -> None:
-    db = tmp_path / "data" / "jobs.db"
-    db.parent.mkdir()
-    url = f"sqlite:///{db}"
-    result = run_cli("migrate", cwd=tmp_path, DATABASE_URL=url)
+def test_migrate_applies_and_exits_zero(tmp_path: Path, backend: str, database_url: str) -> None:
+    result = run_cli("migrate", cwd=tmp_path, DATABASE_URL=database_url)
     assert result.returncode == 0, result.stderr
-    shipped = len(load_migrations())
+    shipped = len(load_migrations(backend))
     assert f"applied {shipped} migration" in result.stdout
-    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (shipped,)
-        assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+    assert applied_versions(database_url) == list(range(1, shipped + 1))
+    assert count_rows(database_url, "jobs") == 0
 
-    again = run_cli("migrate", "--database-url", url, cwd=tmp_path)
+    again = run_cli("migrate", "--database-url", database_url, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "applied 0 migration" in again.stdout
 
@@ -97,16 +93,8 @@ def _garbage_file(tmp_path: Path) -> dict[str, str]:
     return {"DATABASE_URL": f"sqlite:///{tmp_path / 'garbage.db'}"}
 
 
-def _future_database(tmp_path: Path) -> dict[str, str]:
-    db = tmp_path / "future.db"
-    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
-        conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT, checksum TEXT, applied_at REAL)")
-        conn.execute("INSERT INTO schema_migrations VALUES (999, '0999_from_the_future.sql', 'x', 0)")
-    return {"DATABASE_URL": f"sqlite:///{db}"}
-
-
 BAD_CONFIG: dict[str, Callable[[Path], dict[str, str]]] = {
-    "postgres-url": lambda tmp: {"DATABASE_URL": "postgres://x"},
+    "unreachable-postgres": lambda tmp: {"DATABASE_URL": "postgresql://nobody:secret@127.0.0.1:1/jobs"},
     "memory-url": lambda tmp: {"DATABASE_URL": "sqlite:///:memory:"},
     "port-not-a-number": lambda tmp: {"PORT": "abc", "DATABASE_URL": f"sqlite:///{tmp / 'jobs.db'}"},
     "port-out-of-range": lambda tmp: {"PORT": "70000", "DATABASE_URL": f"sqlite:///{tmp / 'jobs.db'}"},
@@ -115,13 +103,12 @@ BAD_CONFIG: dict[str, Callable[[Path], dict[str, str]]] = {
     "missing-folder": lambda tmp: {"DATABASE_URL": f"sqlite:///{tmp / 'no' / 'such' / 'jobs.db'}"},
     "folder-as-database": lambda tmp: {"DATABASE_URL": f"sqlite:///{tmp}"},
     "garbage-file": _garbage_file,
-    "database-newer-than-code": _future_database,
 }
 
 
 # Every case through `migrate`; the start-up paths of `serve` and `worker` with the cases that fail
-# at different stages (parsing, opening the file, migrating), to keep the suite quick.
-_STAGES = ["postgres-url", "port-not-a-number", "missing-folder", "folder-as-database", "database-newer-than-code"]
+# at different stages (parsing, opening the file), to keep the suite quick.
+_STAGES = ["unreachable-postgres", "port-not-a-number", "missing-folder", "folder-as-database"]
 
 
 @pytest.mark.parametrize(
@@ -133,12 +120,28 @@ def test_bad_configuration_is_one_line_without_traceback(tmp_path: Path, command
     env = BAD_CONFIG[case](tmp_path)
     args = [command, "--burst"] if command == "worker" else [command]
     result = run_cli(*args, cwd=tmp_path, RUN_WORKER="false", **env)
+    assert_one_line_error(result)
+    assert not (tmp_path / "no").exists()
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("jobqueue: error: ")
     assert "Traceback" not in result.stderr + result.stdout
-    assert not (tmp_path / "no").exists()
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("command", ["migrate", "serve", "worker"])
+async def test_database_newer_than_the_code_is_one_line(tmp_path: Path, database_url: str, command: str) -> None:
+    async with open_store(make_settings(database_url)):
+        pass  # migrated
+    record_future_migration(database_url, 999)
+    args = [command, "--burst"] if command == "worker" else [command]
+    result = run_cli(*args, cwd=tmp_path, RUN_WORKER="false", DATABASE_URL=database_url)
+    assert_one_line_error(result, "0999", "newer")
 
 
 def test_bad_cli_flag_value_is_one_line(tmp_path: Path) -> None:
@@ -197,3 +200,11 @@ def test_live_server_serves_jobs_and_runs_generation(live_server: Callable[..., 
         assert current["worker_id"]
         # The report job has no handler in the example registry: it is still waiting, untouched.
         assert http.get(f"/api/jobs/{job['id']}").json()["status"] == "queued"
+
+
+def test_unreachable_postgresql_stops_with_one_line_naming_it_without_the_password(tmp_path: Path) -> None:
+    result = run_cli("migrate", cwd=tmp_path, DATABASE_URL="postgresql://nobody:secret@127.0.0.1:1/jobs")
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("jobqueue: error: cannot connect to PostgreSQL at postgresql://nobody@127.0.0.1:1/jobs")
+    assert "secret" not in result.stderr

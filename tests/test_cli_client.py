@@ -82,9 +82,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One server for the module; each test uses its own job types."""
-    with running_server(tmp_path_factory.mktemp("server"), **SERVER_ENV) as url:
+def server(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Iterator[str]:
+    """One server per backend for the module; each test uses its own job types."""
+    with running_server(tmp_path_factory.mktemp("server"), module_database_url, **SERVER_ENV) as url:
         yield url
 
 
@@ -145,14 +145,15 @@ def test_wait_exit_codes_and_progress_lines(
 ) -> None:
     job_id = jobqueue("enqueue", "render", url=server, cwd=tmp_path).stdout.strip()
     wait_for_listeners(server, lambda n: n == 0)  # the streams of earlier tests are gone
-    waiter = start_wait(job_id, "--timeout", str(CEILING), url=server, cwd=tmp_path)
-    try:
-        wait_for_listeners(server, lambda n: n >= 1)
-        put(server, job_id, status="processing", progress=25, message="a quarter")
-        put(server, job_id, **outcome)
-        stdout, stderr = waiter.communicate(timeout=CEILING)
-    finally:
-        waiter.kill()
+    # The block closes the pipes and reaps the process even when the test fails half-way.
+    with start_wait(job_id, "--timeout", str(CEILING), url=server, cwd=tmp_path) as waiter:
+        try:
+            wait_for_listeners(server, lambda n: n >= 1)
+            put(server, job_id, status="processing", progress=25, message="a quarter")
+            put(server, job_id, **outcome)
+            stdout, stderr = waiter.communicate(timeout=CEILING)
+        finally:
+            waiter.kill()
     assert waiter.returncode == exit_code, (stdout, stderr)
     lines = stdout.splitlines()
     # Not a terminal: one plain line per change, then the outcome.

@@ -38,9 +38,9 @@ CEILING = 30.0
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One server for the module; each test uses its own job types."""
-    with running_server(tmp_path_factory.mktemp("server"), **SERVER_ENV) as url:
+def server(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Iterator[str]:
+    """One server per backend for the module; each test uses its own job types."""
+    with running_server(tmp_path_factory.mktemp("server"), module_database_url, **SERVER_ENV) as url:
         yield url
 
 

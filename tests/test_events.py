@@ -4,12 +4,8 @@ delivered once per process, bounded listeners, and the progress coalescing rule.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import closing
-from pathlib import Path
 
 import pytest
 
@@ -20,14 +16,7 @@ from jobqueue.service import JobQueueService
 from jobqueue.settings import Settings
 from jobqueue.worker import PROGRESS_WRITE_INTERVAL, JobContext, Registry
 from tests.conftest import drain, make_settings
-
-
-def _stored_events(db_path: Path, job_id: str | None = None) -> list[sqlite3.Row]:
-    with closing(sqlite3.connect(db_path)) as conn, conn:
-        conn.row_factory = sqlite3.Row
-        if job_id is None:
-            return conn.execute("SELECT * FROM job_events ORDER BY id").fetchall()
-        return conn.execute("SELECT * FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
+from tests.helpers import refuse_events_with_message, stored_events, wait_until
 
 
 async def _collect(subscription: object, count: int, timeout: float = 20.0) -> list[JobEvent]:
@@ -83,7 +72,7 @@ async def test_every_change_is_an_event_with_per_job_seq_and_global_id(
     assert ids == sorted(ids) and len(set(ids)) == len(ids) == 7
     assert {e.id for e in events} | {e.id for e in other} == set(ids)
     assert [e.id for e in await service.events_after(ids[3])] == ids[4:]
-    assert len(_stored_events(settings.database_path)) == 7
+    assert len(stored_events(settings.database_url)) == 7
 
 
 async def test_retry_failure_and_requeue_are_events(service: JobQueueService) -> None:
@@ -128,12 +117,8 @@ async def test_a_change_and_its_event_commit_or_fail_together(
     """A change whose event cannot be stored is rolled back, and its neighbours in the same
     group-commit batch still commit with their own events (published with the ids stored)."""
     jobs = [await service.enqueue_job("render", {"i": i}) for i in range(20)]
-    # A real SQLite trigger makes storing one particular event fail after the job row changed.
-    with closing(sqlite3.connect(settings.database_path)) as conn, conn:
-        conn.execute(
-            "CREATE TRIGGER refuse_boom BEFORE INSERT ON job_events WHEN NEW.message = 'boom' "
-            "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
-        )
+    # A real trigger makes storing one particular event fail after the job row changed.
+    refuse_events_with_message(settings.database_url, "boom")
     with service.events.subscribe(lambda e: e.kind is EventKind.PROGRESS) as subscription:
         results = await asyncio.gather(
             *(
@@ -150,7 +135,7 @@ async def test_a_change_and_its_event_commit_or_fail_together(
     assert refused.progress == 0 and refused.message is None and refused.event_seq == 1
     assert [e.seq for e in await service.job_events(jobs[7])] == [1]
 
-    stored = {row["id"]: row for row in _stored_events(settings.database_path) if row["kind"] == "progress"}
+    stored = {row["id"]: row for row in stored_events(settings.database_url) if row["kind"] == "progress"}
     assert len(stored) == 19
     assert sorted(e.id for e in published) == sorted(stored)
     for event in published:
@@ -207,11 +192,12 @@ async def test_a_slow_listener_is_cut_off_and_others_keep_receiving(service: Job
     assert [e.progress for e in missed] == [*range(4, 11), 50]
 
 
-async def test_events_of_another_hub_on_the_same_file_arrive_by_the_database_poll(
+async def test_events_of_another_hub_on_the_same_database_arrive_from_the_database(
     service: JobQueueService, settings: Settings
 ) -> None:
-    """Without Redis, a second service (as another process would) on the same file still sees
-    every event: its hub polls the events table."""
+    """Without Redis, a second service (as another process would) on the same database still
+    sees every event: its hub reads the events table (polling it, or told by PostgreSQL's
+    commit signal)."""
     async with JobQueueService.open(settings) as other:
         assert other.events.redis_state == "not configured"
         with other.events.subscribe(lambda e: e.job_type == "polled") as subscription:
@@ -228,18 +214,18 @@ async def test_events_of_another_hub_on_the_same_file_arrive_by_the_database_pol
     ]
 
 
-async def test_events_cross_hubs_over_redis(tmp_path: Path, redis_url: str) -> None:
-    """Two services on *different* database files share nothing but Redis: an event reaching
-    the second one can only have come over the pub/sub channel."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    publisher_settings = make_settings(tmp_path / "a", redis_url=redis_url)
-    listener_settings = make_settings(tmp_path / "b", redis_url=redis_url)
+async def test_events_cross_hubs_over_redis(database_url: str, second_database_url: str, redis_url: str) -> None:
+    """Two services on *different* databases share nothing but Redis: an event reaching the
+    second one can only have come over the pub/sub channel."""
+    publisher_settings = make_settings(database_url, redis_url=redis_url)
+    listener_settings = make_settings(second_database_url, redis_url=redis_url)
     async with (
         JobQueueService.open(publisher_settings) as publisher,
         JobQueueService.open(listener_settings) as listener,
     ):
-        await _wait_until(lambda: publisher.events.redis_state == "ok" and listener.events.redis_state == "ok")
+        await wait_until(
+            lambda: publisher.events.redis_state == "ok" and listener.events.redis_state == "ok", "both hubs on Redis"
+        )
         # Other test runs may share this Redis: listen to a job type nobody else uses.
         job_type = f"over-redis-{uuid.uuid4().hex}"
         with listener.events.subscribe(lambda e: e.job_type == job_type) as subscription:
@@ -256,14 +242,16 @@ async def test_events_cross_hubs_over_redis(tmp_path: Path, redis_url: str) -> N
     assert EVENTS_CHANNEL == "jobqueue:events"
 
 
-async def test_new_work_wakes_pools_of_another_process_over_redis(tmp_path: Path, redis_url: str) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
+async def test_new_work_wakes_pools_of_another_process_over_redis(
+    database_url: str, second_database_url: str, redis_url: str
+) -> None:
     async with (
-        JobQueueService.open(make_settings(tmp_path / "a", redis_url=redis_url)) as producer,
-        JobQueueService.open(make_settings(tmp_path / "b", redis_url=redis_url)) as consumer,
+        JobQueueService.open(make_settings(database_url, redis_url=redis_url)) as producer,
+        JobQueueService.open(make_settings(second_database_url, redis_url=redis_url)) as consumer,
     ):
-        await _wait_until(lambda: producer.events.redis_state == "ok" and consumer.events.redis_state == "ok")
+        await wait_until(
+            lambda: producer.events.redis_state == "ok" and consumer.events.redis_state == "ok", "both hubs on Redis"
+        )
         wakeup = asyncio.Event()
         consumer.add_wakeup(wakeup)
         try:
@@ -271,14 +259,6 @@ async def test_new_work_wakes_pools_of_another_process_over_redis(tmp_path: Path
             await asyncio.wait_for(wakeup.wait(), 20)
         finally:
             consumer.remove_wakeup(wakeup)
-
-
-async def _wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 # -- progress coalescing ---------------------------------------------------------------------

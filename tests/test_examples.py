@@ -29,10 +29,10 @@ def load_example() -> ModuleType:
 
 
 @pytest.fixture
-async def example_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def example_client(tmp_path: Path, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     example = load_example()
     # The worker pool runs inside the app, as when the example is started as a script.
-    settings = make_settings(tmp_path, run_worker=True, poll_interval=0.05)
+    settings = make_settings(database_url, run_worker=True, poll_interval=0.05)
     app = example.build_app(settings, tmp_path / "audit.log")
     async with app.router.lifespan_context(app) as state:
 
@@ -95,11 +95,11 @@ async def test_invalid_request_queues_nothing_and_audits_nothing(
     assert not (tmp_path / "audit.log").exists()
 
 
-def test_example_runs_as_a_script(tmp_path: Path) -> None:
+def test_example_runs_as_a_script(tmp_path: Path, database_url: str) -> None:
     port = free_port()
     audit = tmp_path / "audit.log"
     env = subprocess_env(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.db'}",
+        DATABASE_URL=database_url,
         HOST="127.0.0.1",
         PORT=str(port),
         AUDIT_LOG=str(audit),

@@ -102,13 +102,10 @@ async def test_counts_follow_enqueue_claim_and_finish(client: httpx.AsyncClient)
 
 
 async def test_each_app_has_its_own_registry(
-    tmp_path: Path, app_client_factory: Callable[..., Any]
+    database_url: str, second_database_url: str, app_client_factory: Callable[..., Any]
 ) -> None:
-    first_dir, second_dir = tmp_path / "a", tmp_path / "b"
-    first_dir.mkdir()
-    second_dir.mkdir()
-    async with app_client_factory(make_settings(first_dir)) as first, app_client_factory(
-        make_settings(second_dir)
+    async with app_client_factory(make_settings(database_url)) as first, app_client_factory(
+        make_settings(second_database_url)
     ) as second:
         await first.post("/api/jobs", json={"job_type": "resize"})
         await first.post("/api/jobs", json={"job_type": "resize"})
@@ -118,12 +115,12 @@ async def test_each_app_has_its_own_registry(
 
 
 async def test_jobs_of_other_processes_are_not_counted_here(
-    live_server: Callable[..., str], tmp_path: Path
+    live_server: Callable[..., str], database_url: str
 ) -> None:
     """Counters sum over processes: a job is counted by the process that changed it, even though
     every process's event hub sees every job's events."""
     url = live_server(RUN_WORKER="false", SSE_KEEPALIVE="0.2")
-    settings = make_settings(tmp_path)  # the server's database file
+    settings = make_settings(database_url)  # the server's database
     async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(CEILING, read=CEILING)) as http:
         await http.post("/api/jobs", json={"job_type": "resize"})
         async with http.stream("GET", "/api/events", params={"job_type": "resize"}) as stream:
@@ -152,9 +149,9 @@ async def test_ready_checks_the_database(client: httpx.AsyncClient) -> None:
 
 
 async def test_ready_reports_redis(
-    tmp_path: Path, app_client_factory: Callable[..., Any], redis_url: str
+    database_url: str, app_client_factory: Callable[..., Any], redis_url: str
 ) -> None:
-    async with app_client_factory(make_settings(tmp_path, redis_url=redis_url)) as client:
+    async with app_client_factory(make_settings(database_url, redis_url=redis_url)) as client:
         body = (await client.get("/ready")).json()
         assert body["redis"] == "ok" and body["status"] == "ready"
         deadline = time.monotonic() + CEILING
@@ -164,10 +161,10 @@ async def test_ready_reports_redis(
 
 
 async def test_ready_stays_ready_when_redis_is_unreachable(
-    tmp_path: Path, app_client_factory: Callable[..., Any]
+    database_url: str, app_client_factory: Callable[..., Any]
 ) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    async with app_client_factory(make_settings(tmp_path, redis_url=dead)) as client:
+    async with app_client_factory(make_settings(database_url, redis_url=dead)) as client:
         response = await client.get("/ready")
         assert response.status_code == 200
         assert response.json()["redis"].startswith("error: ")

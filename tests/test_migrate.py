@@ -1,4 +1,5 @@
-"""The migration runner: bookkeeping, refusals, atomicity, concurrent start-up and packaging."""
+"""The migration runner on every backend: bookkeeping, refusals, atomicity, concurrent start-up;
+the SQLite statement splitter; packaging."""
 
 from __future__ import annotations
 
@@ -9,26 +10,54 @@ import sys
 import time
 import zipfile
 from collections.abc import AsyncIterator
-from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
-from jobqueue.db import connect
 from jobqueue.errors import MigrationError
-from jobqueue.migrate import apply_migrations, load_migrations, split_statements
+from jobqueue.settings import database_backend, database_path
+from jobqueue.storage.migrate import apply_migrations, load_migrations
+from jobqueue.storage.postgres.connection import PgDatabase, Transaction
+from jobqueue.storage.sqlite.connection import Database, WriteConnection, split_statements
 
-from .conftest import ROOT, subprocess_env
+from .conftest import ROOT, postgres_database, subprocess_env
+from .helpers import applied_versions, record_future_migration, run_sql
+
+#: A migration target of either backend (both are ``MigrationTarget``s).
+Target = Database | PgDatabase
 
 
 @pytest.fixture
-async def conn(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
-    connection = await connect(tmp_path / "jobs.db", "NORMAL")
+async def target(database_url: str) -> AsyncIterator[Target]:
+    sqlite = database_backend(database_url) == "sqlite"
+    database = Database(database_path(database_url)) if sqlite else PgDatabase(database_url)
+    await database.open()
     try:
-        yield connection
+        yield database
     finally:
-        await connection.close()
+        await database.close()
+
+
+async def no_transaction_left(target: Target) -> None:
+    """A transaction left open by the runner would make the next write's BEGIN fail."""
+    if isinstance(target, Database):
+
+        def op(conn: WriteConnection) -> None:
+            conn.fetch_all("SELECT 1")
+
+        await target.write(op)
+        return
+
+    async def pg_op(tx: Transaction) -> None:
+        await tx.fetch_all("SELECT 1")
+
+    await target.write(pg_op)
+    idle_in_transaction = await target.fetch_all(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+        "AND state IN ('idle in transaction', 'idle in transaction (aborted)')"
+    )
+    assert idle_in_transaction[0]["n"] == 0
 
 
 def write_migrations(folder: Path, files: dict[str, str]) -> Path:
@@ -38,16 +67,39 @@ def write_migrations(folder: Path, files: dict[str, str]) -> Path:
     return folder
 
 
-async def recorded(conn: aiosqlite.Connection) -> list[tuple[int, str, str, float]]:
-    rows = await conn.execute_fetchall(
-        "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
+async def rows(target: Target, sql: str) -> list[tuple[object, ...]]:
+    return [tuple(dict(row).values()) for row in await target.fetch_all(sql)]
+
+
+async def recorded(target: Target) -> list[tuple[int, str, str, float]]:
+    """The bookkeeping rows, ``applied_at`` in epoch seconds on every backend."""
+    found = await rows(target, "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version")
+    return [
+        (v, n, c, a.timestamp() if isinstance(a, datetime) else a)  # type: ignore[misc]
+        for v, n, c, a in found
+    ]
+
+
+async def tables(target: Target) -> set[str]:
+    if isinstance(target, Database):
+        # Without SQLite's own tables (sqlite_sequence): they are no part of the schema.
+        found = await rows(
+            target, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!'"
+        )
+    else:
+        found = await rows(target, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+    return {str(name) for (name,) in found}
+
+
+async def columns(target: Target, table: str) -> set[str]:
+    if isinstance(target, Database):
+        return {str(row["name"]) for row in await target.fetch_all(f"PRAGMA table_info({table})")}
+    found = await target.fetch_all(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = %(table)s",
+        {"table": table},
     )
-    return [tuple(row) for row in rows]  # type: ignore[misc]
-
-
-async def tables(conn: aiosqlite.Connection) -> set[str]:
-    rows = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
-    return {row[0] for row in rows}
+    return {str(row["column_name"]) for row in found}
 
 
 def assert_one_line(exc: pytest.ExceptionInfo[MigrationError], *needles: str) -> None:
@@ -57,6 +109,7 @@ def assert_one_line(exc: pytest.ExceptionInfo[MigrationError], *needles: str) ->
         assert needle in text, text
 
 
+#: Test migrations, valid SQL on every backend.
 SIMPLE = {
     "0001_first.sql": "CREATE TABLE a (x INTEGER);\n",
     "0002_second.sql": "-- a comment\nCREATE TABLE b (y TEXT);\nINSERT INTO b VALUES ('seed');\n",
@@ -66,47 +119,64 @@ SIMPLE = {
 # -- the shipped migrations -------------------------------------------------------------------
 
 
-async def test_fresh_database_records_every_shipped_migration(conn: aiosqlite.Connection) -> None:
-    shipped = load_migrations()
+async def test_fresh_database_records_every_shipped_migration(target: Target, backend: str) -> None:
+    shipped = load_migrations(backend)
     assert [m.version for m in shipped] == list(range(1, len(shipped) + 1))
     assert shipped[0].name == "0001_create_jobs.sql"
 
     before = time.time()
-    applied = await apply_migrations(conn)
+    applied = await apply_migrations(target)
     after = time.time()
 
     assert applied == shipped
-    rows = await recorded(conn)
-    assert [(v, n, c) for v, n, c, _ in rows] == [(m.version, m.name, m.checksum) for m in shipped]
-    for _, _, checksum, applied_at in rows:
+    found = await recorded(target)
+    assert [(v, n, c) for v, n, c, _ in found] == [(m.version, m.name, m.checksum) for m in shipped]
+    for _, _, checksum, applied_at in found:
         assert len(checksum) == 64
         assert before - 1 <= applied_at <= after + 1
     assert shipped[0].checksum == hashlib.sha256(shipped[0].sql.encode()).hexdigest()
-    assert "jobs" in await tables(conn)
+    assert {"jobs", "job_events", "schema_migrations"} <= await tables(target)
 
 
-async def test_rerun_is_a_no_op(conn: aiosqlite.Connection) -> None:
-    await apply_migrations(conn)
-    first = await recorded(conn)
-    assert await apply_migrations(conn) == []
-    assert await recorded(conn) == first
+async def test_rerun_is_a_no_op(target: Target) -> None:
+    await apply_migrations(target)
+    first = await recorded(target)
+    assert await apply_migrations(target) == []
+    assert await recorded(target) == first
+
+
+async def test_every_backend_has_the_same_tables_and_columns(tmp_path: Path, postgres_admin_url: str) -> None:
+    """The backends keep their own migration files (SQLite's history, PostgreSQL's one file in
+    its own types); migrated, they must hold the same tables with the same columns."""
+    schemas = []
+    with postgres_database(postgres_admin_url) as pg_url:
+        for database in (Database(tmp_path / "jobs.db"), PgDatabase(pg_url)):
+            await database.open()
+            try:
+                await apply_migrations(database)
+                schemas.append({table: await columns(database, table) for table in await tables(database)})
+            finally:
+                await database.close()
+    sqlite_schema, pg_schema = schemas
+    assert "jobs" in sqlite_schema and "job_events" in sqlite_schema
+    assert sqlite_schema == pg_schema
 
 
 # -- bookkeeping on custom folders ------------------------------------------------------------
 
 
-async def test_only_new_migrations_are_applied(conn: aiosqlite.Connection, tmp_path: Path) -> None:
+async def test_only_new_migrations_are_applied(target: Target, backend: str, tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", {"0001_first.sql": SIMPLE["0001_first.sql"]})
-    assert [m.version for m in await apply_migrations(conn, load_migrations(folder))] == [1]
+    assert [m.version for m in await apply_migrations(target, load_migrations(backend, folder))] == [1]
     write_migrations(folder, {"0002_second.sql": SIMPLE["0002_second.sql"]})
-    assert [m.version for m in await apply_migrations(conn, load_migrations(folder))] == [2]
-    assert [r[0] for r in await recorded(conn)] == [1, 2]
-    assert [tuple(r) for r in await conn.execute_fetchall("SELECT y FROM b")] == [("seed",)]
+    assert [m.version for m in await apply_migrations(target, load_migrations(backend, folder))] == [2]
+    assert [r[0] for r in await recorded(target)] == [1, 2]
+    assert await rows(target, "SELECT y FROM b") == [("seed",)]
 
 
-async def test_files_other_than_sql_are_ignored(tmp_path: Path) -> None:
+def test_files_other_than_sql_are_ignored(tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", {**SIMPLE, "README.md": "notes", "0003_draft.sql.bak": "x"})
-    assert [m.name for m in load_migrations(folder)] == ["0001_first.sql", "0002_second.sql"]
+    assert [m.name for m in load_migrations("sqlite", folder)] == ["0001_first.sql", "0002_second.sql"]
 
 
 def test_trigger_bodies_stay_one_statement() -> None:
@@ -139,57 +209,61 @@ def test_incomplete_statement_is_refused() -> None:
 # -- refusals -----------------------------------------------------------------------------------
 
 
-async def test_edited_applied_file_is_refused(conn: aiosqlite.Connection, tmp_path: Path) -> None:
+async def test_edited_applied_file_is_refused(target: Target, backend: str, tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", SIMPLE)
-    await apply_migrations(conn, load_migrations(folder))
+    await apply_migrations(target, load_migrations(backend, folder))
     (folder / "0002_second.sql").write_text(SIMPLE["0002_second.sql"] + "-- edited\n")
     with pytest.raises(MigrationError) as exc:
-        await apply_migrations(conn, load_migrations(folder))
+        await apply_migrations(target, load_migrations(backend, folder))
     assert_one_line(exc, "0002_second.sql", "changed")
-    assert not conn.in_transaction
+    await no_transaction_left(target)
 
 
-async def test_edit_is_refused_even_with_new_migrations_pending(conn: aiosqlite.Connection, tmp_path: Path) -> None:
+async def test_edit_is_refused_even_with_new_migrations_pending(target: Target, backend: str, tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", {"0001_first.sql": SIMPLE["0001_first.sql"]})
-    await apply_migrations(conn, load_migrations(folder))
+    await apply_migrations(target, load_migrations(backend, folder))
     (folder / "0001_first.sql").write_text("CREATE TABLE a (x INTEGER, z INTEGER);\n")
     write_migrations(folder, {"0002_second.sql": SIMPLE["0002_second.sql"]})
     with pytest.raises(MigrationError):
-        await apply_migrations(conn, load_migrations(folder))
-    assert [r[0] for r in await recorded(conn)] == [1]
-    assert "b" not in await tables(conn)
+        await apply_migrations(target, load_migrations(backend, folder))
+    assert [r[0] for r in await recorded(target)] == [1]
+    assert "b" not in await tables(target)
 
 
-async def test_database_newer_than_the_code_is_refused(conn: aiosqlite.Connection, tmp_path: Path) -> None:
-    await apply_migrations(conn, load_migrations(write_migrations(tmp_path / "new", SIMPLE)))
+async def test_database_newer_than_the_code_is_refused(target: Target, backend: str, tmp_path: Path) -> None:
+    await apply_migrations(target, load_migrations(backend, write_migrations(tmp_path / "new", SIMPLE)))
     old_code = write_migrations(tmp_path / "old", {"0001_first.sql": SIMPLE["0001_first.sql"]})
     with pytest.raises(MigrationError) as exc:
-        await apply_migrations(conn, load_migrations(old_code))
+        await apply_migrations(target, load_migrations(backend, old_code))
     assert_one_line(exc, "0002", "newer")
+    await no_transaction_left(target)
 
 
-async def test_shipped_code_refuses_a_database_from_the_future(conn: aiosqlite.Connection) -> None:
-    await apply_migrations(conn)
-    future = len(load_migrations()) + 1
-    await conn.execute(
-        "INSERT INTO schema_migrations VALUES (?, ?, ?, ?)", (future, f"{future:04d}_future.sql", "0" * 64, 0.0)
-    )
+async def test_shipped_code_refuses_a_database_from_the_future(
+    target: Target, backend: str, database_url: str
+) -> None:
+    await apply_migrations(target)
+    future = len(load_migrations(backend)) + 1
+    record_future_migration(database_url, future)
     with pytest.raises(MigrationError) as exc:
-        await apply_migrations(conn)
+        await apply_migrations(target)
     assert_one_line(exc, f"{future:04d}", "newer")
+
+
+# Refused by the loader, before any database is opened: the same rule for every backend's folder.
 
 
 def test_gap_is_refused(tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", {"0001_a.sql": "SELECT 1;", "0003_c.sql": "SELECT 1;"})
     with pytest.raises(MigrationError) as exc:
-        load_migrations(folder)
+        load_migrations("sqlite", folder)
     assert_one_line(exc, "0002", "missing")
 
 
 def test_not_starting_at_one_is_a_gap(tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", {"0002_b.sql": "SELECT 1;"})
     with pytest.raises(MigrationError) as exc:
-        load_migrations(folder)
+        load_migrations("sqlite", folder)
     assert_one_line(exc, "0001")
 
 
@@ -198,7 +272,7 @@ def test_duplicate_number_is_refused(tmp_path: Path) -> None:
         tmp_path / "m", {"0001_a.sql": "SELECT 1;", "0002_b.sql": "SELECT 1;", "0002_other.sql": "SELECT 1;"}
     )
     with pytest.raises(MigrationError) as exc:
-        load_migrations(folder)
+        load_migrations("sqlite", folder)
     assert_one_line(exc, "duplicate", "0002_b.sql", "0002_other.sql")
 
 
@@ -206,20 +280,20 @@ def test_duplicate_number_is_refused(tmp_path: Path) -> None:
 def test_badly_named_file_is_refused(tmp_path: Path, name: str) -> None:
     folder = write_migrations(tmp_path / "m", {name: "SELECT 1;"})
     with pytest.raises(MigrationError) as exc:
-        load_migrations(folder)
+        load_migrations("sqlite", folder)
     assert_one_line(exc, name)
 
 
 def test_missing_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(MigrationError) as exc:
-        load_migrations(tmp_path / "nowhere")
+        load_migrations("sqlite", tmp_path / "nowhere")
     assert_one_line(exc, "nowhere")
 
 
 # -- atomicity ----------------------------------------------------------------------------------
 
 
-async def test_a_migration_failing_half_way_leaves_nothing(conn: aiosqlite.Connection, tmp_path: Path) -> None:
+async def test_a_migration_failing_half_way_leaves_nothing(target: Target, backend: str, tmp_path: Path) -> None:
     folder = write_migrations(
         tmp_path / "m",
         {
@@ -233,36 +307,39 @@ async def test_a_migration_failing_half_way_leaves_nothing(conn: aiosqlite.Conne
         },
     )
     with pytest.raises(MigrationError) as exc:
-        await apply_migrations(conn, load_migrations(folder))
+        await apply_migrations(target, load_migrations(backend, folder))
     assert_one_line(exc, "0002_broken.sql", "no_such_table")
-    assert not conn.in_transaction
+    await no_transaction_left(target)
     # 0001 committed on its own; nothing of 0002 is left, not even its first statements.
-    assert [r[0] for r in await recorded(conn)] == [1]
-    assert "half" not in await tables(conn)
-    assert [tuple(r) for r in await conn.execute_fetchall("SELECT count(*) FROM a")] == [(0,)]
-    columns = {row[1] for row in await conn.execute_fetchall("PRAGMA table_info(a)")}
-    assert columns == {"x"}
+    assert [r[0] for r in await recorded(target)] == [1]
+    assert "half" not in await tables(target)
+    assert await rows(target, "SELECT count(*) AS n FROM a") == [(0,)]
+    assert await columns(target, "a") == {"x"}
 
     # Fixing the file lets it apply (it was never recorded, so its text may change).
     (folder / "0002_broken.sql").write_text("CREATE TABLE half (x INTEGER);\n")
-    assert [m.version for m in await apply_migrations(conn, load_migrations(folder))] == [2]
-    assert "half" in await tables(conn)
+    assert [m.version for m in await apply_migrations(target, load_migrations(backend, folder))] == [2]
+    assert "half" in await tables(target)
 
 
-# -- two processes at once ------------------------------------------------------------------------
+# -- processes at once ----------------------------------------------------------------------------
 
 _MIGRATE_ONCE = """
 import asyncio, sys, time
 from pathlib import Path
-from jobqueue.db import connect
-from jobqueue.migrate import apply_migrations, load_migrations
+from jobqueue.settings import database_backend, database_path
+from jobqueue.storage.migrate import apply_migrations, load_migrations
+from jobqueue.storage.postgres.connection import PgDatabase
+from jobqueue.storage.sqlite.connection import Database
 
-async def main(db: str, folder: str, go: str) -> None:
-    conn = await connect(Path(db), "NORMAL")
+async def main(url: str, folder: str, go: str) -> None:
+    backend = database_backend(url)
+    conn = Database(database_path(url)) if backend == "sqlite" else PgDatabase(url)
+    await conn.open()
     try:
         while not Path(go).exists():  # start together, so they really race
             time.sleep(0.005)
-        applied = await apply_migrations(conn, load_migrations(Path(folder)) if folder else None)
+        applied = await apply_migrations(conn, load_migrations(backend, Path(folder)) if folder else None)
         print(",".join(str(m.version) for m in applied))
     finally:
         await conn.close()
@@ -271,12 +348,12 @@ asyncio.run(main(*sys.argv[1:]))
 """
 
 
-def _race(tmp_path: Path, folder: str, processes: int = 4) -> list[list[int]]:
-    db = tmp_path / "race.db"
+def _race(tmp_path: Path, database_url: str, folder: str, processes: int = 4) -> list[list[int]]:
+    """Start ``processes`` runners on one new database at the same instant; what each applied."""
     go = tmp_path / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _MIGRATE_ONCE, str(db), folder, str(go)],
+            [sys.executable, "-c", _MIGRATE_ONCE, database_url, folder, str(go)],
             env=subprocess_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -294,7 +371,7 @@ def _race(tmp_path: Path, folder: str, processes: int = 4) -> list[list[int]]:
     return results
 
 
-def test_processes_racing_on_a_new_file_apply_each_migration_once(tmp_path: Path) -> None:
+def test_processes_racing_on_a_new_database_apply_each_migration_once(tmp_path: Path, database_url: str) -> None:
     # Not idempotent on purpose: a second run of any file would fail or add a second row.
     files = {
         f"{n:04d}_step_{n}.sql": f"CREATE TABLE t{n} (x INTEGER);\nINSERT INTO runs VALUES ({n});\n"
@@ -303,21 +380,19 @@ def test_processes_racing_on_a_new_file_apply_each_migration_once(tmp_path: Path
     files["0001_runs.sql"] = "CREATE TABLE runs (version INTEGER);\n"
     folder = write_migrations(tmp_path / "m", files)
 
-    results = _race(tmp_path, str(folder))
+    results = _race(tmp_path, database_url, str(folder))
 
     applied = sorted(v for result in results for v in result)
     assert applied == list(range(1, 7))
-    with closing(sqlite3.connect(tmp_path / "race.db")) as db:
-        assert sorted(r[0] for r in db.execute("SELECT version FROM runs")) == list(range(2, 7))
-        assert [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version")] == list(range(1, 7))
+    assert sorted(row["version"] for row in run_sql(database_url, "SELECT version FROM runs")) == list(range(2, 7))
+    assert applied_versions(database_url) == list(range(1, 7))
 
 
-def test_processes_racing_with_the_shipped_migrations(tmp_path: Path) -> None:
-    results = _race(tmp_path, "")
-    shipped = [m.version for m in load_migrations()]
+def test_processes_racing_with_the_shipped_migrations(tmp_path: Path, backend: str, database_url: str) -> None:
+    results = _race(tmp_path, database_url, "")
+    shipped = [m.version for m in load_migrations(backend)]
     assert sorted(v for result in results for v in result) == shipped
-    with closing(sqlite3.connect(tmp_path / "race.db")) as db:
-        assert [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version")] == shipped
+    assert applied_versions(database_url) == shipped
 
 
 # -- packaging ---------------------------------------------------------------------------------
@@ -340,13 +415,16 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_carries_migrations_and_queries(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    assert "jobqueue/migrations/0001_create_jobs.sql" in names
-    assert "jobqueue/sql/queries.sql" in names
-    for migration in load_migrations():
-        assert f"jobqueue/migrations/{migration.name}" in names
+    assert "jobqueue/storage/sqlite/queries.sql" in names
+    assert "jobqueue/storage/postgres/queries.sql" in names
+    for backend in ("sqlite", "postgresql"):
+        migrations = load_migrations(backend)
+        assert migrations
+        for migration in migrations:
+            assert f"jobqueue/migrations/{backend}/{migration.name}" in names
 
 
-def test_installed_package_finds_its_migrations(wheel: Path, tmp_path: Path) -> None:
+def test_installed_package_finds_its_migrations(wheel: Path, tmp_path: Path, backend: str, database_url: str) -> None:
     """Outside a checkout: the wheel installed into a bare folder migrates a database on its own."""
     target = tmp_path / "site"
     install = subprocess.run(
@@ -357,20 +435,23 @@ def test_installed_package_finds_its_migrations(wheel: Path, tmp_path: Path) -> 
     )
     assert install.returncode == 0, install.stderr
     script = (
-        "import asyncio, sys, jobqueue.migrate as m\n"
-        "from pathlib import Path\n"
-        "from jobqueue.db import connect\n"
-        "print(m.__file__); print(m.migrations_dir())\n"
-        "async def main():\n"
-        "    conn = await connect(Path(sys.argv[1]), 'NORMAL')\n"
+        "import asyncio, sys, jobqueue.storage.migrate as m\n"
+        "from jobqueue.settings import database_backend, database_path\n"
+        "from jobqueue.storage.postgres.connection import PgDatabase\n"
+        "from jobqueue.storage.sqlite.connection import Database\n"
+        "async def main(url):\n"
+        "    backend = database_backend(url)\n"
+        "    print(m.__file__); print(m.migrations_dir(backend))\n"
+        "    conn = Database(database_path(url)) if backend == 'sqlite' else PgDatabase(url)\n"
+        "    await conn.open()\n"
         "    print(len(await m.apply_migrations(conn)))\n"
         "    await conn.close()\n"
-        "asyncio.run(main())\n"
+        "asyncio.run(main(sys.argv[1]))\n"
     )
     env = subprocess_env()
     env["PYTHONPATH"] = str(target)
     run = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "installed.db")],
+        [sys.executable, "-c", script, database_url],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -381,4 +462,4 @@ def test_installed_package_finds_its_migrations(wheel: Path, tmp_path: Path) -> 
     module_file, folder, count = run.stdout.split()
     assert module_file.startswith(str(target))
     assert folder.startswith(str(target))
-    assert int(count) == len(load_migrations())
+    assert int(count) == len(load_migrations(backend))

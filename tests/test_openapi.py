@@ -181,8 +181,8 @@ def offline_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_server(tmp_path_factory.mktemp("docs-server"), RUN_WORKER="false") as url:
+def docs_server(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Iterator[str]:
+    with running_server(tmp_path_factory.mktemp("docs-server"), module_database_url, RUN_WORKER="false") as url:
         yield url
 
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sqlite3
 import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import redis
 
 from tests.conftest import IN_CI, free_port
 from tests.event_handlers import SSEMessage, next_message, read_until_end, sse_messages, worker_process
+from tests.helpers import stored_events
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -114,17 +113,19 @@ async def _wait_status(http: httpx.AsyncClient, url: str, job_id: str, status: s
     return body
 
 
-def _stored_seqs(db_path: Path) -> dict[str, list[int]]:
-    with closing(sqlite3.connect(db_path)) as conn, conn:
-        rows = conn.execute("SELECT job_id, seq FROM job_events ORDER BY id").fetchall()
+def _stored_seqs(database_url: str) -> dict[str, list[int]]:
     seqs: dict[str, list[int]] = {}
-    for job_id, seq in rows:
-        seqs.setdefault(job_id, []).append(seq)
+    for row in stored_events(database_url):
+        seqs.setdefault(row["job_id"], []).append(row["seq"])
     return seqs
 
 
 async def test_redis_killed_mid_run_and_restarted(
-    live_server: Callable[..., str], http: httpx.AsyncClient, tmp_path: Path, own_redis: RedisProcess
+    live_server: Callable[..., str],
+    http: httpx.AsyncClient,
+    tmp_path: Path,
+    database_url: str,
+    own_redis: RedisProcess,
 ) -> None:
     own_redis.start()
     env = {"REDIS_URL": own_redis.url}
@@ -133,7 +134,7 @@ async def test_redis_killed_mid_run_and_restarted(
     gates = {name: tmp_path / f"gate-{name}-{uuid.uuid4().hex}" for name in ("a", "b", "c")}
     all_events: list[SSEMessage] = []
 
-    with worker_process(tmp_path, **env) as worker:
+    with worker_process(tmp_path, database_url, **env) as worker:
         async with http.stream("GET", f"{url}/api/events") as dashboard:
             board = sse_messages(dashboard)
             assert (await anext(board)).comment == "connected"
@@ -175,7 +176,7 @@ async def test_redis_killed_mid_run_and_restarted(
     assert ids_a == list(range(ids_a[0], ids_a[-1] + 1))
     assert [m.data["progress"] for m in received_a if m.event == "progress"][-3:] == [30, 60, 90]
 
-    stored = _stored_seqs(tmp_path / "jobs.db")
+    stored = _stored_seqs(database_url)
     for job_id in (job_a, job_b, job_c):
         seen = [m.data["seq"] for m in all_events if m.data["job_id"] == job_id]
         assert seen == stored[job_id] == list(range(1, len(seen) + 1)), job_id
@@ -184,12 +185,16 @@ async def test_redis_killed_mid_run_and_restarted(
 
 
 async def test_redis_down_at_start_then_up(
-    live_server: Callable[..., str], http: httpx.AsyncClient, tmp_path: Path, own_redis: RedisProcess
+    live_server: Callable[..., str],
+    http: httpx.AsyncClient,
+    tmp_path: Path,
+    database_url: str,
+    own_redis: RedisProcess,
 ) -> None:
     env = {"REDIS_URL": own_redis.url}  # nothing listens on that port yet
     url = live_server(RUN_WORKER="false", **env)
     await _health_until(http, url, "degraded")
-    with worker_process(tmp_path, **env):
+    with worker_process(tmp_path, database_url, **env):
         gate = tmp_path / "gate-open"
         gate.touch()
         job = await _gated_job(http, url, gate, steps=1)

@@ -8,7 +8,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -63,10 +62,10 @@ async def test_an_empty_list_of_job_types_claims_nothing(client: httpx.AsyncClie
 
 
 async def test_long_poll_claim_returns_as_soon_as_a_job_is_enqueued(
-    tmp_path: Path, app_client_factory: Callable[..., Any]
+    database_url: str, app_client_factory: Callable[..., Any]
 ) -> None:
     # A poll interval far beyond the wait: only the enqueue's wake-up can answer early.
-    settings = make_settings(tmp_path, poll_interval=30.0)
+    settings = make_settings(database_url, poll_interval=30.0)
     async with app_client_factory(settings) as client:
         started = time.monotonic()
         waiting = asyncio.create_task(claim(client, wait=20))
@@ -169,10 +168,10 @@ async def test_fail_without_retry_ends_the_job_at_once(client: httpx.AsyncClient
 
 
 async def test_stale_token_is_refused_with_409_after_the_job_was_reclaimed(
-    tmp_path: Path, app_client_factory: Callable[..., Any]
+    database_url: str, app_client_factory: Callable[..., Any]
 ) -> None:
     # The app's own reaper returns the job to the queue once the short lease lapses.
-    settings = make_settings(tmp_path, lease_seconds=0.5, poll_interval=0.05)
+    settings = make_settings(database_url, lease_seconds=0.5, poll_interval=0.05)
     async with app_client_factory(settings) as client:
         job_id = (await create(client))["id"]
         _, stale = await claim_one(client)

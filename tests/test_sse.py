@@ -303,10 +303,10 @@ async def test_wait_returns_when_terminal_or_after_the_timeout(
 
 
 async def _gated_job_through_a_worker_process(
-    url: str, http: httpx.AsyncClient, tmp_path: Path, worker_env: dict[str, str]
+    url: str, http: httpx.AsyncClient, tmp_path: Path, database_url: str, worker_env: dict[str, str]
 ) -> None:
     gate = tmp_path / f"gate-{uuid.uuid4().hex}"
-    with worker_process(tmp_path, **worker_env) as worker:
+    with worker_process(tmp_path, database_url, **worker_env) as worker:
         job = await _create(http, url, "gated", request_data={"gate": str(gate), "steps": 4})
         async with http.stream("GET", f"{url}/api/jobs/{job['id']}/events") as response:
             messages = sse_messages(response)
@@ -328,29 +328,31 @@ async def _gated_job_through_a_worker_process(
 
 
 async def test_worker_process_events_reach_a_server_process_without_redis(
-    live_server: Callable[..., str], http: httpx.AsyncClient, tmp_path: Path
+    live_server: Callable[..., str], http: httpx.AsyncClient, tmp_path: Path, database_url: str
 ) -> None:
     url = live_server(**SERVER_ENV)
     health = (await http.get(f"{url}/health")).json()
     assert health["redis"] == "not configured"
-    await _gated_job_through_a_worker_process(url, http, tmp_path, {})
+    await _gated_job_through_a_worker_process(url, http, tmp_path, database_url, {})
 
 
 async def test_worker_process_events_reach_a_server_process_over_redis(
-    live_server: Callable[..., str], http: httpx.AsyncClient, tmp_path: Path, redis_url: str
+    live_server: Callable[..., str], http: httpx.AsyncClient, tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
     url = live_server(**SERVER_ENV, REDIS_URL=redis_url)
     await _wait_for_redis_state(http, url, "ok")
     # The worker's own poll for work is off the table (30 s): the created event wakes it.
-    await _gated_job_through_a_worker_process(url, http, tmp_path, {"REDIS_URL": redis_url, "POLL_INTERVAL": "30"})
+    await _gated_job_through_a_worker_process(
+        url, http, tmp_path, database_url, {"REDIS_URL": redis_url, "POLL_INTERVAL": "30"}
+    )
 
 
 async def test_a_generation_job_in_a_worker_process_moves_through_its_statuses(
-    live_server: Callable[..., str], http: httpx.AsyncClient, tmp_path: Path, redis_url: str
+    live_server: Callable[..., str], http: httpx.AsyncClient, tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
     """The issue's 'done when': watch a generation job move through its statuses to completed."""
     url = live_server(**SERVER_ENV, REDIS_URL=redis_url)
-    with worker_process(tmp_path, REDIS_URL=redis_url):
+    with worker_process(tmp_path, database_url, REDIS_URL=redis_url):
         created = await http.post(f"{url}/api/generate/musicgen-small", json={"prompt": "rain", "duration": 10})
         assert created.status_code in (200, 201, 202), created.text
         job_id = created.json()["id"]
@@ -384,15 +386,15 @@ async def _wait_for_redis_state(http: httpx.AsyncClient, url: str, state: str, t
 
 
 async def test_all_jobs_stream_sends_events_of_several_processes_in_global_order(
-    live_server: Callable[..., str], http: httpx.AsyncClient, tmp_path: Path
+    live_server: Callable[..., str], http: httpx.AsyncClient, database_url: str
 ) -> None:
     """The global id is the resume point of a dashboard, so the stream must never send an id
     before a smaller one: a client that disconnects after the larger one would skip the
-    smaller one forever. Another process's events reach the server later (here by the
+    smaller one forever. Another process's events reach the server later (here from the
     database poll) than the server's own, which it dispatches at once."""
     url = live_server(**SERVER_ENV)
     job = await _create(http, url, "local")
-    async with JobQueueService.open(make_settings(tmp_path)) as other_process:
+    async with JobQueueService.open(make_settings(database_url)) as other_process:
         remote_job = await other_process.enqueue_job("remote")
         async with http.stream("GET", f"{url}/api/events") as response:
             messages = sse_messages(response)
@@ -469,7 +471,7 @@ async def _listeners(http: httpx.AsyncClient, url: str) -> float:
 
 
 async def test_a_client_that_stops_reading_is_cut_off_and_resumes_without_gap(
-    live_server: Callable[..., str], http: httpx.AsyncClient, tmp_path: Path
+    live_server: Callable[..., str], http: httpx.AsyncClient, database_url: str
 ) -> None:
     """Far more events than the socket buffers and the listener queue hold, while the client
     reads nothing: the server drops the listener (bounded memory) and ends the stream; the
@@ -478,7 +480,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_resumes_without_gap(
     job = await _create(http, url)
     total_updates = 8_000
     received: list[SSEMessage] = []
-    async with JobQueueService.open(make_settings(tmp_path)) as writer:
+    async with JobQueueService.open(make_settings(database_url)) as writer:
         async with http.stream("GET", f"{url}/api/jobs/{job['id']}/events") as response:
             messages = sse_messages(response)
             received.append(await next_message(messages))

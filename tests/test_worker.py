@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,16 +16,9 @@ from jobqueue.models import JobStatus
 from jobqueue.service import JobQueueService
 from jobqueue.worker import JobContext, Reaper, Registry, WorkerPool
 from tests.conftest import drain, make_settings
+from tests.helpers import wait_until
 
 DEADLINE = 30.0
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def status_is(service: JobQueueService, job_id: str, status: JobStatus) -> Callable[[], Awaitable[bool]]:
@@ -48,8 +40,8 @@ async def running_pool(service: JobQueueService, registry: Registry, **options: 
 
 
 @pytest.fixture
-async def short_lease_service(tmp_path: Path) -> AsyncIterator[JobQueueService]:
-    settings = make_settings(tmp_path, lease_seconds=0.5, poll_interval=0.05, retry_base_delay=0.05)
+async def short_lease_service(database_url: str) -> AsyncIterator[JobQueueService]:
+    settings = make_settings(database_url, lease_seconds=0.5, poll_interval=0.05, retry_base_delay=0.05)
     async with JobQueueService.open(settings) as svc:
         yield svc
 

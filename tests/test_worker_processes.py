@@ -22,21 +22,12 @@ from jobqueue.service import JobQueueService
 from jobqueue.settings import Settings
 from tests.conftest import subprocess_env
 from tests.handlers import read_ledger
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 
 #: Ceiling of every wait; generous because two shared cores can stall a process for seconds.
 DEADLINE = 45.0
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]], what: str, timeout: float = DEADLINE
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 class Workers:

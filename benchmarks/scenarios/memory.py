@@ -3,8 +3,8 @@ long-lived ``jobqueue worker`` process fed in rounds of 20k."""
 
 from __future__ import annotations
 
-from benchmarks.common import Child, Context, Outcome, database_url, wait_until_done
-from benchmarks.scenarios.processing import enqueue_many, worker_command
+from benchmarks.common import Child, Context, Outcome, wait_until_done
+from benchmarks.scenarios.processing import CONCURRENCY, enqueue_many, worker_command
 from jobqueue.service import JobQueueService
 from jobqueue.settings import Settings
 
@@ -13,18 +13,19 @@ async def run(ctx: Context) -> Outcome:
     outcome = Outcome("memory")
     round_size = ctx.scale(20_000, 2_000)
     rounds = 10
-    db = ctx.workdir / "memory.db"
-    settings = Settings(database_url=database_url(db), run_worker=False)
-    rss: list[float] = []
-    async with JobQueueService.open(settings) as service:
-        with Child(worker_command(database_url(db), "--poll-interval", "0.05"), ctx.workdir / "memory-worker.log") as worker:
-            for done_rounds in range(1, rounds + 1):
-                await enqueue_many(service, "noop", round_size)
-                await wait_until_done(db, round_size * done_rounds, timeout=300, worker=worker)
-                if not worker.alive():
-                    raise RuntimeError(f"worker died:\n{worker.tail()}")
-                rss.append(worker.rss_mb())
-            peak = worker.peak_rss_mb()
+    with ctx.databases.create("memory") as db:
+        settings = Settings(database_url=db.url, run_worker=False)
+        rss: list[float] = []
+        async with JobQueueService.open(settings) as service:
+            command = worker_command(db.url, CONCURRENCY[ctx.backend], "--poll-interval", "0.05")
+            with Child(command, ctx.workdir / "memory-worker.log") as worker:
+                for done_rounds in range(1, rounds + 1):
+                    await enqueue_many(service, "noop", round_size)
+                    await wait_until_done(db, round_size * done_rounds, timeout=300, workers=[worker])
+                    if not worker.alive():
+                        raise RuntimeError(f"worker died:\n{worker.tail()}")
+                    rss.append(worker.rss_mb())
+                peak = worker.peak_rss_mb()
     first, last = rss[0], rss[-1]
     outcome.add(f"worker RSS after {round_size:,}", first, "MiB")
     outcome.add(f"worker RSS after {round_size * rounds:,}", last, "MiB")

@@ -1,6 +1,7 @@
-"""Peers in the same run: arq and SAQ on the local Redis (a dedicated db, flushed before each
-step: only that db), the same no-op workload, the same concurrency (64 running jobs, 50
-enqueuing tasks), their workers in their own process as jobqueue's is."""
+"""The SQLite backend's peers in the same run: arq and SAQ on the local Redis (a dedicated db,
+flushed before each step: only that db), the same no-op workload, the same concurrency (64
+running jobs, 50 enqueuing tasks), their workers in their own process as jobqueue's is. The
+PostgreSQL backend's peers are in ``pg_peers``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from benchmarks.common import (
     Context,
     Outcome,
     PeakSampler,
-    database_url,
     percentile,
     read_json_line,
 )
@@ -112,7 +112,10 @@ async def run_peer(ctx: Context, system: str, outcome: Outcome) -> None:
     # and 50,000 each would take the suite past ten minutes.
     count = ctx.scale(20_000, 5_000)
     url = ctx.redis_url
-    worker_cmd = [PYTHON, "-m", "benchmarks.peer_worker", system, "--redis-url", url, "--concurrency", str(CONCURRENCY)]
+    worker_cmd = [
+        PYTHON, "-m", "benchmarks.peer_worker", system, "--redis-url", url,
+        "--concurrency", str(CONCURRENCY[ctx.backend]),
+    ]
 
     await _flush(url)
     async with _client(system, url) as client:
@@ -145,32 +148,32 @@ async def _interleaved_latency(
     """
     count = ctx.scale(500, 100)
     per_round = max(1, count // LATENCY_ROUNDS)
-    db = ctx.workdir / f"latency-vs-{system}.db"
-    settings = Settings(database_url=database_url(db), run_worker=False, redis_url=ctx.redis_url)
-    our_cmd = worker_command(
-        database_url(db), "--poll-interval", str(CROSS_PROCESS_POLL), "--redis-url", ctx.redis_url
-    )
     starts: list[float] = []
     dones: list[float] = []
     our_dones: list[float] = []
-    async with JobQueueService.open(settings) as service:
-        with (
-            Child(worker_cmd, ctx.workdir / f"{system}-latency-worker.log"),
-            Child(our_cmd, ctx.workdir / f"jobqueue-vs-{system}-latency-worker.log"),
-        ):
-            async with _client(system, ctx.redis_url) as client:
-                await client.observe(await client.enqueue("stamp"))  # both workers are up
-                await observe_jobqueue(service, await service.enqueue_job("stamp"))
-                for _ in range(LATENCY_ROUNDS):
-                    s, d = await measure(lambda: client.enqueue("stamp"), client.observe, per_round)
-                    starts += s
-                    dones += d
-                    _, d = await measure(
-                        lambda: service.enqueue_job("stamp"),
-                        lambda job_id: observe_jobqueue(service, job_id),
-                        per_round,
-                    )
-                    our_dones += d
+    with ctx.databases.create(f"latency-vs-{system}") as db:
+        settings = Settings(database_url=db.url, run_worker=False, redis_url=ctx.redis_url)
+        our_cmd = worker_command(
+            db.url, CONCURRENCY[ctx.backend], "--poll-interval", str(CROSS_PROCESS_POLL), "--redis-url", ctx.redis_url
+        )
+        async with JobQueueService.open(settings) as service:
+            with (
+                Child(worker_cmd, ctx.workdir / f"{system}-latency-worker.log"),
+                Child(our_cmd, ctx.workdir / f"jobqueue-vs-{system}-latency-worker.log"),
+            ):
+                async with _client(system, ctx.redis_url) as client:
+                    await client.observe(await client.enqueue("stamp"))  # both workers are up
+                    await observe_jobqueue(service, await service.enqueue_job("stamp"))
+                    for _ in range(LATENCY_ROUNDS):
+                        s, d = await measure(lambda: client.enqueue("stamp"), client.observe, per_round)
+                        starts += s
+                        dones += d
+                        _, d = await measure(
+                            lambda: service.enqueue_job("stamp"),
+                            lambda job_id: observe_jobqueue(service, job_id),
+                            per_round,
+                        )
+                        our_dones += d
     return starts, dones, our_dones
 
 

@@ -1,5 +1,5 @@
 -- Every statement jobqueue runs against SQLite. Blocks start with "-- name: <query>" and a line
--- saying what they do; repository.py loads them once at import. Values are always bound
+-- saying what they do; store.py loads them once at import. Values are always bound
 -- parameters. Invariant used throughout: a job is held by a worker exactly when
 -- lease_expires_at IS NOT NULL, and the holder is whoever presents claim_token.
 
@@ -24,6 +24,10 @@ VALUES (?1, 'queued', 0, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, 1);
 -- name: get_job
 -- One job by id.
 SELECT * FROM jobs WHERE id = :id;
+
+-- name: get_job_status
+-- The status of one job (why a change was refused).
+SELECT status FROM jobs WHERE id = :id;
 
 -- name: get_job_by_idempotency_key
 -- The job created earlier with this idempotency key.
@@ -89,9 +93,9 @@ WHERE id IN (
 )
 RETURNING *;
 
--- name: claim_jobs_of_types
--- The same claim, restricted to the job types in the JSON array :job_types. It walks jobs_claim
--- too (global order, skipping other types) rather than sorting all waiting jobs of the types.
+-- name: claim_jobs_of_type
+-- The claim restricted to one job type (a worker's usual claim): it walks that type's range of
+-- jobs_claim_by_type, already in claim order, so other types' backlog is never read.
 UPDATE jobs SET
     event_seq = event_seq + 1,
     status = 'processing',
@@ -102,12 +106,35 @@ UPDATE jobs SET
     started_at = coalesce(started_at, :now),
     updated_at = :now
 WHERE id IN (
-    SELECT id FROM jobs INDEXED BY jobs_claim
-    WHERE status IN ('queued', 'pending') AND run_at <= :now
-      AND job_type IN (SELECT value FROM json_each(:job_types))
+    SELECT id FROM jobs INDEXED BY jobs_claim_by_type
+    WHERE job_type = :job_type AND status IN ('queued', 'pending') AND run_at <= :now
     ORDER BY priority DESC, created_at
     LIMIT :limit
 )
+RETURNING *;
+
+-- name: claim_candidates_of_type
+-- The first :limit due waiting jobs of one type in claim order: one arm of a claim of several
+-- types (the arms' candidates are merged in claim order, then claimed by rowid).
+SELECT rowid, priority, created_at FROM jobs INDEXED BY jobs_claim_by_type
+WHERE job_type = :job_type AND status IN ('queued', 'pending') AND run_at <= :now
+ORDER BY priority DESC, created_at
+LIMIT :limit;
+
+-- name: claim_jobs_by_rowid
+-- Claim the jobs whose rowids are in the JSON array :rowids: candidates chosen in the same
+-- write transaction. By rowid, so each is one lookup: with "id IN (...) AND status IN (...)"
+-- the planner walked the whole jobs_claim index instead (O(queue) per claim).
+UPDATE jobs SET
+    event_seq = event_seq + 1,
+    status = 'processing',
+    worker_id = :worker_id,
+    attempts = attempts + 1,
+    claim_token = lower(hex(randomblob(16))),
+    lease_expires_at = :now + :lease,
+    started_at = coalesce(started_at, :now),
+    updated_at = :now
+WHERE rowid IN (SELECT value FROM json_each(:rowids))
 RETURNING *;
 
 -- name: heartbeat
@@ -320,3 +347,20 @@ PRAGMA incremental_vacuum;
 -- name: freelist_count
 -- Pages of the file that are free (left by deletes, not yet handed back).
 PRAGMA freelist_count;
+
+-- name: create_migrations_table
+-- The migration runner's bookkeeping: one row per applied file.
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    checksum   TEXT NOT NULL,
+    applied_at REAL NOT NULL
+);
+
+-- name: applied_migrations
+-- The applied files, in order.
+SELECT version, name, checksum FROM schema_migrations ORDER BY version;
+
+-- name: record_migration
+-- Record an applied file, in the same transaction as its statements.
+INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?);

@@ -8,6 +8,11 @@ committed. ``IMMEDIATE`` takes
 the write lock up front, so another process holding it makes us wait (``busy_timeout``) instead of
 failing with SQLITE_BUSY half-way through a read-then-write transaction.
 
+The writer is a plain ``sqlite3`` connection owned by one thread of its own (a single-thread
+executor): a whole transaction of synchronous write ops runs there in one hop, through
+``loop.run_in_executor``, a public API (awaiting each statement from the event loop would cost
+two thread switches per statement, each waiting for a turn of a busy loop).
+
 Readers use their own connections: in WAL mode they never block the writer and always see the
 latest committed transaction when they start. A last connection checkpoints the WAL in the
 background, so the writer does not stall on it.
@@ -18,18 +23,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
-from jobqueue.errors import DatabaseError, JobQueueError
+from jobqueue.errors import DatabaseError, JobQueueError, MigrationError
+from jobqueue.storage.migrate import Migration
+from jobqueue.storage.queries import load_queries
 
 T = TypeVar("T")
-WriteOp = Callable[["WriteConnection"], Awaitable[T]]
+QUERIES = load_queries(__package__)
+#: A write operation: runs synchronously in the writer thread, inside the batch's transaction.
+WriteOp = Callable[["WriteConnection"], T]
 
 logger = logging.getLogger(__name__)
 
@@ -55,34 +67,41 @@ def check_sqlite_version() -> None:
         )
 
 
-async def connect(path: Path, synchronous: str) -> aiosqlite.Connection:
-    """Open one connection with the pragmas every connection of ours uses."""
-    # isolation_level=None: we issue BEGIN/COMMIT ourselves, Python's sqlite3 never does.
-    pending = aiosqlite.connect(path, isolation_level=None)
-    try:
-        conn = await pending
-        conn.row_factory = sqlite3.Row
-    except sqlite3.Error as exc:
-        # A failed connect stops aiosqlite's thread with a message it answers on this loop; wait
-        # for it, or it answers after the CLI's asyncio.run closed the loop and prints a traceback
-        # under our one-line error.
-        await asyncio.to_thread(pending._thread.join, 5)
-        raise DatabaseError(f"cannot open database {str(path)!r}: {exc}") from None
-    try:
-        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+def _pragmas(synchronous: str) -> list[str]:
+    return [
+        f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
         # A new file gets incremental auto-vacuum so pruning can hand pages back to the OS; it
         # only takes effect before the first table exists, and is a no-op on existing files.
-        await conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        rows = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
-        mode = next(iter(rows))[0]
-        if mode != "wal":
-            raise DatabaseError(f"cannot switch {str(path)!r} to WAL mode (got {mode!r})")
+        "PRAGMA auto_vacuum = INCREMENTAL",
+        "PRAGMA journal_mode = WAL",
         # NORMAL in WAL mode: a commit survives a crash of any process; only a power loss or OS
         # crash can lose the last transactions (never corrupt the file). FULL fsyncs every commit.
-        await conn.execute(f"PRAGMA synchronous = {synchronous}")
-        await conn.execute("PRAGMA foreign_keys = ON")
+        f"PRAGMA synchronous = {synchronous}",
+        "PRAGMA foreign_keys = ON",
         # A WAL grown past this is truncated back to it once a checkpoint lets it restart.
-        await conn.execute("PRAGMA journal_size_limit = 67108864")
+        "PRAGMA journal_size_limit = 67108864",
+    ]
+
+
+def _check_wal(path: Path, rows: Iterable[Any]) -> None:
+    mode = next(iter(rows))[0]
+    if mode != "wal":
+        raise DatabaseError(f"cannot switch {str(path)!r} to WAL mode (got {mode!r})")
+
+
+async def connect(path: Path, synchronous: str) -> aiosqlite.Connection:
+    """Open one aiosqlite connection (readers, migrations) with the pragmas every connection uses."""
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, Python's sqlite3 never does.
+    try:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open database {str(path)!r}: {exc}") from None
+    conn.row_factory = sqlite3.Row
+    try:
+        for pragma in _pragmas(synchronous):
+            rows = await conn.execute_fetchall(pragma)
+            if "journal_mode" in pragma:
+                _check_wal(path, rows)
     except sqlite3.Error as exc:
         await conn.close()
         raise DatabaseError(f"cannot use database {str(path)!r}: {exc}") from None
@@ -92,14 +111,40 @@ async def connect(path: Path, synchronous: str) -> aiosqlite.Connection:
     return conn
 
 
+def connect_writer(path: Path, synchronous: str) -> sqlite3.Connection:
+    """Open the writer connection; called in the writer thread, which alone uses it."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open database {str(path)!r}: {exc}") from None
+    conn.row_factory = sqlite3.Row
+    try:
+        for pragma in _pragmas(synchronous):
+            rows = conn.execute(pragma).fetchall()
+            if "journal_mode" in pragma:
+                _check_wal(path, rows)
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise DatabaseError(f"cannot use database {str(path)!r}: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 class Database:
     """The connections of one process to one SQLite file."""
+
+    #: Which folder of migrations/ the runner reads for this database (``MigrationTarget``).
+    backend = "sqlite"
 
     def __init__(self, path: Path, *, synchronous: str = "NORMAL", readers: int = 2) -> None:
         self.path = path
         self.synchronous = synchronous
         self._reader_count = readers
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
         #: Writes waiting for the next transaction, and those of a failed batch to retry alone.
@@ -120,23 +165,40 @@ class Database:
         check_sqlite_version()
         if self.path.parent and not self.path.parent.exists():
             raise DatabaseError(f"folder {str(self.path.parent)!r} of the database does not exist")
-        self._writer = await connect(self.path, self.synchronous)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobqueue-sqlite-writer")
+        try:
+            self._writer = await self._in_writer_thread(connect_writer, self.path, self.synchronous)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
         stat = self.path.stat()
         self._identity = (stat.st_dev, stat.st_ino)
         for _ in range(self._reader_count):
             reader = await connect(self.path, self.synchronous)
             self._all_readers.append(reader)
             self._readers.put_nowait(reader)
-        await self._writer.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
         self._checkpointer = await connect(self.path, self.synchronous)
         self._checkpoint_task = asyncio.create_task(self._checkpoint_loop(), name="jobqueue-db-checkpoint")
         self._open = True
 
-    @property
-    def writer(self) -> aiosqlite.Connection:
-        """The raw writer connection, for the migration runner before the write loop is used."""
+    def _in_writer_thread(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        assert self._executor is not None, "Database.open() was not awaited"
+        return asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
+
+    @asynccontextmanager
+    async def locked(self) -> AsyncIterator[SQLiteMigrationSession]:
+        """A ``BEGIN IMMEDIATE`` transaction on the writer for the migration runner (before the
+        write queue is used): the write lock is held from reading the applied versions on."""
         assert self._writer is not None, "Database.open() was not awaited"
-        return self._writer
+        session = SQLiteMigrationSession(self._writer, self._in_writer_thread)
+        await self._in_writer_thread(self._writer.execute, "BEGIN IMMEDIATE")
+        try:
+            yield session
+        except BaseException:
+            await self._in_writer_thread(_rollback, self._writer)
+            raise
+        await self._in_writer_thread(self._writer.execute, "COMMIT")
 
     async def close(self) -> None:
         self._open = False
@@ -158,8 +220,11 @@ class Database:
             await reader.close()
         self._all_readers.clear()
         if self._writer is not None:
-            await self._writer.close()
+            await self._in_writer_thread(self._writer.close)
             self._writer = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
     def check_file(self) -> None:
         """Raise ``DatabaseError`` when the file opened is no longer the one at its path.
@@ -221,8 +286,7 @@ class Database:
         ``op`` must either finish its writes or raise a ``JobQueueError`` before writing anything:
         such a domain error fails only this caller, while the other writes of the batch commit.
         Any other exception rolls the batch back and each write is retried alone, so one broken
-        write cannot fail its neighbours. ``op`` runs in the writer thread and may await only
-        ``conn.execute_fetchall`` (nothing of the event loop).
+        write cannot fail its neighbours. ``op`` is a plain function run in the writer thread.
         """
         if not self._open:
             raise DatabaseError("database is not open")
@@ -252,14 +316,8 @@ class Database:
         else:
             batch = self._queue[:MAX_BATCH]
             del self._queue[:MAX_BATCH]
-        writer = self.writer
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        # The whole transaction runs in the connection's thread in one hop: awaiting each
-        # statement from the event loop costs two thread switches per statement, each waiting
-        # for a turn of a busy loop. aiosqlite has no public "run this in your thread"; _tx is
-        # the queue its own methods feed (the version is pinned in pyproject.toml).
-        transaction = partial(_run_transaction, writer._conn, [op for op, _ in batch])
-        writer._tx.put_nowait((done, transaction))
+        # The whole transaction runs in the writer thread in one hop.
+        done = self._in_writer_thread(_run_transaction, self._writer, [op for op, _ in batch])
         self._in_flight = done
         self._idle.clear()
         done.add_done_callback(partial(self._finished, batch))
@@ -291,11 +349,10 @@ class Database:
 
 
 class WriteConnection:
-    """What a write op sees in the writer thread: the statements run at once, so awaiting them
-    never suspends and the op's coroutine completes in a single ``send``.
+    """What a write op sees in the writer thread.
 
     ``scratch`` lives as long as the transaction, and ``before_commit`` callbacks run right
-    before COMMIT: together they let ops of one batch share work (the repository collects the
+    before COMMIT: together they let ops of one batch share work (the store collects the
     events of every op and inserts them with one ``executemany``).
     """
 
@@ -306,23 +363,15 @@ class WriteConnection:
         self.scratch: dict[str, Any] = {}
         self._before_commit: list[Callable[[sqlite3.Connection], None]] = []
 
-    async def execute_fetchall(
-        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
-    ) -> list[sqlite3.Row]:
+    def fetch_all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         return self._conn.execute(sql, params).fetchall()
+
+    def fetch_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
+        return row
 
     def before_commit(self, callback: Callable[[sqlite3.Connection], None]) -> None:
         self._before_commit.append(callback)
-
-
-def _run_op(op: WriteOp[T], conn: WriteConnection) -> T:
-    coro = op(conn)  # type: ignore[arg-type]
-    try:
-        coro.send(None)  # type: ignore[attr-defined]
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    coro.close()  # type: ignore[attr-defined]
-    raise RuntimeError("a write op may only await its connection's execute_fetchall")
 
 
 def _run_transaction(raw: sqlite3.Connection, ops: list[WriteOp[Any]]) -> list[tuple[bool, Any]]:
@@ -333,17 +382,72 @@ def _run_transaction(raw: sqlite3.Connection, ops: list[WriteOp[Any]]) -> list[t
     try:
         for op in ops:
             try:
-                results.append((True, _run_op(op, conn)))
+                results.append((True, op(conn)))
             except JobQueueError as exc:
                 results.append((False, exc))
         for callback in conn._before_commit:
             callback(raw)
         raw.execute("COMMIT")
     except BaseException:
-        if raw.in_transaction:
-            raw.execute("ROLLBACK")
+        _rollback(raw)
         raise
     return results
+
+
+def _rollback(raw: sqlite3.Connection) -> None:
+    if raw.in_transaction:
+        raw.execute("ROLLBACK")
+
+
+class SQLiteMigrationSession:
+    """The migration runner's view of one locked transaction on the writer connection."""
+
+    def __init__(self, conn: sqlite3.Connection, run: Callable[..., asyncio.Future[Any]]) -> None:
+        self._conn = conn
+        self._run = run
+
+    async def applied(self) -> list[tuple[int, str, str]]:
+        return await self._run(_applied, self._conn)  # type: ignore[no-any-return]
+
+    async def apply(self, migration: Migration) -> None:
+        await self._run(_apply, self._conn, migration)
+
+
+def _applied(conn: sqlite3.Connection) -> list[tuple[int, str, str]]:
+    conn.execute(QUERIES["create_migrations_table"])
+    rows = conn.execute(QUERIES["applied_migrations"])
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def _apply(conn: sqlite3.Connection, migration: Migration) -> None:
+    # Statement by statement: executescript would COMMIT first and break the file's atomicity.
+    for statement in split_statements(migration.sql):
+        try:
+            conn.execute(statement)
+        except sqlite3.Error as exc:
+            raise MigrationError(f"migration {migration.name!r} failed: {exc}") from None
+    conn.execute(
+        QUERIES["record_migration"], (migration.version, migration.name, migration.checksum, time.time())
+    )
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a script into complete statements (``sqlite3.complete_statement`` knows triggers)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if _has_code(buffer):
+                statements.append(buffer.strip())
+            buffer = ""
+    if _has_code(buffer):
+        raise MigrationError(f"incomplete SQL statement at the end of a migration: {buffer.strip()[:80]!r}")
+    return statements
+
+
+def _has_code(sql: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("--") for line in sql.splitlines())
 
 
 def _as_database_error(exc: Exception) -> Exception:

@@ -1,0 +1,141 @@
+"""The storage contract: every operation jobqueue needs from a database, in domain types only.
+
+``SQLiteStore`` and ``PostgresStore`` implement it; the service, the event hub, the metrics and
+the CLI know nothing else. Each write commits before it returns, records one ``JobEvent`` per
+visible change in the same transaction, and hands the committed events to the listeners added
+with ``add_listener``. Global event ids increase in commit order on every backend: a reader that
+has seen id N has seen every event below N that will ever exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from jobqueue.models import ClaimedJob, Job, JobEvent, JobStatus, JobUpdate
+
+#: Called with the events of each committed write, on the event loop, in commit order.
+EventListener = Callable[[list[JobEvent]], None]
+
+
+class Store(Protocol):
+    #: ``sqlite`` or ``postgresql``.
+    backend: str
+
+    def add_listener(self, listener: EventListener) -> None:
+        """Hand the events of every write this process commits to ``listener``."""
+
+    async def listen(self, on_signal: Callable[[], None]) -> bool:
+        """Call ``on_signal()`` whenever another process may have committed events; False when
+        this backend (or its configuration) has no such signal and readers must poll."""
+
+    async def migrate(self) -> list[str]:
+        """Apply the pending migrations; returns the names of those applied."""
+
+    # -- creating and reading -----------------------------------------------------------------
+
+    async def insert_job(
+        self,
+        *,
+        job_type: str,
+        request_data: Any,
+        priority: int,
+        max_attempts: int,
+        run_at: float | None,
+        timeout: float | None,
+        idempotency_key: str | None,
+    ) -> tuple[Job, bool]:
+        """Store a new job; returns it and whether it was created (False: idempotent replay)."""
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def list_jobs(
+        self,
+        *,
+        statuses: Sequence[JobStatus] | None,
+        job_type: str | None,
+        worker_id: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Job], int]:
+        """A page of jobs, newest first, and how many match in all."""
+
+    async def count_by_status(self, job_type: str | None) -> dict[str, int]: ...
+
+    async def waiting_summary(self, job_type: str | None) -> tuple[int, int, datetime | None]:
+        """Waiting jobs due now, scheduled for later, and the oldest creation time among them."""
+
+    async def recent_timings(self, job_type: str | None, since: float) -> tuple[float | None, float | None]:
+        """Mean wait and run seconds of jobs finished since ``since``."""
+
+    async def ping(self) -> None:
+        """Raise ``DatabaseError`` unless the database answers (and is still the one opened)."""
+
+    async def cancel_requested(self, worker_id: str) -> list[str]:
+        """Ids of the jobs ``worker_id`` holds whose cancel was requested."""
+
+    # -- unfenced changes (operators, the seed's simple workers) ------------------------------
+
+    async def update_job(self, job_id: str, update: JobUpdate, fields: set[str], lease: float) -> Job: ...
+
+    async def cancel(self, job_id: str, message: str | None) -> Job:
+        """Cancel a waiting job at once, or ask the holder of a running one to stop."""
+
+    async def retry(self, job_id: str) -> Job: ...
+
+    async def delete(self, job_id: str) -> None: ...
+
+    async def prune(self, status: JobStatus, cutoff: float, limit: int) -> int:
+        """Delete up to ``limit`` jobs in ``status`` finished before ``cutoff``, with their events."""
+
+    async def reclaim_space(self) -> int:
+        """Give space freed by pruning back, a slice at a time; returns how much work is left."""
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def job_events_after(self, job_id: str, after: int, limit: int = 1000) -> list[JobEvent]: ...
+
+    async def unseen_events_after(
+        self, after: int, seen: Container[int], limit: int = 1000
+    ) -> tuple[list[JobEvent], int, int]:
+        """Events after a global id whose ids are not in ``seen``, the last id read, and how
+        many ids were read (the poll: most events are this process's own, already delivered)."""
+
+    async def events_after(self, after: int, limit: int = 1000) -> list[JobEvent]: ...
+
+    async def last_event_id(self) -> int: ...
+
+    # -- claiming and the holder's operations (fenced by the claim token) ----------------------
+
+    async def claim(
+        self, *, worker_id: str, job_types: Sequence[str] | None, limit: int, lease: float
+    ) -> list[ClaimedJob]:
+        """Claim up to ``limit`` due jobs in claim order (best priority, then oldest)."""
+
+    async def heartbeat(self, job_id: str, token: str, lease: float) -> bool:
+        """Extend the lease; True when a cancel was requested."""
+
+    async def report_progress(
+        self,
+        job_id: str,
+        token: str,
+        *,
+        progress: int,
+        message: str | None,
+        status: JobStatus | None,
+        lease: float,
+    ) -> Job: ...
+
+    async def complete(self, job_id: str, token: str, result_data: Any, message: str | None) -> Job: ...
+
+    async def fail(
+        self, job_id: str, token: str, *, error: str, retry: bool, retry_at: float, message: str | None
+    ) -> Job: ...
+
+    async def acknowledge_cancel(self, job_id: str, token: str, message: str | None) -> Job: ...
+
+    async def release(self, job_id: str, token: str, message: str | None) -> Job: ...
+
+    async def reap_expired(self, limit: int = 500) -> list[Job]:
+        """Requeue (or fail, or cancel) jobs whose lease lapsed; returns them."""

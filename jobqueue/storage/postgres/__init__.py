@@ -1,0 +1,1 @@
+"""PostgreSQL: the backend for deployments that outgrow one host."""

@@ -1,0 +1,428 @@
+-- Every statement jobqueue runs against PostgreSQL. Blocks start with "-- name: <query>" and a
+-- line saying what they do; store.py loads them once at import. Values are always bound
+-- parameters, written %(name)s (connection.py numbers them for asyncpg). The same invariant as on SQLite: a job is held by a worker
+-- exactly when lease_expires_at IS NOT NULL, and the holder is whoever presents claim_token.
+-- Instants come from the application (%(now)s, a timestamptz), as on SQLite, so both backends
+-- compare leases and run_at against the same clock.
+
+-- name: insert_job
+-- Create a job; with an idempotency key already in use nothing is written and no row returns.
+INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
+                  max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint, event_seq)
+VALUES (%(id)s, 'queued', 0, %(job_type)s, %(priority)s, %(request_data)s::jsonb, %(now)s, %(now)s,
+        %(max_attempts)s, %(run_at)s, %(timeout)s, %(idempotency_key)s, %(fingerprint)s, 1)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING *;
+
+-- name: insert_new_jobs
+-- Create jobs without an idempotency key: every new job of one transaction in one statement,
+-- just before its events, from one JSON array of rows (one parameter: encoding it is one C
+-- call, where a parameter per column cost the driver more than the statement). Nothing can
+-- conflict (fresh ids), so nothing needs to come back: the store builds the returned jobs.
+INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
+                  max_attempts, run_at, timeout, event_seq)
+SELECT n.id, 'queued', 0, n.job_type, n.priority, n.request_data::jsonb, n.now, n.now,
+       n.max_attempts, n.run_at, n.timeout, 1
+FROM json_to_recordset(%(rows)s::json)
+     AS n(id text, job_type text, priority integer, request_data json, now timestamptz,
+          max_attempts integer, run_at timestamptz, timeout double precision);
+
+-- name: get_job
+-- One job by id.
+SELECT * FROM jobs WHERE id = %(id)s;
+
+-- name: get_job_for_update
+-- One job by id, locked until the transaction ends (an unfenced update reads, decides, writes).
+SELECT * FROM jobs WHERE id = %(id)s FOR UPDATE;
+
+-- name: get_job_status
+-- The status of one job (why a change was refused).
+SELECT status FROM jobs WHERE id = %(id)s;
+
+-- name: get_job_by_idempotency_key
+-- The job created earlier with this idempotency key.
+SELECT * FROM jobs WHERE idempotency_key = %(key)s;
+
+-- name: update_job
+-- Apply a validated change; NULL parameters leave a column as it is (the *_set flags allow
+-- clearing). Leaving the active statuses drops the claim; entering one starts a lease.
+UPDATE jobs SET
+    event_seq = event_seq + 1,
+    status = coalesce(%(status)s, status),
+    progress = coalesce(%(progress)s, progress),
+    message = CASE WHEN %(message_set)s THEN %(message)s ELSE message END,
+    result_data = CASE WHEN %(result_set)s THEN %(result_data)s::jsonb ELSE result_data END,
+    error = CASE WHEN %(error_set)s THEN %(error)s ELSE error END,
+    worker_id = CASE WHEN %(worker_set)s THEN %(worker_id)s
+                     WHEN %(becomes_waiting)s THEN NULL ELSE worker_id END,
+    started_at = CASE WHEN %(becomes_active)s THEN coalesce(started_at, %(now)s::timestamptz) ELSE started_at END,
+    completed_at = CASE WHEN %(becomes_terminal)s THEN %(now)s::timestamptz ELSE completed_at END,
+    lease_expires_at = CASE WHEN %(becomes_active)s THEN %(lease_until)s::timestamptz
+                            WHEN %(leaves_active)s THEN NULL
+                            WHEN lease_expires_at IS NOT NULL THEN %(lease_until)s::timestamptz
+                            ELSE NULL END,
+    claim_token = CASE WHEN %(becomes_waiting)s THEN NULL
+                       WHEN %(becomes_active)s THEN replace(gen_random_uuid()::text, '-', '')
+                       ELSE claim_token END,
+    run_at = CASE WHEN %(becomes_waiting)s THEN %(now)s::timestamptz ELSE run_at END,
+    updated_at = %(now)s::timestamptz
+WHERE id = %(id)s
+RETURNING *;
+
+-- name: report_progress
+-- Progress (and optionally a running status) from the holder of the claim; counts as a heartbeat.
+UPDATE jobs SET
+    event_seq = event_seq + 1,
+    progress = %(progress)s,
+    message = coalesce(%(message)s, message),
+    status = coalesce(%(status)s, status),
+    lease_expires_at = %(lease_until)s,
+    updated_at = %(now)s
+WHERE id = %(id)s AND claim_token = %(token)s AND lease_expires_at IS NOT NULL
+RETURNING *;
+
+-- name: claim_jobs
+-- Atomically claim up to %(limit)s due waiting jobs of any type, best priority then oldest
+-- first. MATERIALIZED: the picked rows are locked once, and the UPDATE joins exactly them
+-- (an inlined subquery may be re-evaluated). SKIP LOCKED: concurrent claimers take the next
+-- jobs instead of queueing behind each other's row locks. The scan follows jobs_claim, whose
+-- predicate and order are the WHERE and ORDER BY here, so it stops after %(limit)s rows.
+WITH picked AS MATERIALIZED (
+    SELECT id FROM jobs
+    WHERE status IN ('queued', 'pending') AND run_at <= %(now)s
+    ORDER BY priority DESC, created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs SET
+    event_seq = event_seq + 1,
+    status = 'processing',
+    worker_id = %(worker_id)s,
+    attempts = attempts + 1,
+    claim_token = replace(gen_random_uuid()::text, '-', ''),
+    lease_expires_at = %(lease_until)s,
+    started_at = coalesce(started_at, %(now)s),
+    updated_at = %(now)s
+FROM picked
+WHERE jobs.id = picked.id
+RETURNING jobs.*;
+
+-- name: claim_jobs_of_types
+-- The same claim restricted to the job types in %(job_types)s: one arm per type (LATERAL),
+-- each walking its own range of jobs_claim_by_type, so a backlog of other types is never
+-- read; the arms' candidates are merged in claim order. An arm locks at most %(limit)s rows.
+WITH picked AS MATERIALIZED (
+    SELECT arm.id FROM unnest(%(job_types)s::text[]) AS wanted(job_type)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, created_at FROM jobs
+        WHERE jobs.job_type = wanted.job_type
+          AND status IN ('queued', 'pending') AND run_at <= %(now)s
+        ORDER BY priority DESC, created_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS arm
+    ORDER BY arm.priority DESC, arm.created_at
+    LIMIT %(limit)s
+)
+UPDATE jobs SET
+    event_seq = event_seq + 1,
+    status = 'processing',
+    worker_id = %(worker_id)s,
+    attempts = attempts + 1,
+    claim_token = replace(gen_random_uuid()::text, '-', ''),
+    lease_expires_at = %(lease_until)s,
+    started_at = coalesce(started_at, %(now)s),
+    updated_at = %(now)s
+FROM picked
+WHERE jobs.id = picked.id
+RETURNING jobs.*;
+
+-- name: heartbeat
+-- Extend the lease of a held job; returns whether a cancel was requested meanwhile.
+UPDATE jobs SET lease_expires_at = %(lease_until)s
+WHERE id = %(id)s AND claim_token = %(token)s AND lease_expires_at IS NOT NULL
+RETURNING cancel_requested;
+
+-- name: complete_job
+-- The holder finishes the job successfully.
+UPDATE jobs SET
+    event_seq = event_seq + 1,
+    status = 'completed',
+    progress = 100,
+    result_data = %(result_data)s::jsonb,
+    message = coalesce(%(message)s, message),
+    error = NULL,
+    completed_at = %(now)s,
+    updated_at = %(now)s,
+    lease_expires_at = NULL
+WHERE id = %(id)s AND claim_token = %(token)s AND lease_expires_at IS NOT NULL
+RETURNING *;
+
+-- name: fail_job
+-- The holder's attempt failed: back to the queue at %(retry_at)s::timestamptz while attempts remain (and
+-- %(retry)s is true), otherwise failed for good. The error is kept either way. A job whose
+-- cancel was requested is not retried: running it again is what the cancel asked to prevent.
+UPDATE jobs SET
+    event_seq = event_seq + 1,
+    status = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+    run_at = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN %(retry_at)s::timestamptz ELSE run_at END,
+    completed_at = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE %(now)s::timestamptz END,
+    claim_token = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE claim_token END,
+    worker_id = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE worker_id END,
+    error = %(error)s,
+    message = coalesce(%(message)s, message),
+    updated_at = %(now)s::timestamptz,
+    lease_expires_at = NULL
+WHERE id = %(id)s AND claim_token = %(token)s AND lease_expires_at IS NOT NULL
+RETURNING *;
+
+-- name: cancel_held_job
+-- The holder acknowledges a cancel request: the job ends cancelled.
+UPDATE jobs SET
+    event_seq = event_seq + 1,
+    status = 'cancelled',
+    message = coalesce(%(message)s, message),
+    completed_at = %(now)s,
+    updated_at = %(now)s,
+    lease_expires_at = NULL
+WHERE id = %(id)s AND claim_token = %(token)s AND lease_expires_at IS NOT NULL
+RETURNING *;
+
+-- name: release_job
+-- The holder hands the job back unfinished (graceful shutdown): queued again, attempt not counted.
+UPDATE jobs SET
+    event_seq = event_seq + 1,
+    status = 'queued',
+    attempts = greatest(attempts - 1, 0),
+    run_at = %(now)s,
+    worker_id = NULL,
+    claim_token = NULL,
+    lease_expires_at = NULL,
+    message = coalesce(%(message)s, message),
+    updated_at = %(now)s
+WHERE id = %(id)s AND claim_token = %(token)s AND lease_expires_at IS NOT NULL
+RETURNING *;
+
+-- name: cancel_waiting_job
+-- Cancel a job no worker holds: it ends at once.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = %(now)s,
+    updated_at = %(now)s, message = coalesce(%(message)s, message)
+WHERE id = %(id)s AND status IN ('queued', 'pending')
+RETURNING *;
+
+-- name: request_cancel
+-- Ask the holder of a running job to stop; it answers by ending the job cancelled.
+UPDATE jobs SET event_seq = event_seq + 1, cancel_requested = true, updated_at = %(now)s
+WHERE id = %(id)s AND lease_expires_at IS NOT NULL
+RETURNING *;
+
+-- name: cancel_requested_for_worker
+-- Held jobs of one worker whose cancel was requested.
+SELECT id FROM jobs WHERE cancel_requested AND worker_id = %(worker_id)s
+    AND lease_expires_at IS NOT NULL;
+
+-- name: retry_job
+-- Put a failed or cancelled job back in the queue with a fresh set of attempts.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'queued', progress = 0, attempts = 0,
+    run_at = %(now)s, result_data = NULL, error = NULL, message = NULL, worker_id = NULL,
+    claim_token = NULL, lease_expires_at = NULL, cancel_requested = false, completed_at = NULL,
+    updated_at = %(now)s
+WHERE id = %(id)s AND status IN ('failed', 'cancelled')
+RETURNING *;
+
+-- name: reap_expired
+-- Jobs whose lease lapsed (worker died or froze): requeued while attempts remain, otherwise
+-- failed; a job whose cancel was requested ends cancelled. SKIP LOCKED: reapers of several
+-- processes split the work instead of waiting on each other.
+WITH expired AS MATERIALIZED (
+    SELECT id FROM jobs WHERE lease_expires_at < %(now)s
+    ORDER BY lease_expires_at LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs SET
+    event_seq = event_seq + 1,
+    status = CASE WHEN cancel_requested THEN 'cancelled'
+                  WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+    error = CASE WHEN cancel_requested THEN error
+                 WHEN attempts < max_attempts THEN
+                     'lease expired: worker ' || coalesce(worker_id, '?') || ' stopped heartbeating'
+                 ELSE 'lease expired on all ' || attempts || ' attempts (last worker '
+                      || coalesce(worker_id, '?') || '): the job may be crashing its worker' END,
+    completed_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN %(now)s ELSE NULL END,
+    run_at = %(now)s,
+    worker_id = CASE WHEN cancel_requested OR attempts >= max_attempts THEN worker_id ELSE NULL END,
+    claim_token = NULL,
+    lease_expires_at = NULL,
+    updated_at = %(now)s
+FROM expired
+WHERE jobs.id = expired.id
+RETURNING jobs.*;
+
+-- name: delete_terminal_job
+-- Delete a finished job.
+DELETE FROM jobs WHERE id = %(id)s AND status IN ('completed', 'failed', 'cancelled') RETURNING id;
+
+-- name: list_jobs
+-- A page of jobs, newest first, optionally filtered (statuses, type, worker).
+SELECT * FROM jobs
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text)
+  AND (%(worker_id)s::text IS NULL OR worker_id = %(worker_id)s::text)
+ORDER BY created_at DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: count_jobs
+-- How many jobs the same filters match.
+SELECT count(*) AS total FROM jobs
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text)
+  AND (%(worker_id)s::text IS NULL OR worker_id = %(worker_id)s::text);
+
+-- name: count_by_status
+-- Jobs per status, optionally of one type.
+SELECT status, count(*) AS jobs FROM jobs
+WHERE (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text)
+GROUP BY status;
+
+-- name: waiting_summary
+-- Waiting jobs due now, scheduled for later, and the oldest creation time among them.
+SELECT
+    count(*) FILTER (WHERE run_at <= %(now)s) AS ready,
+    count(*) FILTER (WHERE run_at > %(now)s) AS scheduled,
+    min(created_at) AS oldest
+FROM jobs
+WHERE status IN ('queued', 'pending') AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text);
+
+-- name: recent_timings
+-- Mean wait (creation to start) and run (start to finish) seconds of jobs finished since %(since)s.
+SELECT avg(extract(epoch FROM started_at - created_at))::double precision AS wait,
+       avg(extract(epoch FROM completed_at - started_at))::double precision AS run
+FROM jobs
+WHERE completed_at >= %(since)s AND started_at IS NOT NULL
+  AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text);
+
+-- name: ping
+-- Cheap check that the database answers and this session may write (not a read-only replica).
+SELECT count(*) AS migrations, current_setting('transaction_read_only') AS read_only
+FROM schema_migrations;
+
+-- name: any_lease_expired
+-- Whether the reaper has work (a cheap read before writing).
+SELECT 1 FROM jobs WHERE lease_expires_at < %(now)s LIMIT 1;
+
+-- name: insert_events
+-- Record the events of one transaction, all in one statement, as its last step before COMMIT,
+-- from one JSON array of rows (see insert_new_jobs). jobqueue_reserve_event_ids (see the
+-- migration) draws their ids under the event-id lock, so ids increase in commit order; the lock
+-- is held until this transaction commits.
+INSERT INTO job_events (id, job_id, seq, job_type, kind, status, progress, message, data, at)
+SELECT first.id + e.n - 1, e.job_id, e.seq, e.job_type, e.kind, e.status, e.progress, e.message,
+       e.data::jsonb, e.at
+FROM (SELECT jobqueue_reserve_event_ids(json_array_length(%(rows)s::json)) AS id) AS first,
+     ROWS FROM (json_to_recordset(%(rows)s::json)
+                AS (job_id text, seq integer, job_type text, kind text, status text,
+                    progress integer, message text, data json, at timestamptz))
+     WITH ORDINALITY AS e(job_id, seq, job_type, kind, status, progress, message, data, at, n)
+RETURNING id;
+
+-- name: job_events_after
+-- A job's events after a per-job sequence number, in order (SSE replay with Last-Event-ID).
+SELECT * FROM job_events WHERE job_id = %(job_id)s AND seq > %(after)s ORDER BY seq LIMIT %(limit)s;
+
+-- name: events_after
+-- All jobs' events after a global id, in order (the all-jobs stream and cross-process polling).
+SELECT * FROM job_events WHERE id > %(after)s ORDER BY id LIMIT %(limit)s;
+
+-- name: event_ids_after
+-- The ids of all jobs' events after a global id (the poll: most are this process's own, already
+-- delivered, and need no more than their id).
+SELECT id FROM job_events WHERE id > %(after)s ORDER BY id LIMIT %(limit)s;
+
+-- name: events_by_ids
+-- The events whose ids are in %(ids)s, in order.
+SELECT * FROM job_events WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id;
+
+-- name: last_event_id
+-- The newest global event id (where a fresh poller starts).
+SELECT coalesce(max(id), 0) AS last_id FROM job_events;
+
+-- name: prune_jobs
+-- Delete up to %(limit)s jobs in one status finished before %(cutoff)s (their events go with
+-- them). Batched and SKIP LOCKED, so pruning never holds many rows or waits on a writer.
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs WHERE completed_at < %(cutoff)s AND status = %(status)s
+    LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+RETURNING id;
+
+-- name: notify
+-- Tell the other processes' pollers that events were committed (the payload is the sender, so
+-- a process ignores its own signal; no data travels this way).
+SELECT pg_notify('jobqueue_events', %(sender)s);
+
+-- name: listen
+-- Subscribe this connection to the commit signal.
+LISTEN jobqueue_events;
+
+-- name: migration_lock
+-- Serialize migration runners of every host: held until the migration's transaction ends
+-- (a transaction lock, so it also works through PgBouncer in transaction mode).
+SELECT pg_advisory_xact_lock(7669456927906070530);
+
+-- name: create_migrations_table
+-- The runner's bookkeeping: one row per applied file.
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: applied_migrations
+-- The applied files, in order.
+SELECT version, name, checksum FROM schema_migrations ORDER BY version;
+
+-- name: record_migration
+-- Record an applied file, in the same transaction as its statements.
+INSERT INTO schema_migrations (version, name, checksum) VALUES (%(version)s, %(name)s, %(checksum)s);
+
+-- name: complete_jobs
+-- complete_job for many holders at once (a transaction's completions, merged): the columns of
+-- each completion come as arrays, unnested in step. A row that does not come back was refused.
+UPDATE jobs SET
+    event_seq = jobs.event_seq + 1,
+    status = 'completed',
+    progress = 100,
+    result_data = v.result_data::jsonb,
+    message = coalesce(v.message, jobs.message),
+    error = NULL,
+    completed_at = v.now,
+    updated_at = v.now,
+    lease_expires_at = NULL
+FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(results)s::text[], %(messages)s::text[],
+            %(nows)s::timestamptz[]) AS v(id, token, result_data, message, now)
+WHERE jobs.id = v.id AND jobs.claim_token = v.token AND jobs.lease_expires_at IS NOT NULL
+RETURNING jobs.*;
+
+-- name: report_progress_jobs
+-- report_progress for many holders at once (merged, as complete_jobs).
+UPDATE jobs SET
+    event_seq = jobs.event_seq + 1,
+    progress = v.progress,
+    message = coalesce(v.message, jobs.message),
+    status = coalesce(v.status, jobs.status),
+    lease_expires_at = v.lease_until,
+    updated_at = v.now
+FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(progresses)s::integer[], %(messages)s::text[],
+            %(statuses)s::text[], %(lease_untils)s::timestamptz[], %(nows)s::timestamptz[])
+     AS v(id, token, progress, message, status, lease_until, now)
+WHERE jobs.id = v.id AND jobs.claim_token = v.token AND jobs.lease_expires_at IS NOT NULL
+RETURNING jobs.*;
+
+-- name: heartbeat_jobs
+-- heartbeat for many holders at once (merged, as complete_jobs).
+UPDATE jobs SET lease_expires_at = v.lease_until
+FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(lease_untils)s::timestamptz[])
+     AS v(id, token, lease_until)
+WHERE jobs.id = v.id AND jobs.claim_token = v.token AND jobs.lease_expires_at IS NOT NULL
+RETURNING jobs.id, jobs.cancel_requested;

@@ -1,0 +1,636 @@
+"""Job storage in PostgreSQL: the ``Store`` contract in PostgreSQL's SQL.
+
+Queries live in ``queries.sql`` next to this module. Writes run through ``PgDatabase.write``
+(group commit, events in commit order); a method that reads before it writes locks the row it
+read (``FOR UPDATE``) in the same write op, so the decision and the change see the same job.
+What a change means (allowed moves, event kinds, refusals) is decided in
+``jobqueue.storage.rules``, exactly as for SQLite.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import msgspec
+
+from jobqueue.errors import DatabaseError, JobNotFound, LeaseLost
+from jobqueue.models import ClaimedJob, EventKind, Job, JobEvent, JobStatus, JobUpdate
+from jobqueue.settings import Settings
+from jobqueue.storage import rules
+from jobqueue.storage.base import EventListener
+from jobqueue.storage.migrate import apply_migrations
+from jobqueue.storage.postgres.connection import (
+    QUERIES,
+    EventValues,
+    MergedOp,
+    Outcome,
+    PgDatabase,
+    Row,
+    Transaction,
+)
+
+T = TypeVar("T")
+#: A write operation of the store: runs in a transaction and appends the events it recorded.
+EventedOp = Callable[[Transaction, list[EventValues]], Awaitable[T]]
+
+_json_encode = msgspec.json.encode
+_json_decode = msgspec.json.decode
+
+
+def _ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # Rows come back in the session's time zone; the API shows UTC on every backend.
+    return None if value is None else value.astimezone(UTC)
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else _json_encode(value).decode()
+
+
+def job_from_row(row: Row) -> Job:
+    return Job(
+        id=row["id"],
+        status=JobStatus(row["status"]),
+        progress=row["progress"],
+        job_type=row["job_type"],
+        priority=row["priority"],
+        request_data=row["request_data"],
+        result_data=row["result_data"],
+        message=row["message"],
+        error=row["error"],
+        created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=_utc(row["updated_at"]),  # type: ignore[arg-type]
+        started_at=_utc(row["started_at"]),
+        completed_at=_utc(row["completed_at"]),
+        worker_id=row["worker_id"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        run_at=_utc(row["run_at"]),  # type: ignore[arg-type]
+        timeout=row["timeout"],
+        lease_expires_at=_utc(row["lease_expires_at"]),
+        cancel_requested=row["cancel_requested"],
+        idempotency_key=row["idempotency_key"],
+        event_seq=row["event_seq"],
+    )
+
+
+def event_from_row(row: Row) -> JobEvent:
+    return JobEvent(
+        id=row["id"],
+        seq=row["seq"],
+        job_id=row["job_id"],
+        job_type=row["job_type"],
+        kind=EventKind(row["kind"]),
+        status=JobStatus(row["status"]),
+        progress=row["progress"],
+        message=row["message"],
+        data=row["data"],
+        at=_utc(row["at"]),  # type: ignore[arg-type]
+    )
+
+
+def _event_from_values(values: EventValues) -> JobEvent:
+    id_, job_id, seq, job_type, kind, status, progress, message, data, at = values
+    return JobEvent(
+        id=id_,
+        seq=seq,
+        job_id=job_id,
+        job_type=job_type,
+        kind=EventKind(kind),
+        status=JobStatus(status),
+        progress=progress,
+        message=message,
+        data=None if data is None else _json_decode(data),
+        at=at.astimezone(UTC),
+    )
+
+
+def _record(tx: Transaction, events: list[EventValues], row: Row | Job, kind: EventKind, data: Any = None) -> None:
+    """Record the event of the change that produced ``row`` (``data``: the decoded payload)."""
+    if isinstance(row, Job):
+        values: EventValues = [
+            0, row.id, row.event_seq, row.job_type, kind.value, row.status.value,
+            row.progress, row.message, _json_or_none(data), row.updated_at,
+        ]
+    else:
+        values = [
+            0, row["id"], row["event_seq"], row["job_type"], kind.value, row["status"],
+            row["progress"], row["message"], _json_or_none(data), row["updated_at"],
+        ]
+    tx.events.append(values)
+    events.append(values)
+
+
+def _event_data(kind: EventKind, row: Row) -> Any:
+    return rules.event_data(kind, row["result_data"], row["error"])
+
+
+class PostgresStore:
+    """Job storage in one PostgreSQL database, shared by any number of processes and hosts.
+
+    Every change of a job records a ``JobEvent`` in the same transaction; once that transaction
+    has committed, the events are handed to the listeners (the event hub publishes them).
+    """
+
+    backend = "postgresql"
+
+    def __init__(self, db: PgDatabase) -> None:
+        self.db = db
+        self._listeners: list[EventListener] = []
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[PostgresStore]:
+        db = PgDatabase(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            transaction_pooling=settings.database_pooling == "transaction",
+        )
+        await db.open()
+        try:
+            yield cls(db)
+        finally:
+            await db.close()
+
+    def add_listener(self, listener: EventListener) -> None:
+        self._listeners.append(listener)
+
+    async def listen(self, on_signal: Callable[[], None]) -> bool:
+        return await self.db.listen(on_signal)
+
+    async def migrate(self) -> list[str]:
+        return [m.name for m in await apply_migrations(self.db)]
+
+    async def _write(self, op: EventedOp[T]) -> T:
+        events: list[EventValues] = []
+
+        async def run(tx: Transaction) -> T:
+            events.clear()  # a batch retried alone runs the op again from scratch
+            return await op(tx, events)
+
+        result = await self.db.write(run)
+        if events and self._listeners:
+            committed = [_event_from_values(e) for e in events]
+            for listener in self._listeners:
+                listener(committed)
+        return result
+
+    async def _write_merged(self, op: MergedOp) -> Any:
+        result = await self.db.write(op)
+        if op.events and self._listeners:
+            committed = [_event_from_values(e) for e in op.events]
+            for listener in self._listeners:
+                listener(committed)
+        return result
+
+    # -- creating ---------------------------------------------------------------------------
+
+    async def insert_job(
+        self,
+        *,
+        job_type: str,
+        request_data: Any,
+        priority: int,
+        max_attempts: int,
+        run_at: float | None,
+        timeout: float | None,
+        idempotency_key: str | None,
+    ) -> tuple[Job, bool]:
+        """Store a new job; returns it and whether it was created (False: idempotent replay)."""
+        now = time.time()
+        due = now if run_at is None else run_at
+        timeout = None if timeout is None else float(timeout)  # the driver wants a float8 a float
+        if idempotency_key is None:
+            return await self._insert_new_job(job_type, request_data, priority, max_attempts, now, due, timeout)
+        fingerprint = rules.fingerprint(job_type, request_data, priority, max_attempts, timeout)
+        params = {
+            "id": str(uuid.uuid4()),
+            "job_type": job_type,
+            "priority": priority,
+            "request_data": _json_or_none(request_data),
+            "now": _ts(now),
+            "max_attempts": max_attempts,
+            "run_at": _ts(due),
+            "timeout": timeout,
+            "idempotency_key": idempotency_key,
+            "fingerprint": fingerprint,
+        }
+
+        async def op(tx: Transaction, events: list[EventValues]) -> tuple[Row, bool]:
+            row = await tx.fetch_one(QUERIES["insert_job"], params)
+            if row is not None:
+                _record(tx, events, row, EventKind.CREATED)
+                return row, True
+            existing = await tx.fetch_one(QUERIES["get_job_by_idempotency_key"], {"key": idempotency_key})
+            assert existing is not None  # the conflict that suppressed the insert is this row
+            rules.check_idempotent_replay(
+                idempotency_key, existing["id"], existing["idempotency_fingerprint"], fingerprint
+            )
+            return existing, False
+
+        row, created = await self._write(op)
+        return job_from_row(row), created
+
+    async def _insert_new_job(
+        self,
+        job_type: str,
+        request_data: Any,
+        priority: int,
+        max_attempts: int,
+        now: float,
+        due: float,
+        timeout: float | None,
+    ) -> tuple[Job, bool]:
+        """A job without idempotency key: its row joins the transaction's one multi-row insert,
+        and the job is built here from the values inserted (no row to decode)."""
+        encoded = None if request_data is None else _json_encode(request_data)
+        job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout)
+        values = (
+            job.id, job_type, priority, None if encoded is None else msgspec.Raw(encoded),
+            job.created_at, max_attempts, job.run_at, timeout,
+        )
+
+        async def op(tx: Transaction, events: list[EventValues]) -> tuple[Job, bool]:
+            tx.new_jobs.append(values)
+            _record(tx, events, job, EventKind.CREATED)
+            return job, True
+
+        return await self._write(op)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job | None:
+        row = await self.db.fetch_one(QUERIES["get_job"], {"id": job_id})
+        return None if row is None else job_from_row(row)
+
+    async def list_jobs(
+        self,
+        *,
+        statuses: Sequence[JobStatus] | None,
+        job_type: str | None,
+        worker_id: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Job], int]:
+        params = {
+            "statuses": [s.value for s in statuses] if statuses else None,
+            "job_type": job_type,
+            "worker_id": worker_id,
+            "limit": limit,
+            "offset": offset,
+        }
+        rows = await self.db.fetch_all(QUERIES["list_jobs"], params)
+        total = await self.db.fetch_one(QUERIES["count_jobs"], params)
+        assert total is not None
+        return [job_from_row(r) for r in rows], total["total"]
+
+    async def count_by_status(self, job_type: str | None) -> dict[str, int]:
+        rows = await self.db.fetch_all(QUERIES["count_by_status"], {"job_type": job_type})
+        return {row["status"]: row["jobs"] for row in rows}
+
+    async def waiting_summary(self, job_type: str | None) -> tuple[int, int, datetime | None]:
+        row = await self.db.fetch_one(
+            QUERIES["waiting_summary"], {"job_type": job_type, "now": _ts(time.time())}
+        )
+        assert row is not None
+        return row["ready"], row["scheduled"], _utc(row["oldest"])
+
+    async def recent_timings(self, job_type: str | None, since: float) -> tuple[float | None, float | None]:
+        row = await self.db.fetch_one(
+            QUERIES["recent_timings"], {"job_type": job_type, "since": _ts(since)}
+        )
+        assert row is not None
+        return row["wait"], row["run"]
+
+    async def ping(self) -> None:
+        row = await self.db.fetch_one(QUERIES["ping"])
+        if row is None or row["read_only"] != "off":
+            raise DatabaseError("database is read-only: writes would fail")
+
+    async def cancel_requested(self, worker_id: str) -> list[str]:
+        rows = await self.db.fetch_all(QUERIES["cancel_requested_for_worker"], {"worker_id": worker_id})
+        return [row["id"] for row in rows]
+
+    # -- changing (unfenced: the seed's API, for operators and simple workers) ----------------
+
+    async def update_job(self, job_id: str, update: JobUpdate, fields: set[str], lease: float) -> Job:
+        """Apply the ``fields`` of ``update``; the row is locked from the status check on."""
+        now = time.time()
+
+        async def op(tx: Transaction, events: list[EventValues]) -> Row:
+            row = await tx.fetch_one(QUERIES["get_job_for_update"], {"id": job_id})
+            if row is None:
+                raise JobNotFound(job_id)
+            plan = rules.plan_update(job_id, JobStatus(row["status"]), update, fields)
+            params = {
+                "id": job_id,
+                "now": _ts(now),
+                "lease_until": _ts(now + lease),
+                "status": None if plan.status is None else plan.status.value,
+                "progress": plan.progress,
+                "message_set": "message" in fields,
+                "message": update.message,
+                "result_set": "result_data" in fields,
+                "result_data": _json_or_none(update.result_data),
+                "error_set": "error" in fields,
+                "error": update.error,
+                "worker_set": "worker_id" in fields,
+                "worker_id": update.worker_id,
+                "becomes_active": plan.becomes_active,
+                "leaves_active": plan.leaves_active,
+                "becomes_waiting": plan.becomes_waiting,
+                "becomes_terminal": plan.becomes_terminal,
+            }
+            updated = await tx.fetch_one(QUERIES["update_job"], params)
+            assert updated is not None  # the row exists: we hold its lock since reading it
+            _record(tx, events, updated, plan.kind, _event_data(plan.kind, updated))
+            return updated
+
+        return job_from_row(await self._write(op))
+
+    async def cancel(self, job_id: str, message: str | None) -> Job:
+        """Cancel a waiting job at once, or ask the holder of a running one to stop."""
+        params = {"id": job_id, "now": _ts(time.time()), "message": message}
+
+        async def op(tx: Transaction, events: list[EventValues]) -> Row:
+            row = await tx.fetch_one(QUERIES["cancel_waiting_job"], params)
+            if row is not None:
+                _record(tx, events, row, EventKind.CANCELLED)
+                return row
+            row = await tx.fetch_one(QUERIES["request_cancel"], params)
+            if row is not None:
+                _record(tx, events, row, EventKind.CANCEL_REQUESTED)
+                return row
+            raise rules.cannot_cancel(job_id, await _status_of(tx, job_id))
+
+        return job_from_row(await self._write(op))
+
+    async def retry(self, job_id: str) -> Job:
+        async def op(tx: Transaction, events: list[EventValues]) -> Row:
+            row = await tx.fetch_one(QUERIES["retry_job"], {"id": job_id, "now": _ts(time.time())})
+            if row is None:
+                raise rules.cannot_retry(job_id, await _status_of(tx, job_id))
+            _record(tx, events, row, EventKind.RETRIED)
+            return row
+
+        return job_from_row(await self._write(op))
+
+    async def delete(self, job_id: str) -> None:
+        async def op(tx: Transaction, events: list[EventValues]) -> None:
+            if await tx.fetch_one(QUERIES["delete_terminal_job"], {"id": job_id}) is None:
+                raise rules.cannot_delete(job_id, await _status_of(tx, job_id))
+
+        await self._write(op)
+
+    async def prune(self, status: JobStatus, cutoff: float, limit: int) -> int:
+        """Delete up to ``limit`` jobs in ``status`` finished before ``cutoff`` (with their events)."""
+        params = {"status": status.value, "cutoff": _ts(cutoff), "limit": limit}
+
+        async def op(tx: Transaction, events: list[EventValues]) -> int:
+            return len(await tx.fetch_all(QUERIES["prune_jobs"], params))
+
+        return await self._write(op)
+
+    async def reclaim_space(self) -> int:
+        # Autovacuum (tuned per table in the migration) makes deleted rows' space reusable; a
+        # jobs table in steady state does not need to shrink, so there is nothing to do here.
+        return 0
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def job_events_after(self, job_id: str, after: int, limit: int = 1000) -> list[JobEvent]:
+        rows = await self.db.fetch_all(
+            QUERIES["job_events_after"], {"job_id": job_id, "after": after, "limit": limit}
+        )
+        return [event_from_row(r) for r in rows]
+
+    async def unseen_events_after(
+        self, after: int, seen: Container[int], limit: int = 1000
+    ) -> tuple[list[JobEvent], int, int]:
+        rows = await self.db.fetch_all(QUERIES["event_ids_after"], {"after": after, "limit": limit})
+        ids = [row["id"] for row in rows]
+        last = ids[-1] if ids else after
+        unseen = [i for i in ids if i not in seen]
+        if not unseen:
+            return [], last, len(ids)
+        rows = await self.db.fetch_all(QUERIES["events_by_ids"], {"ids": unseen})
+        return [event_from_row(r) for r in rows], last, len(ids)
+
+    async def events_after(self, after: int, limit: int = 1000) -> list[JobEvent]:
+        rows = await self.db.fetch_all(QUERIES["events_after"], {"after": after, "limit": limit})
+        return [event_from_row(r) for r in rows]
+
+    async def last_event_id(self) -> int:
+        row = await self.db.fetch_one(QUERIES["last_event_id"])
+        assert row is not None
+        return int(row["last_id"])
+
+    # -- claiming and the holder's operations (fenced by the claim token) ----------------------
+
+    async def claim(
+        self, *, worker_id: str, job_types: Sequence[str] | None, limit: int, lease: float
+    ) -> list[ClaimedJob]:
+        """Claim up to ``limit`` due jobs in one statement; best priority, then oldest, first."""
+        now = time.time()
+        params: dict[str, Any] = {
+            "worker_id": worker_id,
+            "now": _ts(now),
+            "lease_until": _ts(now + lease),
+            "limit": limit,
+        }
+        if job_types is None:
+            sql = QUERIES["claim_jobs"]
+        else:
+            if not job_types:
+                return []
+            sql = QUERIES["claim_jobs_of_types"]
+            params["job_types"] = list(dict.fromkeys(job_types))
+
+        async def op(tx: Transaction, events: list[EventValues]) -> list[Row]:
+            rows = await tx.fetch_all(sql, params)
+            for row in rows:
+                _record(tx, events, row, EventKind.STATUS)
+            return rows
+
+        claimed = [
+            ClaimedJob(job=job_from_row(row), claim_token=row["claim_token"]) for row in await self._write(op)
+        ]
+        # RETURNING does not follow the CTE's ORDER BY; hand jobs out in claim order.
+        claimed.sort(key=lambda c: (-c.job.priority, c.job.created_at))
+        return claimed
+
+    async def _fenced(
+        self, query: str, job_id: str, token: str, params: dict[str, Any], kind: EventKind
+    ) -> Job:
+        params = {"id": job_id, "token": token, "now": _ts(time.time()), **params}
+
+        async def op(tx: Transaction, events: list[EventValues]) -> Row:
+            row = await tx.fetch_one(QUERIES[query], params)
+            if row is None:
+                raise await _refusal(tx, job_id, token)
+            actual = rules.fenced_kind(row["status"], kind)
+            _record(tx, events, row, actual, _event_data(actual, row))
+            return row
+
+        return job_from_row(await self._write(op))
+
+    async def heartbeat(self, job_id: str, token: str, lease: float) -> bool:
+        """Extend the lease (no event: nothing visible changed); True when a cancel was requested.
+
+        A pool renews all its leases at once: the heartbeats of a transaction are one statement.
+        """
+        item = {"id": job_id, "token": token, "lease_until": _ts(time.time() + lease)}
+        return bool(await self.db.write(MergedOp("heartbeat", job_id, item, _heartbeat_many)))
+
+    async def report_progress(
+        self,
+        job_id: str,
+        token: str,
+        *,
+        progress: int,
+        message: str | None,
+        status: JobStatus | None,
+        lease: float,
+    ) -> Job:
+        now = time.time()
+        item = {
+            "id": job_id,
+            "token": token,
+            "progress": progress,
+            "message": message,
+            "status": None if status is None else status.value,
+            "lease_until": _ts(now + lease),
+            "now": _ts(now),
+        }
+        kind = EventKind.PROGRESS if status is None else EventKind.STATUS
+        op = MergedOp(f"progress:{kind.value}", job_id, item, _PROGRESS_MANY[kind])
+        return job_from_row(await self._write_merged(op))
+
+    async def complete(self, job_id: str, token: str, result_data: Any, message: str | None) -> Job:
+        try:
+            item = {
+                "id": job_id,
+                "token": token,
+                "result_data": _json_or_none(result_data),
+                "message": message,
+                "now": _ts(time.time()),
+            }
+            return job_from_row(await self._write_merged(MergedOp("complete", job_id, item, _complete_many)))
+        except LeaseLost:
+            # A holder re-sending its completion (say, after a lost HTTP response) gets the same
+            # answer again instead of an error; anything else stays refused.
+            row = await self.db.fetch_one(QUERIES["get_job"], {"id": job_id})
+            if row is not None and row["status"] == "completed" and row["claim_token"] == token:
+                return job_from_row(row)
+            raise
+
+    async def fail(
+        self, job_id: str, token: str, *, error: str, retry: bool, retry_at: float, message: str | None
+    ) -> Job:
+        return await self._fenced(
+            "fail_job",
+            job_id,
+            token,
+            {"error": error, "retry": retry, "retry_at": _ts(retry_at), "message": message},
+            EventKind.FAILED,
+        )
+
+    async def acknowledge_cancel(self, job_id: str, token: str, message: str | None) -> Job:
+        return await self._fenced(
+            "cancel_held_job", job_id, token, {"message": message}, EventKind.CANCELLED
+        )
+
+    async def release(self, job_id: str, token: str, message: str | None) -> Job:
+        return await self._fenced("release_job", job_id, token, {"message": message}, EventKind.REQUEUED)
+
+    async def reap_expired(self, limit: int = 500) -> list[Job]:
+        """Requeue (or fail, or cancel) jobs whose lease lapsed; returns them."""
+        params = {"now": _ts(time.time()), "limit": limit}
+        if await self.db.fetch_one(QUERIES["any_lease_expired"], params) is None:
+            return []  # the common case: no write transaction
+
+        async def op(tx: Transaction, events: list[EventValues]) -> list[Row]:
+            rows = await tx.fetch_all(QUERIES["reap_expired"], params)
+            for row in rows:
+                kind = rules.REAPED_KIND.get(row["status"], EventKind.REQUEUED)
+                _record(tx, events, row, kind, _event_data(kind, row))
+            return rows
+
+        return [job_from_row(row) for row in await self._write(op)]
+
+
+async def _status_of(tx: Transaction, job_id: str) -> str | None:
+    row = await tx.fetch_one(QUERIES["get_job_status"], {"id": job_id})
+    return None if row is None else str(row["status"])
+
+
+async def _refusal(tx: Transaction, job_id: str, token: str) -> Exception:
+    row = await tx.fetch_one(QUERIES["get_job"], {"id": job_id})
+    if row is None:
+        return JobNotFound(job_id)
+    return rules.lease_lost(
+        job_id, row["status"], row["claim_token"], row["lease_expires_at"] is not None, row["worker_id"], token
+    )
+
+
+def _fenced_many(
+    query: str, columns: tuple[tuple[str, str], ...], kind: EventKind
+) -> Callable[[Transaction, list[MergedOp]], Awaitable[list[Outcome]]]:
+    """Run merged fenced writes as one statement: ``columns`` maps each array parameter of
+    ``query`` to the key of the ops' items; rows that do not come back were refused."""
+
+    async def run_many(tx: Transaction, ops: list[MergedOp]) -> list[Outcome]:
+        params = {param: [op.item[key] for op in ops] for param, key in columns}
+        rows = {row["id"]: row for row in await tx.fetch_all(QUERIES[query], params)}
+        outcomes: list[Outcome] = []
+        for op in ops:
+            row = rows.get(op.job_id)
+            if row is None:
+                outcomes.append((False, await _refusal(tx, op.job_id, op.item["token"])))
+            else:
+                actual = rules.fenced_kind(row["status"], kind)
+                _record(tx, op.events, row, actual, _event_data(actual, row))
+                outcomes.append((True, row))
+        return outcomes
+
+    return run_many
+
+
+_complete_many = _fenced_many(
+    "complete_jobs",
+    (("ids", "id"), ("tokens", "token"), ("results", "result_data"), ("messages", "message"), ("nows", "now")),
+    EventKind.COMPLETED,
+)
+_PROGRESS_COLUMNS = (
+    ("ids", "id"), ("tokens", "token"), ("progresses", "progress"), ("messages", "message"),
+    ("statuses", "status"), ("lease_untils", "lease_until"), ("nows", "now"),
+)
+_PROGRESS_MANY = {
+    kind: _fenced_many("report_progress_jobs", _PROGRESS_COLUMNS, kind)
+    for kind in (EventKind.PROGRESS, EventKind.STATUS)
+}
+
+
+async def _heartbeat_many(tx: Transaction, ops: list[MergedOp]) -> list[Outcome]:
+    params = {
+        "ids": [op.job_id for op in ops],
+        "tokens": [op.item["token"] for op in ops],
+        "lease_untils": [op.item["lease_until"] for op in ops],
+    }
+    rows = {row["id"]: row for row in await tx.fetch_all(QUERIES["heartbeat_jobs"], params)}
+    outcomes: list[Outcome] = []
+    for op in ops:
+        row = rows.get(op.job_id)
+        if row is None:
+            outcomes.append((False, await _refusal(tx, op.job_id, op.item["token"])))
+        else:
+            outcomes.append((True, row["cancel_requested"]))
+    return outcomes

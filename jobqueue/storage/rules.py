@@ -1,0 +1,193 @@
+"""What a change of a job means, decided once for every backend.
+
+The stores translate these decisions into their SQL; they never decide on their own which status
+changes are allowed, which event a change produces, what the event carries, or how a refusal
+is worded. That keeps SQLite and PostgreSQL answering the same thing to the same request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import msgspec
+
+from jobqueue.errors import IdempotencyConflict, InvalidTransition, JobNotFound, LeaseLost
+from jobqueue.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    WAITING_STATUSES,
+    EventKind,
+    Job,
+    JobStatus,
+    JobUpdate,
+)
+
+_encode = msgspec.json.encode
+
+#: Status values (as stored) of waiting jobs: a fenced write that leaves a job here requeued it.
+WAITING_VALUES = frozenset(s.value for s in WAITING_STATUSES)
+
+#: The event of each status the reaper can leave an expired job in.
+REAPED_KIND = {
+    JobStatus.CANCELLED.value: EventKind.CANCELLED,
+    JobStatus.FAILED.value: EventKind.FAILED,
+}
+
+
+def fingerprint(
+    job_type: str, request_data: Any, priority: int, max_attempts: int, timeout: float | None
+) -> str:
+    """A hash of a create request, so a reused idempotency key with another body is refused."""
+    payload = _encode([job_type, request_data, priority, max_attempts, timeout], order="sorted")
+    return uuid.uuid5(uuid.NAMESPACE_OID, payload.decode()).hex
+
+
+def check_idempotent_replay(key: str, job_id: str, stored_fingerprint: str | None, fingerprint: str) -> None:
+    if stored_fingerprint != fingerprint:
+        raise IdempotencyConflict(
+            f"idempotency key {key!r} was already used for a different request (job {job_id})"
+        )
+
+
+def new_job(
+    job_type: str,
+    encoded_request: bytes | None,
+    priority: int,
+    max_attempts: int,
+    now: float,
+    due: float,
+    timeout: float | None,
+) -> Job:
+    """A job without idempotency key as it is stored: what ``RETURNING *`` would give, built in
+    Python so the insert needs no row back (nothing can conflict with a fresh id)."""
+    created = datetime.fromtimestamp(now, UTC)
+    return Job(
+        id=str(uuid.uuid4()),
+        status=JobStatus.QUEUED,
+        progress=0,
+        job_type=job_type,
+        priority=priority,
+        # Decoded back from the stored JSON, so the job is what a later read returns (and does
+        # not share the caller's mutable dict).
+        request_data=None if encoded_request is None else msgspec.json.decode(encoded_request),
+        result_data=None,
+        message=None,
+        error=None,
+        created_at=created,
+        updated_at=created,
+        started_at=None,
+        completed_at=None,
+        worker_id=None,
+        attempts=0,
+        max_attempts=max_attempts,
+        run_at=created if due == now else datetime.fromtimestamp(due, UTC),
+        timeout=timeout,
+        lease_expires_at=None,
+        cancel_requested=False,
+        idempotency_key=None,
+        event_seq=1,
+    )
+
+
+class UpdatePlan(NamedTuple):
+    """How an unfenced update (``PUT``, the seed's ``update_job``) changes a job."""
+
+    #: The new status when it changes, else None.
+    status: JobStatus | None
+    progress: int | None
+    becomes_active: bool
+    leaves_active: bool
+    becomes_waiting: bool
+    becomes_terminal: bool
+    kind: EventKind
+
+
+def plan_update(job_id: str, old: JobStatus, update: JobUpdate, fields: set[str]) -> UpdatePlan:
+    """Check an unfenced update against the job's current status (read under the write lock)."""
+    if old in TERMINAL_STATUSES:
+        raise InvalidTransition(
+            f"job {job_id} is {old.value}: a finished job cannot be changed "
+            "(retry it to run it again)"
+        )
+    new = update.status if "status" in fields and update.status is not None else old
+    changed = new != old
+    progress = update.progress if "progress" in fields else None
+    if new is JobStatus.COMPLETED:
+        progress = 100
+    if changed:
+        kind = status_kind(new)
+    elif fields & {"progress", "message"}:
+        kind = EventKind.PROGRESS
+    else:
+        kind = EventKind.UPDATED
+    return UpdatePlan(
+        status=new if changed else None,
+        progress=progress,
+        becomes_active=changed and new in ACTIVE_STATUSES and old not in ACTIVE_STATUSES,
+        leaves_active=changed and old in ACTIVE_STATUSES and new not in ACTIVE_STATUSES,
+        becomes_waiting=changed and new in WAITING_STATUSES and old not in WAITING_STATUSES,
+        becomes_terminal=changed and new in TERMINAL_STATUSES,
+        kind=kind,
+    )
+
+
+def status_kind(new: JobStatus) -> EventKind:
+    """The event of a status change made through an unfenced update."""
+    if new is JobStatus.COMPLETED:
+        return EventKind.COMPLETED
+    if new is JobStatus.FAILED:
+        return EventKind.FAILED
+    if new is JobStatus.CANCELLED:
+        return EventKind.CANCELLED
+    if new in WAITING_STATUSES:
+        return EventKind.REQUEUED
+    return EventKind.STATUS
+
+
+def fenced_kind(status: str, kind: EventKind) -> EventKind:
+    """The event of a fenced write that left the job in ``status`` (a failed attempt that goes
+    back to the queue is a requeue, not a failure)."""
+    return EventKind.REQUEUED if status in WAITING_VALUES else kind
+
+
+def event_data(kind: EventKind, result: Any, error: str | None) -> Any:
+    """What an event carries besides status and progress: the result, or the error."""
+    if kind is EventKind.COMPLETED:
+        return result
+    if kind in (EventKind.FAILED, EventKind.REQUEUED) and error is not None:
+        return {"error": error}
+    return None
+
+
+def lease_lost(job_id: str, status: str, claim_token: str | None, lease_held: bool, worker_id: str | None, token: str) -> LeaseLost:
+    """Why a fenced write found no row to change, from the job as it is now."""
+    if claim_token == token and not lease_held:
+        return LeaseLost(f"job {job_id} is already {status}; this claim has ended")
+    if lease_held:
+        return LeaseLost(
+            f"job {job_id} is now held by another claim (worker {worker_id}); "
+            "this claim expired and was taken over"
+        )
+    return LeaseLost(f"job {job_id} is {status}; this claim is no longer valid")
+
+
+def cannot_cancel(job_id: str, status: str | None) -> Exception:
+    if status is None:
+        return JobNotFound(job_id)
+    return InvalidTransition(f"job {job_id} is {status}: it cannot be cancelled")
+
+
+def cannot_retry(job_id: str, status: str | None) -> Exception:
+    if status is None:
+        return JobNotFound(job_id)
+    return InvalidTransition(
+        f"job {job_id} is {status}: only failed or cancelled jobs can be retried"
+    )
+
+
+def cannot_delete(job_id: str, status: str | None) -> Exception:
+    if status is None:
+        return JobNotFound(job_id)
+    return InvalidTransition(f"job {job_id} is {status}: only finished jobs can be deleted")
