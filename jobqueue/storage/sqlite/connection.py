@@ -317,7 +317,7 @@ class Database:
             batch = self._queue[:MAX_BATCH]
             del self._queue[:MAX_BATCH]
         # The whole transaction runs in the writer thread in one hop.
-        done = self._in_writer_thread(_run_transaction, self._writer, [op for op, _ in batch])
+        done = self._in_writer_thread(_run_transaction, self._writer, [op for op, _ in batch], self.check_file)
         self._in_flight = done
         self._idle.clear()
         done.add_done_callback(partial(self._finished, batch))
@@ -335,7 +335,8 @@ class Database:
                     future.set_result(value)
                 else:
                     future.set_exception(value)
-        elif len(batch) > 1 and isinstance(exc, Exception):
+        elif len(batch) > 1 and isinstance(exc, Exception) and not isinstance(exc, DatabaseError):
+            # (A DatabaseError here is the file check before COMMIT: it would fail each alone too.)
             logger.warning("write batch of %d failed (%s); retrying each alone", len(batch), exc)
             self._alone.extend(batch)
         else:
@@ -374,8 +375,14 @@ class WriteConnection:
         self._before_commit.append(callback)
 
 
-def _run_transaction(raw: sqlite3.Connection, ops: list[WriteOp[Any]]) -> list[tuple[bool, Any]]:
-    """One transaction in the writer thread: each op's result, or its domain error."""
+def _run_transaction(
+    raw: sqlite3.Connection, ops: list[WriteOp[Any]], check_file: Callable[[], None]
+) -> list[tuple[bool, Any]]:
+    """One transaction in the writer thread: each op's result, or its domain error.
+
+    ``check_file`` runs right before COMMIT: a write into a file deleted or replaced under us
+    would commit without error and vanish at the next start, so the batch fails instead.
+    """
     conn = WriteConnection(raw)
     results: list[tuple[bool, Any]] = []
     raw.execute("BEGIN IMMEDIATE")
@@ -387,6 +394,7 @@ def _run_transaction(raw: sqlite3.Connection, ops: list[WriteOp[Any]]) -> list[t
                 results.append((False, exc))
         for callback in conn._before_commit:
             callback(raw)
+        check_file()
         raw.execute("COMMIT")
     except BaseException:
         _rollback(raw)
