@@ -3,9 +3,12 @@ running server, a database that can no longer be written, and many stream listen
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -13,7 +16,7 @@ import pytest
 
 from jobqueue.settings import database_path
 
-from .conftest import assert_error, sqlite_only
+from .conftest import assert_error, running_server, sqlite_only
 
 #: Enqueues tried after the file is gone: each must be refused, none acknowledged.
 ENQUEUES = 20
@@ -44,3 +47,77 @@ def test_writes_into_a_lost_database_file_are_refused(
         for _ in range(ENQUEUES):
             body = assert_error(http.post("/api/jobs", json={"job_type": "faults"}), 503)
             assert body["error"] == "database_error"
+
+
+def _run_as_root(*command: str) -> None:
+    """Mounts and file attributes need root (CI runs as root); elsewhere the test says why it
+    cannot run."""
+    if os.geteuid() != 0:
+        pytest.skip(f"{command[0]} needs root (CI runs as root)")
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"{' '.join(command)} failed here: {result.stderr.strip()}")
+
+
+@contextmanager
+def _tiny_disk(folder: Path) -> Iterator[Path]:
+    """A tmpfs of its own, so the test can fill it without filling the machine's disk."""
+    folder.mkdir()
+    _run_as_root("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder))
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def _fill(path: Path) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(descriptor, b"x" * 65536)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(descriptor)
+
+
+def _assert_health(http: httpx.Client, status: int) -> dict[str, str]:
+    response = http.get("/health")
+    assert response.status_code == status, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_health_reports_a_full_disk(tmp_path: Path) -> None:
+    """SQLite only (a file on a disk of its own): not parametrized by backend."""
+    with _tiny_disk(tmp_path / "disk") as disk:
+        with running_server(tmp_path, f"sqlite:///{disk}/jobs.db", RUN_WORKER="false") as url:
+            with httpx.Client(base_url=url, timeout=10) as http:
+                assert http.post("/api/jobs", json={"job_type": "faults"}).status_code == 201
+                _assert_health(http, 200)
+                _fill(disk / "filler")
+                big = {"job_type": "faults", "request_data": {"text": "x" * 500_000}}
+                assert_error(http.post("/api/jobs", json=big), 503)
+                assert "full" in _assert_health(http, 503)["database"]
+                (disk / "filler").unlink()
+                _assert_health(http, 200)
+                assert http.post("/api/jobs", json=big).status_code == 201
+
+
+@sqlite_only
+@pytest.mark.parametrize("suffix", ["-wal", ""], ids=["wal", "database"])
+def test_health_reports_a_database_file_that_cannot_be_written(
+    live_server: Callable[..., str], database_url: str, suffix: str
+) -> None:
+    """An immutable WAL fails every commit; an immutable database file every checkpoint."""
+    url = live_server(RUN_WORKER="false")
+    path = database_path(database_url)
+    file = path.with_name(path.name + suffix)
+    with httpx.Client(base_url=url, timeout=10) as http:
+        assert http.post("/api/jobs", json={"job_type": "faults"}).status_code == 201
+        _assert_health(http, 200)
+        _run_as_root("chattr", "+i", str(file))
+        try:
+            assert "cannot be written" in _assert_health(http, 503)["database"]
+        finally:
+            subprocess.run(["chattr", "-i", str(file)], check=True)
+        _assert_health(http, 200)
