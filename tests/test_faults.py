@@ -7,13 +7,19 @@ import errno
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
+from jobqueue import events as events_module
+from jobqueue.models import JobEvent
+from jobqueue.service import JobQueueService
 from jobqueue.settings import database_path
 
 from .conftest import assert_error, running_server, sqlite_only
@@ -121,3 +127,63 @@ def test_health_reports_a_database_file_that_cannot_be_written(
         finally:
             subprocess.run(["chattr", "-i", str(file)], check=True)
         _assert_health(http, 200)
+
+
+# -- many listeners ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("listeners", [1, 300])
+async def test_an_event_is_encoded_once_whatever_the_number_of_listeners(
+    service: JobQueueService, monkeypatch: pytest.MonkeyPatch, listeners: int
+) -> None:
+    encoded: list[int] = []
+    encode = events_module._encode
+
+    def counting(value: Any) -> bytes:
+        if isinstance(value, JobEvent):
+            encoded.append(value.id)
+        return encode(value)
+
+    monkeypatch.setattr(events_module, "_encode", counting)
+    with ExitStack() as stack:
+        subscriptions = [stack.enter_context(service.events.subscribe(lambda e: True)) for _ in range(listeners)]
+        job_id = await service.enqueue_job("faults")
+        await service.update_job(job_id, progress=50)
+        deliveries = [[await s.receive(timeout=5), await s.receive(timeout=5)] for s in subscriptions]
+    ids = [event.id for event in await service.job_events(job_id)]
+    assert len(ids) == 2 and encoded == ids  # once per event, not once per listener
+    for delivered in deliveries:
+        assert [d.event.id for d in delivered if d is not None] == ids
+        assert all(d is not None and d.data == msgspec.json.encode(d.event) for d in delivered)
+
+
+def _open_stream(streams: ExitStack, url: str, source: str = "127.0.0.1") -> httpx.Response:
+    """An /api/events stream from the loopback address ``source`` (another client), kept open."""
+    http = streams.enter_context(
+        httpx.Client(base_url=url, timeout=10, transport=httpx.HTTPTransport(local_address=source))
+    )
+    return streams.enter_context(http.stream("GET", "/api/events"))
+
+
+def _assert_refused(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status  # before reading: a stream served would never end
+    response.read()
+    assert assert_error(response, status)["error"] == "too_many_streams"
+    assert int(response.headers["retry-after"]) > 0
+
+
+def test_streams_are_capped_per_client_and_per_process(live_server: Callable[..., str]) -> None:
+    url = live_server(RUN_WORKER="false", MAX_STREAMS="3", MAX_STREAMS_PER_CLIENT="2", SSE_KEEPALIVE="0.1")
+    with ExitStack() as streams:
+        first = ExitStack()
+        assert _open_stream(first, url).status_code == 200
+        streams.enter_context(first)
+        assert _open_stream(streams, url).status_code == 200
+        _assert_refused(_open_stream(streams, url), 429)  # a third one from the same client
+        assert _open_stream(streams, url, "127.0.0.2").status_code == 200  # another client
+        _assert_refused(_open_stream(streams, url, "127.0.0.3"), 503)  # the process is full
+        first.close()  # a stream ends: its slot is free again once the server notices
+        deadline = time.monotonic() + 10
+        while (response := _open_stream(streams, url)).status_code != 200:
+            assert time.monotonic() < deadline, response.read()
+            time.sleep(0.1)
