@@ -25,6 +25,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import msgspec
 import redis.asyncio as aioredis
@@ -61,20 +62,29 @@ class ListenerCutOff(Exception):
     """The listener fell too far behind and was dropped; resume from the database."""
 
 
+class Delivery(NamedTuple):
+    """One dispatched event as every listener of this process gets it."""
+
+    event: JobEvent
+    #: The event's JSON, encoded once for all listeners (the ``data:`` of an SSE message).
+    data: bytes
+
+
 class Subscription:
     """A bounded queue of the events one listener wants."""
 
     def __init__(self, match: Callable[[JobEvent], bool], maxsize: int) -> None:
         self.match = match
-        self.queue: asyncio.Queue[JobEvent] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize)
         self.cut_off = False
 
-    def offer(self, event: JobEvent) -> bool:
-        """Queue the event if wanted; returns False when this offer cut the listener off."""
-        if self.cut_off or not self.match(event):
-            return True
+    def wants(self, event: JobEvent) -> bool:
+        return not self.cut_off and self.match(event)
+
+    def offer(self, delivery: Delivery) -> bool:
+        """Queue a wanted event; returns False when this offer cut the listener off."""
         try:
-            self.queue.put_nowait(event)
+            self.queue.put_nowait(delivery)
         except asyncio.QueueFull:
             self.cut_off = True
             return False
@@ -82,8 +92,24 @@ class Subscription:
 
     async def get(self, timeout: float) -> JobEvent | None:
         """The next event, or None after ``timeout`` seconds without one."""
+        delivery = await self.receive(timeout)
+        return None if delivery is None else delivery.event
+
+    def drain(self) -> list[Delivery]:
+        """Every event already queued, without waiting."""
+        deliveries: list[Delivery] = []
+        while not self.queue.empty():
+            deliveries.append(self.queue.get_nowait())
+        return deliveries
+
+    async def receive(self, timeout: float) -> Delivery | None:
+        """The next event with its JSON, or None after ``timeout`` seconds without one."""
         if self.cut_off and self.queue.empty():
             raise ListenerCutOff("listener fell behind and was cut off")
+        if not self.queue.empty():
+            # wait_for wraps the get in a task of its own: too dear for every event of every
+            # listener when one is already waiting.
+            return self.queue.get_nowait()
         try:
             return await asyncio.wait_for(self.queue.get(), timeout)
         except TimeoutError:
@@ -193,8 +219,13 @@ class EventHub:
         if event.id <= self._cursor or event.id in self._seen:
             return
         self._seen.add(event.id)
+        delivery: Delivery | None = None
         for subscription in list(self._subscriptions):
-            if not subscription.offer(event):
+            if not subscription.wants(event):
+                continue
+            if delivery is None:  # encoded once, and only when someone listens
+                delivery = Delivery(event, _encode(event))
+            if not subscription.offer(delivery):
                 self.cut_off += 1
                 logger.warning("an event listener fell behind and was cut off")
         for callback in self._callbacks:

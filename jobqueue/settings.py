@@ -59,6 +59,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     prune_interval: float = 3600.0
     #: Seconds between keep-alive comments on an idle event stream.
     sse_keepalive: float = 15.0
+    #: Event streams (SSE) open at once in one server process; more are refused with 503.
+    max_streams: int = 4096
+    #: Event streams one client (remote address) may have open at once; more are refused with 429.
+    max_streams_per_client: int = 64
     #: SQLite ``PRAGMA synchronous``: NORMAL (default, durable across process crashes in WAL mode;
     #: the last commits may be lost on power loss) or FULL (fsync on every commit).
     synchronous: str = "NORMAL"
@@ -242,6 +246,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "retention_completed_days": ("RETENTION_COMPLETED_DAYS", _parse_number(float, 0, 36_500)),
     "retention_failed_days": ("RETENTION_FAILED_DAYS", _parse_number(float, 0, 36_500)),
     "sse_keepalive": ("SSE_KEEPALIVE", _parse_number(float, 0.05, 3600)),
+    "max_streams": ("MAX_STREAMS", _parse_number(int, 1, 1_000_000)),
+    "max_streams_per_client": ("MAX_STREAMS_PER_CLIENT", _parse_number(int, 1, 1_000_000)),
     "prune_interval": ("PRUNE_INTERVAL", _parse_number(float, 0, 7 * 86_400)),
     "database_pooling": ("DATABASE_POOLING", _parse_pooling),
     "database_pool_size": ("DATABASE_POOL_SIZE", _parse_number(int, 2, 1000)),

@@ -33,6 +33,7 @@ from jobqueue.api.limits import BodyLimitMiddleware
 from jobqueue.api.openapi import routes as openapi_routes
 from jobqueue.api.ops import routes as ops_routes
 from jobqueue.api.routes import routes
+from jobqueue.api.sse import StreamSlots
 from jobqueue.api.sse import routes as stream_routes
 from jobqueue.errors import JobQueueError
 from jobqueue.handlers import default_registry
@@ -68,12 +69,14 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                 metrics.track_pool(pool)
             keyring = KeyRing(service.store, admin_key=settings.admin_key, metrics_token=settings.metrics_token)
             try:
+                streams = StreamSlots(settings.max_streams, settings.max_streams_per_client)
                 yield {
                     "service": service,
                     "pool": pool,
                     "metrics": metrics,
                     "keyring": keyring,
                     "registry": registry,
+                    "streams": streams,
                 }
             finally:
                 if pool is not None:

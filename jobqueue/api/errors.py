@@ -60,12 +60,21 @@ _FIELD_PATH = re.compile(r"at `\$\.?([^`]*)`")
 
 
 class RequestError(Exception):
-    """A malformed request (status 400/413/415/422), raised while reading the body or query."""
+    """A request refused before it reaches the service: malformed (400/413/415/422) or over a
+    limit (429/503, with ``Retry-After`` in ``headers``)."""
 
-    def __init__(self, status_code: int, error: str, detail: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        error: str,
+        detail: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.body = ErrorBody(error=error, detail=detail, field=field)
+        self.headers = headers or {}
 
 
 def validation_error(exc: msgspec.ValidationError, within: str | None = None) -> RequestError:
@@ -92,7 +101,9 @@ def error_response(status_code: int, body: ErrorBody) -> Response:
 
 async def handle_request_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestError)
-    return error_response(exc.status_code, exc.body)
+    response = error_response(exc.status_code, exc.body)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def handle_domain_error(request: Request, exc: Exception) -> Response:

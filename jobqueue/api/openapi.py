@@ -96,6 +96,7 @@ _ERROR_TEXT = {
     413: "Body too large",
     415: "Body is not JSON",
     422: "A field is invalid",
+    429: "This client has MAX_STREAMS_PER_CLIENT event streams open; retry after Retry-After seconds",
     503: "The database is unavailable",
 }
 
@@ -278,7 +279,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "The job's live event stream: a `snapshot` (the Job), then each event until it finishes",
         "events",
         response={"oneOf": [_stream_message(["snapshot"], Job), _EVENT_MESSAGE]},
-        errors=(400, 404),
+        errors=(400, 404, 429),
         media_type="text/event-stream",
         description=_STREAM_DOC + " Here `id:` is the job's event `seq`.",
         params=_last_event_id_params("Replay events with a seq above this one"),
@@ -287,7 +288,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Every job's live events",
         "events",
         response=_EVENT_MESSAGE,
-        errors=(400, 422),
+        errors=(400, 422, 429),
         media_type="text/event-stream",
         description=_STREAM_DOC + " Here `id:` is the global event `id`.",
         params=(

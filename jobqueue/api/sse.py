@@ -10,7 +10,8 @@ event exactly once, in order. The stream ends after the terminal event.
 global event id, always increasing; ``Last-Event-ID`` replays from the database the same way. A
 fresh connection starts after the newest stored event. It never ends.
 
-Both send ``: keep-alive`` comments when idle. A client too slow to read is cut off (the stream
+Both are capped (``MAX_STREAMS`` per process: 503, ``MAX_STREAMS_PER_CLIENT`` per remote
+address: 429, each with ``Retry-After``). Both send ``: keep-alive`` comments when idle. A client too slow to read is cut off (the stream
 closes) and resumes with ``Last-Event-ID``.
 """
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import msgspec
 from starlette.requests import Request
@@ -31,7 +32,7 @@ from jobqueue.api.disconnect import watch_disconnect
 from jobqueue.api.errors import RequestError
 from jobqueue.api.responses import JSONResponse
 from jobqueue.api.routes import _query_statuses, check_job_type, get_job_queue_service
-from jobqueue.events import ListenerCutOff
+from jobqueue.events import Delivery, ListenerCutOff
 from jobqueue.models import TERMINAL_EVENT_KINDS, TERMINAL_STATUSES, JobEvent, KeyScope
 from jobqueue.service import JobQueueService
 
@@ -39,6 +40,9 @@ from jobqueue.service import JobQueueService
 MAX_WAIT_SECONDS = 300.0
 #: Largest event id (and ``Last-Event-ID``): the largest integer SQLite stores.
 MAX_EVENT_ID = 2**63 - 1
+
+#: Seconds a client refused for too many streams is told to wait (``Retry-After``).
+STREAMS_RETRY_AFTER = 5
 
 _EVENT_ID = re.compile(r"[0-9]{1,19}")
 
@@ -51,7 +55,59 @@ def sse_message(event: str, event_id: int, data: bytes) -> bytes:
 
 
 def _event_message(event: JobEvent, event_id: int) -> bytes:
+    """An event read from the database (a replay): encoded for this stream alone."""
     return sse_message(event.kind.value, event_id, _encode(event))
+
+
+def _delivered_message(delivery: Delivery, event_id: int) -> bytes:
+    """A live event: its JSON was encoded once by the hub for every listener."""
+    return sse_message(delivery.event.kind.value, event_id, delivery.data)
+
+
+class StreamSlots:
+    """Bounds the event streams open at once: ``total`` in this process and ``per_client`` per
+    API key (per remote address when the request has no key). Each idle stream costs a
+    connection, a queue and CPU for every event; a client refused is told when to retry instead
+    of exhausting the process."""
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self.total = total
+        self.per_client = per_client
+        self.open = 0
+        self._by_client: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def hold(self, client: str) -> Iterator[None]:
+        """One slot for the stream's lifetime; a 503 (process full) or 429 (client) otherwise."""
+        retry = {"Retry-After": str(STREAMS_RETRY_AFTER)}
+        if self.open >= self.total:
+            raise RequestError(
+                503, "too_many_streams", f"this server has {self.total} event streams open, its limit", headers=retry
+            )
+        held = self._by_client.get(client, 0)
+        if held >= self.per_client:
+            raise RequestError(
+                429, "too_many_streams", f"{client} has {held} event streams open, its limit", headers=retry
+            )
+        self.open += 1
+        self._by_client[client] = held + 1
+        try:
+            yield
+        finally:
+            self.open -= 1
+            left = self._by_client[client] - 1
+            if left:
+                self._by_client[client] = left
+            else:
+                del self._by_client[client]
+
+
+def _hold_stream(request: Request) -> contextlib.AbstractContextManager[None]:
+    slots: StreamSlots = request.state.streams
+    key_id = principal(request).key_id
+    if key_id is not None:
+        return slots.hold(f"key {key_id}")
+    return slots.hold(request.client.host if request.client is not None else "unknown")
 
 
 def _last_event_id(request: Request) -> int | None:
@@ -82,6 +138,7 @@ async def job_event_stream(request: Request) -> Response:
     job_id = request.path_params["job_id"]
     last_event_id = _last_event_id(request)
     with contextlib.ExitStack() as opening:
+        opening.enter_context(_hold_stream(request))
         # Subscribe before reading the job, so nothing that happens in between is missed.
         subscription = opening.enter_context(service.events.subscribe(lambda e: e.job_id == job_id))
         job = await service.require_job(job_id)  # a 404 leaves the with: unsubscribed
@@ -105,18 +162,24 @@ async def job_event_stream(request: Request) -> Response:
                 return
             while True:
                 try:
-                    event = await subscription.get(timeout=keepalive)
+                    delivery = await subscription.receive(timeout=keepalive)
                 except ListenerCutOff:
                     return  # the client resumes with Last-Event-ID
-                if event is None:
+                if delivery is None:
                     yield b": keep-alive\n\n"
                     continue
+                event = delivery.event
                 if event.seq <= last:
                     continue  # already sent (snapshot or replay)
+                if event.seq == last + 1:
+                    yield _delivered_message(delivery, event.seq)
+                    last = event.seq
+                    if event.kind in TERMINAL_EVENT_KINDS:
+                        return
+                    continue
                 # A later event overtook an earlier one (say, from another process over Redis):
                 # the database has them all, in order.
-                pending = [event] if event.seq == last + 1 else await _replay(service, job_id, last)
-                for item in pending:
+                for item in await _replay(service, job_id, last):
                     yield _event_message(item, item.seq)
                     last = item.seq
                     if item.kind in TERMINAL_EVENT_KINDS:
@@ -153,6 +216,7 @@ async def all_events_stream(request: Request) -> Response:
         )
 
     with contextlib.ExitStack() as opening:
+        opening.enter_context(_hold_stream(request))
         # Every event, not only the wanted ones: then a gap in the global ids always means an
         # event of another process still on its way, which the database already has.
         subscription = opening.enter_context(service.events.subscribe(lambda event: True))
@@ -182,17 +246,27 @@ async def all_events_stream(request: Request) -> Response:
                                 yield _event_message(event, event.id)
                     pending = None
                 try:
-                    event = await subscription.get(timeout=keepalive)
+                    delivery = await subscription.receive(timeout=keepalive)
                 except ListenerCutOff:
                     return
-                if event is None:
+                if delivery is None:
                     yield b": keep-alive\n\n"
-                elif event.id == last + 1:
-                    last = event.id
-                    if wanted(event):
-                        yield _event_message(event, event.id)
-                elif event.id > last:
-                    pending = _events_after(service, last)
+                    continue
+                # Everything already queued goes out as one write: the cost of a stream is per
+                # wake-up and per send, far more than per event (see benchmarks/README.md).
+                messages: list[bytes] = []
+                for delivery in [delivery, *subscription.drain()]:
+                    event = delivery.event
+                    if event.id == last + 1:
+                        last = event.id
+                        if wanted(event):
+                            messages.append(_delivered_message(delivery, event.id))
+                    elif event.id > last:
+                        # The rest is stored too: the replay from the database sends it.
+                        pending = _events_after(service, last)
+                        break
+                if messages:
+                    yield b"".join(messages)
 
     return _stream(body())
 

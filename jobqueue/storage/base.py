@@ -70,7 +70,8 @@ class Store(Protocol):
         """Mean wait and run seconds of jobs finished since ``since``."""
 
     async def ping(self) -> None:
-        """Raise ``DatabaseError`` unless the database answers (and is still the one opened)."""
+        """Raise ``DatabaseError`` unless the database answers, is still the one opened, and a
+        write could commit now (not read-only, disk not full)."""
 
     async def cancel_requested(self, worker_id: str) -> list[str]:
         """Ids of the jobs ``worker_id`` holds whose cancel was requested."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections import deque
@@ -53,6 +54,9 @@ BUSY_TIMEOUT_MS = 10_000
 MAX_BATCH = 512
 #: Seconds between checkpoints of the background checkpointer (when this process wrote).
 CHECKPOINT_INTERVAL = 0.5
+#: Free bytes on the database's file system below which it counts as full: a transaction
+#: that grows the WAL needs room, and a full disk fails every such commit.
+MIN_FREE_BYTES = 1024 * 1024
 #: WAL pages (4 KiB) after which the writer checkpoints itself at a commit. Only a backstop:
 #: the background checkpointer has normally copied the WAL back already (see Database).
 WRITER_AUTOCHECKPOINT_PAGES = 10_000
@@ -239,6 +243,23 @@ class Database:
         if (stat.st_dev, stat.st_ino) != self._identity:
             raise DatabaseError(f"database file {str(self.path)!r} was replaced by another file")
 
+    async def check_writable(self) -> None:
+        """Raise ``DatabaseError`` unless a write could commit now.
+
+        An empty write transaction takes the write lock and checks the file before its COMMIT,
+        but writes nothing: a file that cannot be written (read-only or immutable database or
+        WAL) and a full disk only fail the commits that write pages, so they are asked of the
+        file system.
+        """
+        await self.write(_nothing)
+        for file in (self.path, self.path.with_name(self.path.name + "-wal")):
+            if file.exists() and not os.access(file, os.W_OK):
+                raise DatabaseError(f"database file {str(file)!r} cannot be written")
+        disk = os.statvfs(self.path.parent)
+        free = disk.f_bavail * disk.f_frsize
+        if free < MIN_FREE_BYTES:
+            raise DatabaseError(f"disk of the database {str(self.path)!r} is full ({free} bytes free)")
+
     async def _checkpoint_loop(self) -> None:
         """Copy the WAL back into the database file from a connection of its own.
 
@@ -317,7 +338,7 @@ class Database:
             batch = self._queue[:MAX_BATCH]
             del self._queue[:MAX_BATCH]
         # The whole transaction runs in the writer thread in one hop.
-        done = self._in_writer_thread(_run_transaction, self._writer, [op for op, _ in batch])
+        done = self._in_writer_thread(_run_transaction, self._writer, [op for op, _ in batch], self.check_file)
         self._in_flight = done
         self._idle.clear()
         done.add_done_callback(partial(self._finished, batch))
@@ -335,7 +356,8 @@ class Database:
                     future.set_result(value)
                 else:
                     future.set_exception(value)
-        elif len(batch) > 1 and isinstance(exc, Exception):
+        elif len(batch) > 1 and isinstance(exc, Exception) and not isinstance(exc, DatabaseError):
+            # (A DatabaseError here is the file check before COMMIT: it would fail each alone too.)
             logger.warning("write batch of %d failed (%s); retrying each alone", len(batch), exc)
             self._alone.extend(batch)
         else:
@@ -374,8 +396,14 @@ class WriteConnection:
         self._before_commit.append(callback)
 
 
-def _run_transaction(raw: sqlite3.Connection, ops: list[WriteOp[Any]]) -> list[tuple[bool, Any]]:
-    """One transaction in the writer thread: each op's result, or its domain error."""
+def _run_transaction(
+    raw: sqlite3.Connection, ops: list[WriteOp[Any]], check_file: Callable[[], None]
+) -> list[tuple[bool, Any]]:
+    """One transaction in the writer thread: each op's result, or its domain error.
+
+    ``check_file`` runs right before COMMIT: a write into a file deleted or replaced under us
+    would commit without error and vanish at the next start, so the batch fails instead.
+    """
     conn = WriteConnection(raw)
     results: list[tuple[bool, Any]] = []
     raw.execute("BEGIN IMMEDIATE")
@@ -387,11 +415,16 @@ def _run_transaction(raw: sqlite3.Connection, ops: list[WriteOp[Any]]) -> list[t
                 results.append((False, exc))
         for callback in conn._before_commit:
             callback(raw)
+        check_file()
         raw.execute("COMMIT")
     except BaseException:
         _rollback(raw)
         raise
     return results
+
+
+def _nothing(conn: WriteConnection) -> None:
+    """The write op of ``check_writable``."""
 
 
 def _rollback(raw: sqlite3.Connection) -> None:

@@ -369,7 +369,7 @@ class SQLiteStore:
         return row[0], row[1]
 
     async def ping(self) -> None:
-        self.db.check_file()
+        await self.db.check_writable()
         await self.db.fetch_one(QUERIES["ping"])
 
     async def cancel_requested(self, worker_id: str) -> list[str]:
