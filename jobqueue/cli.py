@@ -356,6 +356,13 @@ def _serve_worker_metrics(service: Any, pool: Any, host: str, port: int) -> None
 
     from jobqueue.metrics import JobMetrics
 
+    if not is_loopback(host):
+        # prometheus_client's server has no authentication: secure by default, it stays local.
+        raise ConfigError(
+            f"--metrics-port: the worker's metrics have no authentication and {host} is not a loopback "
+            "address; keep HOST on 127.0.0.1 (scrape through a local agent) or scrape the API's "
+            "/metrics with METRICS_TOKEN"
+        )
     metrics = JobMetrics(queue_depth=False)
     metrics.attach(service)
     metrics.track_pool(pool)

@@ -210,3 +210,17 @@ async def test_worker_process_serves_its_metrics(settings: Settings, tmp_path: P
     assert value(samples, "jobqueue_jobs_enqueued_total", job_type="ledger") is None
     # Queue depth belongs to the server's /metrics, which reads it at scrape time.
     assert not any(name.startswith("jobqueue_queue_") for name, _ in samples)
+
+
+def test_worker_metrics_refuse_a_non_loopback_address(tmp_path: Path) -> None:
+    """Secure by default: the worker's metrics server has no authentication, so it stays local."""
+    result = subprocess.run(
+        [sys.executable, "-m", "jobqueue", "worker", "--burst", "--metrics-port", str(free_port())],
+        env=subprocess_env(DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.db'}", HOST="0.0.0.0"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("jobqueue: error: --metrics-port:") and "0.0.0.0 is not a loopback" in line
