@@ -69,18 +69,6 @@ UPDATE jobs SET
 WHERE id = %(id)s
 RETURNING *;
 
--- name: report_progress
--- Progress (and optionally a running status) from the holder of the claim; counts as a heartbeat.
-UPDATE jobs SET
-    event_seq = event_seq + 1,
-    progress = %(progress)s,
-    message = coalesce(%(message)s, message),
-    status = coalesce(%(status)s, status),
-    lease_expires_at = %(lease_until)s,
-    updated_at = %(now)s
-WHERE id = %(id)s AND claim_token = %(token)s AND lease_expires_at IS NOT NULL
-RETURNING *;
-
 -- name: claim_jobs
 -- Atomically claim up to %(limit)s due waiting jobs of any type, best priority then oldest
 -- first. MATERIALIZED: the picked rows are locked once, and the UPDATE joins exactly them
@@ -142,21 +130,6 @@ RETURNING jobs.*;
 UPDATE jobs SET lease_expires_at = %(lease_until)s
 WHERE id = %(id)s AND claim_token = %(token)s AND lease_expires_at IS NOT NULL
 RETURNING cancel_requested;
-
--- name: complete_job
--- The holder finishes the job successfully.
-UPDATE jobs SET
-    event_seq = event_seq + 1,
-    status = 'completed',
-    progress = 100,
-    result_data = %(result_data)s::jsonb,
-    message = coalesce(%(message)s, message),
-    error = NULL,
-    completed_at = %(now)s,
-    updated_at = %(now)s,
-    lease_expires_at = NULL
-WHERE id = %(id)s AND claim_token = %(token)s AND lease_expires_at IS NOT NULL
-RETURNING *;
 
 -- name: fail_job
 -- The holder's attempt failed: back to the queue at %(retry_at)s::timestamptz while attempts remain (and
@@ -362,10 +335,6 @@ RETURNING id;
 -- a process ignores its own signal; no data travels this way).
 SELECT pg_notify('jobqueue_events', %(sender)s);
 
--- name: listen
--- Subscribe this connection to the commit signal.
-LISTEN jobqueue_events;
-
 -- name: migration_lock
 -- Serialize migration runners of every host: held until the migration's transaction ends
 -- (a transaction lock, so it also works through PgBouncer in transaction mode).
@@ -389,8 +358,9 @@ SELECT version, name, checksum FROM schema_migrations ORDER BY version;
 INSERT INTO schema_migrations (version, name, checksum) VALUES (%(version)s, %(name)s, %(checksum)s);
 
 -- name: complete_jobs
--- complete_job for many holders at once (a transaction's completions, merged): the columns of
--- each completion come as arrays, unnested in step. A row that does not come back was refused.
+-- The holders finish their jobs successfully, many at once (a transaction's completions,
+-- merged): the columns of each completion come as arrays, unnested in step. A row that does
+-- not come back was refused.
 UPDATE jobs SET
     event_seq = jobs.event_seq + 1,
     status = 'completed',
@@ -407,7 +377,8 @@ WHERE jobs.id = v.id AND jobs.claim_token = v.token AND jobs.lease_expires_at IS
 RETURNING jobs.*;
 
 -- name: report_progress_jobs
--- report_progress for many holders at once (merged, as complete_jobs).
+-- Progress (and optionally a running status) from the holders of the claims, many at once
+-- (merged, as complete_jobs); counts as a heartbeat.
 UPDATE jobs SET
     event_seq = jobs.event_seq + 1,
     progress = v.progress,
