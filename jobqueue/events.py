@@ -136,6 +136,9 @@ class EventHub:
         self._redis_up = False
         self._redis_answers = False
         self._poll_now = asyncio.Event()
+        # One catch-up at a time: a second one reading before the first advanced the cursor
+        # would set it back, and the next poll would deliver those events again.
+        self._catch_up_lock = asyncio.Lock()
         #: Whether the store signals other processes' commits (LISTEN/NOTIFY).
         self.signals = False
         #: Counters for metrics and health.
@@ -247,6 +250,10 @@ class EventHub:
 
     async def catch_up(self) -> None:
         """Dispatch every event committed since the last poll (by any process)."""
+        async with self._catch_up_lock:
+            await self._catch_up()
+
+    async def _catch_up(self) -> None:
         while True:
             events, last, read = await self.store.unseen_events_after(
                 self._cursor, self._seen, limit=1000
