@@ -44,7 +44,7 @@ def test_keys_create_prints_only_the_key_then_list_and_revoke(database_url: str,
 
     listed = jobqueue("keys", "list", cwd=tmp_path, DATABASE_URL=database_url)
     assert listed.returncode == 0 and "ci" in listed.stdout and "read,worker" in listed.stdout
-    assert key not in listed.stdout and key.split("_")[2] not in listed.stdout
+    assert key not in listed.stdout and key.split("_", 2)[2] not in listed.stdout
     as_json = json.loads(jobqueue("keys", "list", "--json", cwd=tmp_path, DATABASE_URL=database_url).stdout)
     assert [(k["name"], k["job_types"], k["revoked_at"]) for k in as_json] == [("ci", ["a"], None)]
 
