@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from jobqueue.errors import JobQueueError, LeaseLost
+from jobqueue.jsonlimits import unstorable_result
 from jobqueue.models import ACTIVE_STATUSES, ClaimedJob, Job, JobStatus
 from jobqueue.service import JobQueueService
 
@@ -384,6 +385,12 @@ class WorkerPool:
                 logger.info("job %s (%s) attempt %d failed: %s", job.id, job.job_type, job.attempts, error)
             finally:
                 running.in_handler = False
+            if outcome == "completed" and (problem := unstorable_result(result)) is not None:
+                # Found here, the attempt fails at once with the reason; left to the store, the
+                # write would raise outside any handler and the job would sit until its lease lapsed.
+                outcome = "failed"
+                error = f"the handler's return value cannot be stored as result_data: {problem}"
+                logger.info("job %s (%s) attempt %d failed: %s", job.id, job.job_type, job.attempts, error)
             if outcome == "lease_lost":
                 logger.warning("job %s: claim lost; its result is discarded", job.id)
                 return

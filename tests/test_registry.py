@@ -143,3 +143,29 @@ def test_a_registry_attribute_that_is_not_a_registry_is_one_line(tmp_path: Path)
     assert result.stderr.strip().splitlines() == [
         "jobqueue: error: cannot load registry 'tests.handlers:_data': it is a function, not a jobqueue Registry"
     ]
+
+
+@pytest.mark.parametrize(
+    ("returned", "reason"),
+    [
+        (object(), "it is not JSON (Encoding objects of type object is unsupported)"),
+        ({"text": "a\x00b"}, "result.text contains a NUL character"),
+        ([1, 2**60], "result[1] is an integer beyond ±2^53"),
+    ],
+)
+async def test_a_result_that_cannot_be_stored_fails_the_attempt_at_once(
+    service: JobQueueService, returned: Any, reason: str
+) -> None:
+    registry = Registry()
+
+    @registry.handler("odd-result")
+    async def handler(ctx: JobContext) -> Any:
+        return returned
+
+    job_id = await service.enqueue_job("odd-result", max_attempts=1)
+    pool = await asyncio.wait_for(drain(service, registry), DEADLINE)
+    job = await service.require_job(job_id)
+    assert job.status is JobStatus.FAILED and job.attempts == 1 and job.lease_expires_at is None
+    assert job.error is not None
+    assert job.error.startswith(f"the handler's return value cannot be stored as result_data: {reason}")
+    assert pool.processed == 1
