@@ -353,6 +353,7 @@ class WorkerPool:
             outcome = "completed"
             result: Any = None
             error = ""
+            trace: str | None = None
             # The handler runs in this task (not a task of its own: one task per job halves
             # the scheduling per job). The pool interrupts it by cancelling this task while
             # in_handler is set, after saying why in stop_reason.
@@ -382,6 +383,7 @@ class WorkerPool:
             except Exception as exc:
                 outcome = "failed"
                 error = "".join(traceback.format_exception_only(exc)).strip()
+                trace = "".join(traceback.format_exception(exc))
                 logger.info("job %s (%s) attempt %d failed: %s", job.id, job.job_type, job.attempts, error)
             finally:
                 running.in_handler = False
@@ -399,7 +401,7 @@ class WorkerPool:
             if outcome == "completed":
                 await service.complete_job(job.id, token, result)
             elif outcome == "failed":
-                await service.fail_job(job.id, token, error, attempts=job.attempts)
+                await service.fail_job(job.id, token, error, attempts=job.attempts, traceback=trace)
             elif outcome == "cancel":
                 await service.acknowledge_cancel(job.id, token)
             elif outcome == "shutdown":
