@@ -335,10 +335,13 @@ class JobQueueService:
         attempts: int = 1,
         message: str | None = None,
         traceback: str | None = None,
+        retry_delay: float | None = None,
     ) -> Job:
         """Record a failed attempt: retried after a backoff while attempts remain, else failed.
-        ``traceback`` is kept with the attempt (cut to ``MAX_TRACEBACK_CHARS``)."""
-        retry_at = time.time() + backoff_seconds(attempts, self.settings.retry_base_delay)
+        ``traceback`` is kept with the attempt (cut to ``MAX_TRACEBACK_CHARS``); ``retry_delay``
+        replaces the settings' base of the backoff (a typed task's own)."""
+        base = self.settings.retry_base_delay if retry_delay is None else retry_delay
+        retry_at = time.time() + backoff_seconds(attempts, base)
         return await self.store.fail(
             job_id,
             claim_token,

@@ -26,12 +26,16 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobqueue.errors import JobQueueError, LeaseLost
 from jobqueue.jsonlimits import unstorable_result
 from jobqueue.models import ACTIVE_STATUSES, ClaimedJob, Job, JobStatus
 from jobqueue.service import JobQueueService
+
+if TYPE_CHECKING:
+    from jobqueue.client import JobQueueClient
+    from jobqueue.tasks import RetryPolicy, Task
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +73,10 @@ class Registry:
         self.request_types: dict[str, Any] = {}
         #: Types whose handler is a plain ``def``: the pool calls it in a thread (see WorkerPool).
         self.threaded: set[str] = set()
+        #: Which failures of a typed task are retried, and the base of its backoff.
+        self.retry_policies: dict[str, RetryPolicy] = {}
+        #: Where this registry's tasks enqueue (``connect``); inside a handler, the job's service.
+        self.target: JobQueueClient | JobQueueService | None = None
 
     def handler(self, job_type: str, *, request_data: Any = None) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
@@ -87,9 +95,44 @@ class Registry:
         if request_data is not None:
             self.request_types[job_type] = request_data
 
+    def task(
+        self,
+        job_type: str,
+        *,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        priority: int = 0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        retry_delay: float | None = None,
+    ) -> Callable[[Callable[..., Awaitable[Any]]], Task[Any]]:
+        """Register a typed task (``async def f(ctx, a: int, b: str = "x")``); see jobqueue.tasks."""
+        from jobqueue.tasks import Task
+
+        def register(fn: Callable[..., Awaitable[Any]]) -> Task[Any]:
+            task: Task[Any] = Task(
+                self,
+                job_type,
+                fn,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                priority=priority,
+                retry_on=retry_on,
+                retry_delay=retry_delay,
+            )
+            self.add(job_type, task.run, request_data=task.params)
+            self.retry_policies[job_type] = task.retry
+            return task
+
+        return register
+
+    def connect(self, target: JobQueueClient | JobQueueService) -> None:
+        """Send the jobs this registry's tasks enqueue to ``target`` (a client or a service)."""
+        self.target = target
+
     def merge(self, other: Registry) -> None:
         for job_type, fn in other.handlers.items():
             self.add(job_type, fn, request_data=other.request_types.get(job_type))
+        self.retry_policies.update(other.retry_policies)
 
 
 def _check_handler(job_type: str, fn: Any) -> bool:
@@ -132,6 +175,11 @@ class JobContext:
         if self._loop is None:
             raise RuntimeError("from_thread is for plain def handlers, which run in a thread")
         return asyncio.run_coroutine_threadsafe(awaitable, self._loop).result()  # type: ignore[arg-type]
+
+    @property
+    def service(self) -> JobQueueService:
+        """The service the job came from (a handler may enqueue follow-up jobs through it)."""
+        return self._service
 
     @property
     def request_data(self) -> Any:
@@ -354,6 +402,7 @@ class WorkerPool:
             result: Any = None
             error = ""
             trace: str | None = None
+            retry, retry_delay = True, None
             # The handler runs in this task (not a task of its own: one task per job halves
             # the scheduling per job). The pool interrupts it by cancelling this task while
             # in_handler is set, after saying why in stop_reason.
@@ -384,6 +433,8 @@ class WorkerPool:
                 outcome = "failed"
                 error = "".join(traceback.format_exception_only(exc)).strip()
                 trace = "".join(traceback.format_exception(exc))
+                if (policy := self.registry.retry_policies.get(job.job_type)) is not None:
+                    retry, retry_delay = policy.retries(exc), policy.retry_delay
                 logger.info("job %s (%s) attempt %d failed: %s", job.id, job.job_type, job.attempts, error)
             finally:
                 running.in_handler = False
@@ -401,7 +452,9 @@ class WorkerPool:
             if outcome == "completed":
                 await service.complete_job(job.id, token, result)
             elif outcome == "failed":
-                await service.fail_job(job.id, token, error, attempts=job.attempts, traceback=trace)
+                await service.fail_job(
+                    job.id, token, error, attempts=job.attempts, traceback=trace, retry=retry, retry_delay=retry_delay
+                )
             elif outcome == "cancel":
                 await service.acknowledge_cancel(job.id, token)
             elif outcome == "shutdown":
