@@ -33,6 +33,7 @@ from jobqueue.api.limits import BodyLimitMiddleware
 from jobqueue.api.openapi import routes as openapi_routes
 from jobqueue.api.ops import routes as ops_routes
 from jobqueue.api.routes import routes
+from jobqueue.api.schedules import routes as schedule_routes
 from jobqueue.api.sse import StreamSlots
 from jobqueue.api.sse import routes as stream_routes
 from jobqueue.errors import JobQueueError
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             *routes,
             *stream_routes,
             *key_routes,
+            *schedule_routes,
             *login_routes,
             *dashboard_routes,
             *ops_routes,
