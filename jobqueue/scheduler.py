@@ -156,7 +156,7 @@ class Scheduler:
                 )
             return
         following = next_tick(schedule, now if missed else due.timestamp())
-        job = await store.fire_schedule(
+        fired = await store.fire_schedule(
             schedule.name,
             due,
             following,
@@ -167,7 +167,15 @@ class Scheduler:
             timeout=schedule.timeout,
             idempotency_key=tick_key(schedule.name, due),
         )
-        if job is not None:
-            self.fired += 1
-            if missed:
-                logger.warning("schedule %s: missed ticks from %s caught up by job %s", schedule.name, due.isoformat(), job.id)
+        if fired is None:
+            return  # another scheduler fired this tick
+        job, created = fired
+        if not created:
+            # Only the idempotency key kept a second job out: the compare-and-set should have.
+            logger.warning("schedule %s: tick %s already had job %s", schedule.name, due.isoformat(), job.id)
+            return
+        self.fired += 1
+        if missed:
+            logger.warning("schedule %s: missed ticks from %s caught up by job %s", schedule.name, due.isoformat(), job.id)
+        else:
+            logger.info("schedule %s: tick %s queued job %s", schedule.name, due.isoformat(), job.id)

@@ -236,11 +236,12 @@ class Store(Protocol):
         max_attempts: int,
         timeout: float | None,
         idempotency_key: str,
-    ) -> Job | None:
+    ) -> tuple[Job, bool] | None:
         """In one write transaction: move the schedule's ``next_run_at`` from ``due`` (as read)
         to ``next_run_at`` (compare-and-set) and, when it moved, insert the tick's job, as
-        ``insert_job`` does (a job already holding the key is taken as the tick's job). None
-        when another scheduler moved it first."""
+        ``insert_job`` does; returns the job and whether it was created (False: a job already
+        held the key, and is taken as the tick's job). None when another scheduler moved it
+        first."""
 
     async def skip_schedule_ticks(self, name: str, due: datetime, next_run_at: float) -> bool:
         """The compare-and-set of ``fire_schedule`` without a job; False when it lost."""

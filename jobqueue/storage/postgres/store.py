@@ -829,22 +829,22 @@ class PostgresStore:
         max_attempts: int,
         timeout: float | None,
         idempotency_key: str,
-    ) -> Job | None:
+    ) -> tuple[Job, bool] | None:
         now = time.time()
         timeout = None if timeout is None else float(timeout)
         job = _keyed_job_params(job_type, request_data, priority, max_attempts, now, now, timeout, idempotency_key)
         cas = {"name": name, "due": due, "next_run_at": _ts(next_run_at), "job_id": job["id"]}
 
-        async def op(tx: Transaction, events: list[EventValues]) -> Row | None:
+        async def op(tx: Transaction, events: list[EventValues]) -> tuple[Row, bool] | None:
             if await tx.fetch_one(QUERIES["fire_schedule"], cas) is None:
                 return None  # another scheduler fired this tick
             row, created = await _insert_keyed(tx, events, job)
             if not created:
                 await tx.fetch_all(QUERIES["set_schedule_last_job"], {"name": name, "job_id": row["id"]})
-            return row
+            return row, created
 
-        row = await self._write(op)
-        return None if row is None else job_from_row(row)
+        fired = await self._write(op)
+        return None if fired is None else (job_from_row(fired[0]), fired[1])
 
     async def skip_schedule_ticks(self, name: str, due: datetime, next_run_at: float) -> bool:
         params = {"name": name, "due": due, "next_run_at": _ts(next_run_at)}

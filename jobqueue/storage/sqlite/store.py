@@ -879,23 +879,23 @@ class SQLiteStore:
         max_attempts: int,
         timeout: float | None,
         idempotency_key: str,
-    ) -> Job | None:
+    ) -> tuple[Job, bool] | None:
         now = time.time()
         job = self._keyed_job_params(
             job_type, request_data, priority, max_attempts, now, now, timeout, idempotency_key
         )
         cas = {"name": name, "due": due.timestamp(), "next_run_at": next_run_at, "job_id": job["id"]}
 
-        def op(conn: WriteConnection, events: list[EventRow]) -> sqlite3.Row | None:
+        def op(conn: WriteConnection, events: list[EventRow]) -> tuple[sqlite3.Row, bool] | None:
             if conn.fetch_one(QUERIES["fire_schedule"], cas) is None:
                 return None  # another scheduler fired this tick
             row, created = self._insert_keyed(conn, events, job)
             if not created:
                 conn.fetch_all(QUERIES["set_schedule_last_job"], {"name": name, "job_id": row["id"]})
-            return row
+            return row, created
 
-        row = await self._write(op)
-        return None if row is None else job_from_row(row)
+        fired = await self._write(op)
+        return None if fired is None else (job_from_row(fired[0]), fired[1])
 
     async def skip_schedule_ticks(self, name: str, due: datetime, next_run_at: float) -> bool:
         params = {"name": name, "due": due.timestamp(), "next_run_at": next_run_at}

@@ -1,0 +1,10 @@
+"""A registry declaring one schedule, for the scheduler processes of tests/test_schedules.py
+(``--registry tests.schedule_registry:registry``): a job of type ``tick`` every second. No
+worker claims ``tick`` jobs (no handler), so every job a tick made stays to be counted."""
+
+from __future__ import annotations
+
+from jobqueue.worker import Registry
+
+registry = Registry()
+registry.schedule("every-second", "tick", every=1, request_data={"from": "code"})
