@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from jobqueue.api.keys import create_key
+from jobqueue.client import JobQueueClient
+from jobqueue.keys import create_key
 from jobqueue.models import KeyScope, MissedTicks, ScheduleSpec
 from jobqueue.scheduler import Scheduler, next_tick
 from jobqueue.service import JobQueueService
@@ -353,6 +354,19 @@ def test_cli_adds_lists_pauses_and_removes_schedules(live_server: Callable[..., 
     next_run = datetime.fromisoformat(stored["next_run_at"]).strftime("%Y-%m-%d %H:%M:%S")
     assert next_run in rows[1]
 
+    resumed = jobqueue("schedule", "resume", "cleanup", url=url)
+    assert resumed.returncode == 0 and resumed.stdout.startswith("schedule cleanup resumed: next run ")
+    job_id = jobqueue("schedule", "run", "reports", url=url).stdout.strip()
+    assert httpx.get(f"{url}/api/jobs/{job_id}").json()["request_data"] == {"kind": "summary"}
+
+    async def through_the_python_client() -> None:
+        async with JobQueueClient(url) as api:
+            changed = await api.put_schedule("cleanup", "purge", every=60, missed="catch_up")
+            assert changed.every == 60 and changed.missed is MissedTicks.CATCH_UP and changed.source == "api"
+            assert (await api.schedule("cleanup")).next_run_at == changed.next_run_at
+            assert [s.name for s in await api.schedules()] == ["cleanup", "reports"]
+
+    asyncio.run(through_the_python_client())
     assert jobqueue("schedule", "remove", "cleanup", url=url).returncode == 0
     listed = jobqueue("schedules", "--json", url=url)
     assert [s["name"] for s in json.loads(listed.stdout)] == ["reports"]

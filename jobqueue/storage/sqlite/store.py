@@ -911,7 +911,7 @@ def schedule_from_row(row: sqlite3.Row) -> Schedule:
         name=row["name"],
         job_type=row["job_type"],
         cron=row["cron"],
-        every=row["interval"],
+        every=None if row["interval"] is None else float(row["interval"]),  # RETURNING skips REAL affinity
         timezone=row["timezone"],
         request_data=None if row["request_data"] is None else _json_decode(row["request_data"]),
         priority=row["priority"],
