@@ -26,7 +26,7 @@ from jobqueue.models import KeyScope, MissedTicks, ScheduleSpec
 from jobqueue.scheduler import Scheduler, next_tick
 from jobqueue.service import JobQueueService
 
-from .conftest import assert_error, subprocess_env
+from .conftest import assert_error, headless_chromium, subprocess_env
 from .helpers import run_sql, wait_until
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -279,6 +279,7 @@ def count_at_least(database_url: str, n: int) -> Callable[[], bool]:
     return lambda: len(tick_jobs(database_url)) >= n
 
 
+@pytest.mark.slow
 async def test_three_scheduler_processes_make_one_job_per_tick_across_a_kill_and_restart(
     schedulers: SchedulerProcesses, database_url: str, service: JobQueueService
 ) -> None:
@@ -372,3 +373,46 @@ def test_cli_adds_lists_pauses_and_removes_schedules(live_server: Callable[..., 
     assert [s["name"] for s in json.loads(listed.stdout)] == ["reports"]
     missing = jobqueue("schedule", "remove", "cleanup", url=url)
     assert missing.returncode == 2 and "schedule_not_found" in missing.stderr
+
+
+# -- the dashboard -----------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_dashboard_schedules_panel_shows_when_and_next_run(live_server: Callable[..., str], tmp_path: Path) -> None:
+    base = live_server(RUN_WORKER="false")
+    put = httpx.put(
+        f"{base}/api/schedules/nightly",
+        json={"job_type": "report", "cron": "30 2 * * *", "timezone": "Europe/Paris"},
+        timeout=10,
+    )
+    assert put.status_code == 201, put.text
+    with headless_chromium(tmp_path / "profile", logging={"browser": "ALL"}) as driver:
+        driver.get(f"{base}/dashboard")
+
+        def rows() -> list[list[str]]:
+            return list(
+                driver.execute_script(
+                    "return [...document.querySelectorAll('#schedules tbody tr')]"
+                    ".map(tr => [...tr.cells].map(td => td.textContent))"
+                )
+            )
+
+        deadline = time.monotonic() + 30
+        while not rows() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [(name, job_type, when, next_run, last_run)] = rows()
+        assert (name, job_type, when, last_run) == ("nightly", "report", "30 2 * * * (Europe/Paris)", "—")
+        # Shown in the browser's zone; the exact instant is in the cell's title.
+        assert next_run != "paused" and next_run
+        title = driver.execute_script("return document.querySelector('#schedules tbody td:nth-child(4)').title")
+        assert title == put.json()["next_run_at"]
+        assert driver.execute_script("return document.querySelector('#schedules-empty').hidden") is True
+
+        # A pause made elsewhere shows at the panel's next reload.
+        assert httpx.post(f"{base}/api/schedules/nightly/pause", timeout=10).status_code == 200
+        deadline = time.monotonic() + 30
+        while rows()[0][3] != "paused":
+            assert time.monotonic() < deadline, rows()
+            time.sleep(0.1)
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
