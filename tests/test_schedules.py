@@ -81,10 +81,13 @@ async def test_invalid_definitions_are_refused_naming_the_field(client: httpx.As
         ("s", {"job_type": "t"}, "cron"),
         ("s", {"job_type": "t", "cron": "* * * * *", "every": 60}, "cron"),
         ("s", {"job_type": "t", "every": 60, "timezone": "Mars/Olympus_Mons"}, "timezone"),
+        ("s", {"job_type": "t", "every": 60, "timezone": "localtime"}, "timezone"),
         ("s", {"job_type": "t", "every": 0.5}, "every"),
         ("s", {"job_type": "t", "every": 60, "missed": "sometimes"}, "missed"),
         ("s", {"job_type": "", "every": 60}, "job_type"),
         ("-bad-name", {"job_type": "t", "every": 60}, "name"),
+        # The registry's request type of the job type (the example generation type's).
+        ("s", {"job_type": "generation", "every": 60, "request_data": {"prompt": 5}}, "request_data.prompt"),
     ]
     for name, body, field in cases:
         assert_error(await client.put(f"/api/schedules/{name}", json=body), 422, field)

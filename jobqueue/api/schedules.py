@@ -3,15 +3,13 @@ deleting, pausing and running one needs ``admin`` (they change what runs, as pau
 
 from __future__ import annotations
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from jobqueue.api.auth import requires
-from jobqueue.api.errors import validation_error
 from jobqueue.api.responses import JSONResponse
-from jobqueue.api.routes import get_job_queue_service, get_registry, read_json
+from jobqueue.api.routes import check_request_data, get_job_queue_service, read_json
 from jobqueue.models import KeyScope, ScheduleList, ScheduleSpec
 
 
@@ -28,13 +26,8 @@ async def get_schedule(request: Request) -> Response:
 @requires(KeyScope.ADMIN)
 async def put_schedule(request: Request) -> Response:
     body = await read_json(request, ScheduleSpec)
-    request_type = get_registry(request).request_types.get(body.job_type)
-    if request_type is not None:
-        # Refused now rather than at every tick by the job type's own check.
-        try:
-            msgspec.convert(body.request_data, request_type)
-        except msgspec.ValidationError as exc:
-            raise validation_error(exc, within="request_data") from None
+    # Refused now rather than found out at every tick.
+    check_request_data(request, body.job_type, body.request_data)
     schedule, created = await get_job_queue_service(request).put_schedule(request.path_params["name"], body)
     return JSONResponse(schedule, status_code=201 if created else 200)
 

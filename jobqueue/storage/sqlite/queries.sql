@@ -480,15 +480,16 @@ SELECT * FROM schedules WHERE paused = 0 AND next_run_at <= :until ORDER BY next
 -- name: fire_schedule
 -- The compare-and-set of a tick: move next_run_at from the tick :due to :next_run_at, unless
 -- another scheduler moved it first (then no row returns and no job is made). Within a
--- microsecond, not equal: :due comes back from a datetime, which keeps microseconds only.
+-- millisecond, not equal: :due comes back from a datetime, which keeps microseconds only, and
+-- two ticks of a schedule are at least a second apart.
 UPDATE schedules SET next_run_at = :next_run_at, last_run_at = next_run_at, last_job_id = :job_id
-WHERE name = :name AND paused = 0 AND abs(next_run_at - :due) < 0.000001
+WHERE name = :name AND paused = 0 AND abs(next_run_at - :due) < 0.001
 RETURNING name;
 
 -- name: skip_schedule_ticks
 -- The compare-and-set of missed ticks skipped: as fire_schedule, without a job.
 UPDATE schedules SET next_run_at = :next_run_at
-WHERE name = :name AND paused = 0 AND abs(next_run_at - :due) < 0.000001
+WHERE name = :name AND paused = 0 AND abs(next_run_at - :due) < 0.001
 RETURNING name;
 
 -- name: set_schedule_last_job
