@@ -60,6 +60,7 @@ from jobqueue.models import (
     ProgressUpdate,
     Schedule,
     ScheduleList,
+    ScheduleName,
     ScheduleSpec,
 )
 from jobqueue.service import MAX_PAGE_SIZE
@@ -174,6 +175,16 @@ def _last_event_id_params(description: str) -> tuple[Param, ...]:
         Param("last_event_id", schema, "The same as the Last-Event-ID header, for clients that cannot set it"),
     )
 
+
+_SCHEDULE_NAME = (
+    Param(
+        "name",
+        msgspec.json.schema(ScheduleName),
+        "The schedule's name: letters, digits and _.:@-, starting with a letter or digit",
+        location="path",
+        required=True,
+    ),
+)
 
 #: (METHOD, path) -> what the endpoint does. Paths are Starlette's, which OpenAPI shares.
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -363,7 +374,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/schedules"): Operation(
         "List periodic jobs' schedules, with their next and last tick", "schedules", response=ScheduleList
     ),
-    ("GET", "/api/schedules/{name}"): Operation("Get a schedule", "schedules", response=Schedule, errors=(404,)),
+    ("GET", "/api/schedules/{name}"): Operation(
+        "Get a schedule", "schedules", response=Schedule, errors=(404,), params=_SCHEDULE_NAME
+    ),
     ("PUT", "/api/schedules/{name}"): Operation(
         "Create or replace a schedule (a cron expression or an interval)",
         "schedules",
@@ -372,6 +385,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         status=201,
         errors=_BODY_ERRORS,
         extra_responses={"200": "Replaced an existing schedule"},
+        params=_SCHEDULE_NAME,
         description="Exactly one of `cron` (5 fields, or 6 with seconds first, read in `timezone`, "
         "an IANA name) and `every` (seconds, counted from the Unix epoch). A replacement that "
         "ticks at the same instants keeps its next tick; a pause stays. `missed` says what "
@@ -379,13 +393,21 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "one job.",
     ),
     ("DELETE", "/api/schedules/{name}"): Operation(
-        "Delete a schedule (the jobs it made stay)", "schedules", status=204, errors=(404,)
+        "Delete a schedule (the jobs it made stay)", "schedules", status=204, errors=(404,), params=_SCHEDULE_NAME
     ),
     ("POST", "/api/schedules/{name}/pause"): Operation(
-        "Pause a schedule: no jobs until it is resumed", "schedules", response=Schedule, errors=(404,)
+        "Pause a schedule: no jobs until it is resumed",
+        "schedules",
+        response=Schedule,
+        errors=(404,),
+        params=_SCHEDULE_NAME,
     ),
     ("POST", "/api/schedules/{name}/resume"): Operation(
-        "Resume a schedule from its next future tick", "schedules", response=Schedule, errors=(404,)
+        "Resume a schedule from its next future tick",
+        "schedules",
+        response=Schedule,
+        errors=(404,),
+        params=_SCHEDULE_NAME,
     ),
     ("POST", "/api/schedules/{name}/run"): Operation(
         "Queue one job of the schedule now (its ticks stay as they are)",
@@ -393,6 +415,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         response=Job,
         status=201,
         errors=(404,),
+        params=_SCHEDULE_NAME,
     ),
     ("GET", "/login"): Operation("The login form of the browser pages (HTML)", "keys", media_type="text/html"),
     ("POST", "/login"): Operation(
