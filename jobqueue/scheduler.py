@@ -96,11 +96,6 @@ def next_tick(spec: ScheduleSpec, after: float) -> float:
     return next(CronSim(spec.cron, start)).timestamp()
 
 
-def same_timing(a: ScheduleSpec, b: ScheduleSpec) -> bool:
-    """Whether two definitions tick at the same instants (then a rewrite keeps ``next_run_at``)."""
-    return (a.cron, a.every, a.timezone) == (b.cron, b.every, b.timezone)
-
-
 def tick_key(name: str, tick: datetime) -> str:
     """The idempotency key of the job of one tick of one schedule."""
     return f"schedule:{name}:{tick.astimezone(UTC).isoformat()}"
