@@ -346,25 +346,31 @@ async def _prune(settings: Settings) -> int:
 
 
 async def _run_worker(settings: Settings, registry: Any, burst: bool, metrics_port: int | None = None) -> None:
+    from jobqueue.scheduler import Scheduler
     from jobqueue.service import JobQueueService
     from jobqueue.worker import Reaper, WorkerPool
 
     async with JobQueueService.open(settings) as service:
         pool = WorkerPool(service, registry, job_types=settings.job_types)
+        await service.declare_schedules(registry.schedules)
         if metrics_port is not None:
             _serve_worker_metrics(service, pool, settings.host, metrics_port)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, pool.stop)
-        reaper = asyncio.create_task(Reaper(service).run(), name="jobqueue-reaper")
+        background = [
+            asyncio.create_task(Reaper(service).run(), name="jobqueue-reaper"),
+            asyncio.create_task(Scheduler(service).run(), name="jobqueue-scheduler"),
+        ]
         logger.info(
             "worker %s: concurrency %d, job types %s", pool.worker_id, pool.concurrency, ",".join(pool.job_types)
         )
         try:
             await pool.run(burst=burst)
         finally:
-            reaper.cancel()
-            await asyncio.gather(reaper, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
         logger.info("worker %s stopped after %d jobs", pool.worker_id, pool.processed)
 
 

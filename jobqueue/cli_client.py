@@ -1,4 +1,4 @@
-"""Client commands of the CLI: ``jobqueue enqueue|get|list|stats|cancel|retry|wait``.
+"""Client commands of the CLI: ``jobqueue enqueue|get|list|stats|cancel|retry|wait|schedules|schedule``.
 
 They talk to a running server over HTTP through ``jobqueue.client`` (``--url``, env
 ``JOBQUEUE_URL``, default http://127.0.0.1:8000; ``--api-key``, env ``JOBQUEUE_API_KEY``). ``--json`` prints the API's JSON for scripts.
@@ -333,6 +333,106 @@ async def _wait(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -
     return code
 
 
+# -- periodic jobs ---------------------------------------------------------------------------------
+
+
+def _no_options(parser: argparse.ArgumentParser) -> None:
+    """A command with only the common options."""
+
+
+def _every(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"every {seconds:g}s"
+
+
+async def _schedules(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    schedules = await client.schedules()
+    if args.json:
+        _print_json(schedules, out)
+        return EXIT_OK
+    if not schedules:
+        out.write("no schedules (jobqueue schedule add NAME TYPE --cron EXPR | --every SECONDS)\n")
+        return EXIT_OK
+    rows = [["NAME", "TYPE", "WHEN", "TZ", "NEXT RUN (UTC)", "LAST RUN (UTC)", "STATE"]]
+    for item in schedules:
+        rows.append(
+            [
+                item.name,
+                item.job_type,
+                item.cron or _every(item.every),
+                item.timezone,
+                _when(item.next_run_at),
+                _when(item.last_run_at),
+                "paused" if item.paused else "active",
+            ]
+        )
+    _table(rows, out)
+    return EXIT_OK
+
+
+def _configure_schedule(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="schedule_command", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="create or replace a schedule")
+    add.add_argument("name", metavar="NAME", help="the schedule's name")
+    add.add_argument("job_type", metavar="TYPE", help="the job type of its jobs")
+    when = add.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", metavar="EXPR", help="a cron expression: 5 fields, or 6 with seconds first")
+    when.add_argument("--every", type=float, metavar="SECONDS", help="an interval in seconds")
+    add.add_argument("--tz", default="UTC", metavar="ZONE", help="IANA time zone of --cron (default UTC)")
+    add.add_argument("--data", metavar="JSON", help="request data of its jobs: a JSON object, @file, - for stdin")
+    add.add_argument(
+        "--missed",
+        choices=["skip", "catch_up"],
+        default="skip",
+        help="ticks missed while no scheduler ran: skip them (default) or catch up with one job",
+    )
+    add.add_argument("--priority", type=int, default=0, metavar="N", help="priority of its jobs (default 0)")
+    for action, text in (
+        ("remove", "delete a schedule (its jobs stay)"),
+        ("pause", "stop making jobs until resumed"),
+        ("resume", "make jobs again from the next tick"),
+        ("run", "queue one job of the schedule now"),
+    ):
+        actions.add_parser(action, help=text).add_argument("name", metavar="NAME")
+    for action_parser in actions.choices.values():
+        _connection_options(action_parser, defaults=False)
+
+
+async def _schedule(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    action = args.schedule_command
+    if action == "add":
+        schedule = await client.put_schedule(
+            args.name,
+            args.job_type,
+            cron=args.cron,
+            every=args.every,
+            timezone=args.tz,
+            request_data=_request_data(args.data),
+            missed=args.missed,
+            priority=args.priority,
+        )
+        result: Any = schedule
+        text = f"schedule {schedule.name}: next run {_when(schedule.next_run_at)} UTC"
+    elif action == "remove":
+        await client.delete_schedule(args.name)
+        result, text = {"deleted": args.name}, f"schedule {args.name} removed"
+    elif action == "run":
+        result = await client.run_schedule(args.name)
+        text = result.id
+    else:
+        call = client.pause_schedule if action == "pause" else client.resume_schedule
+        result = await call(args.name)
+        text = f"schedule {args.name} {action}d" + (
+            "" if result.paused else f": next run {_when(result.next_run_at)} UTC"
+        )
+    if args.json:
+        _print_json(result, out)
+    else:
+        out.write(text + "\n")
+    return EXIT_OK
+
+
 #: Every client command: name -> how to parse it and how to run it.
 CLIENT_COMMANDS: dict[str, ClientCommand] = {
     "enqueue": ClientCommand("queue a job and print its id", _configure_enqueue, _enqueue),
@@ -346,23 +446,39 @@ CLIENT_COMMANDS: dict[str, ClientCommand] = {
         _configure_wait,
         _wait,
     ),
+    "schedules": ClientCommand("list the schedules of periodic jobs", _no_options, _schedules),
+    "schedule": ClientCommand(
+        "add (or replace), remove, pause, resume or run a schedule", _configure_schedule, _schedule
+    ),
 }
+
+
+def _connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--url, --api-key and --json. Without ``defaults`` (the actions of a command with actions,
+    which accept them after the action too) an option left out does not override the command's."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--url",
+        default=default(os.environ.get("JOBQUEUE_URL") or DEFAULT_URL),
+        help=f"the jobqueue server (default {DEFAULT_URL}) [env JOBQUEUE_URL]",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=default(os.environ.get("JOBQUEUE_API_KEY")),
+        help="API key sent as Authorization: Bearer (when the server asks for one) [env JOBQUEUE_API_KEY]",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="print the API's JSON instead of text"
+    )
 
 
 def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the client commands to the CLI's subparsers."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--url",
-        default=os.environ.get("JOBQUEUE_URL") or DEFAULT_URL,
-        help=f"the jobqueue server (default {DEFAULT_URL}) [env JOBQUEUE_URL]",
-    )
-    common.add_argument(
-        "--api-key",
-        default=os.environ.get("JOBQUEUE_API_KEY"),
-        help="API key sent as Authorization: Bearer (when the server asks for one) [env JOBQUEUE_API_KEY]",
-    )
-    common.add_argument("--json", action="store_true", help="print the API's JSON instead of text")
+    _connection_options(common, defaults=True)
     for name, command in CLIENT_COMMANDS.items():
         sub = commands.add_parser(name, help=command.help, description=command.help, parents=[common])
         command.configure(sub)

@@ -38,6 +38,8 @@ from jobqueue.models import (
     JobList,
     JobStats,
     JobStatus,
+    Schedule,
+    ScheduleList,
 )
 
 T = TypeVar("T")
@@ -282,6 +284,55 @@ class JobQueueClient:
         """Queue a failed or cancelled job again with a fresh set of attempts."""
         return await self._call("POST", f"/api/jobs/{job_id}/retry", Job, job_id=job_id)
 
+    # -- periodic jobs ------------------------------------------------------------------------------
+
+    async def schedules(self) -> list[Schedule]:
+        """Every schedule, with its next and last tick."""
+        return (await self._call("GET", "/api/schedules", ScheduleList)).items
+
+    async def schedule(self, name: str) -> Schedule:
+        return await self._call("GET", f"/api/schedules/{name}", Schedule)
+
+    async def put_schedule(
+        self,
+        name: str,
+        job_type: str,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        timezone: str = "UTC",
+        request_data: dict[str, Any] | None = None,
+        missed: str = "skip",
+        priority: int = 0,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+    ) -> Schedule:
+        """Create or replace a schedule (admin): a ``cron`` expression or ``every`` N seconds."""
+        body: dict[str, Any] = {"job_type": job_type, "timezone": timezone, "missed": missed, "priority": priority}
+        optional = {
+            "cron": cron,
+            "every": every,
+            "request_data": request_data,
+            "max_attempts": max_attempts,
+            "timeout": timeout,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        # Safe to repeat: the same body replaces the schedule with itself.
+        return await self._call("PUT", f"/api/schedules/{name}", Schedule, json=body, safe=True)
+
+    async def delete_schedule(self, name: str) -> None:
+        await self._call("DELETE", f"/api/schedules/{name}", type(None))
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        return await self._call("POST", f"/api/schedules/{name}/pause", Schedule, safe=True)
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        return await self._call("POST", f"/api/schedules/{name}/resume", Schedule)
+
+    async def run_schedule(self, name: str) -> Job:
+        """Queue one job of the schedule now."""
+        return await self._call("POST", f"/api/schedules/{name}/run", Job)
+
     # -- waiting and events -----------------------------------------------------------------------
 
     async def events(
@@ -474,6 +525,8 @@ class JobQueueClient:
                 await asyncio.sleep(self._delay(attempt))
         if response.status_code >= 400:
             raise self._error(response, job_id, missing_route=missing_route)
+        if response.status_code == 204:
+            return None  # type: ignore[return-value]  # only asked with kind None
         try:
             return msgspec.json.decode(response.content, type=kind)
         except msgspec.DecodeError as exc:

@@ -103,3 +103,11 @@ class ApiKeyExists(JobQueueError):
     """A key in use already has this name (HTTP 409); revoke it first or pick another name."""
 
     code = "key_exists"
+
+
+class ScheduleNotFound(JobQueueError):
+    code = "schedule_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} does not exist")
+        self.name = name

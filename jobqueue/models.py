@@ -325,3 +325,62 @@ class ApiSession(msgspec.Struct, kw_only=True):
     key: ApiKey | None
     bootstrap_proof: str | None
     expires_at: datetime
+
+
+# -- periodic jobs -------------------------------------------------------------------------------
+
+
+class MissedTicks(str, enum.Enum):
+    """What a scheduler does with the ticks of a schedule that no scheduler fired in time (all
+    schedulers were down, or the schedule's clock lay in the past when it was written)."""
+
+    #: No job for them: the next tick is the next future one.
+    SKIP = "skip"
+    #: One job for all of them, once, then on as usual.
+    CATCH_UP = "catch_up"
+
+
+#: A schedule's name: part of URLs and of its jobs' idempotency keys.
+ScheduleName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")]
+#: Seconds between the ticks of an interval schedule (at least one second, at most a year).
+Every = Annotated[float, msgspec.Meta(ge=1, le=366 * 24 * 3600)]
+
+
+class ScheduleSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a schedule does: the body of ``PUT /api/schedules/{name}`` and of
+    ``Registry.schedule``. Exactly one of ``cron`` and ``every``."""
+
+    job_type: JobType
+    #: A cron expression of 5 fields (minute hour day month weekday), or 6 with seconds first,
+    #: read in ``timezone``.
+    cron: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    #: Seconds between ticks, counted from the Unix epoch (``every: 3600`` ticks on the hour, UTC).
+    every: Every | None = None
+    #: An IANA time zone name (``Europe/Paris``): the zone the cron expression is read in.
+    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "UTC"
+    request_data: dict[str, JSONData] | None = None
+    priority: Priority = 0
+    max_attempts: Attempts | None = None
+    timeout: Seconds | None = None
+    missed: MissedTicks = MissedTicks.SKIP
+
+
+class Schedule(ScheduleSpec, kw_only=True, forbid_unknown_fields=False):
+    """A stored schedule, as the API returns it. Timestamps are UTC."""
+
+    name: str
+    #: ``code`` (declared with ``Registry.schedule``, written when a worker starts) or ``api``.
+    source: str
+    #: Paused schedules make no jobs; resuming continues with the next future tick.
+    paused: bool
+    #: The tick the next job is for.
+    next_run_at: datetime
+    #: The tick of the latest job a scheduler made.
+    last_run_at: datetime | None
+    last_job_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ScheduleList(msgspec.Struct, kw_only=True):
+    items: list[Schedule]

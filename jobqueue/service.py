@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from jobqueue.errors import JobNotFound, ValidationFailed
+import msgspec
+
+from jobqueue.errors import JobNotFound, ScheduleNotFound, ValidationFailed
 from jobqueue.events import EventHub, ListenerCutOff
 from jobqueue.models import (
     ACTIVE_STATUSES,
@@ -30,7 +32,11 @@ from jobqueue.models import (
     JobStats,
     JobStatus,
     JobUpdate,
+    Schedule,
+    ScheduleName,
+    ScheduleSpec,
 )
+from jobqueue.scheduler import check_spec, next_tick
 from jobqueue.settings import Settings
 from jobqueue.storage import Store, open_store
 
@@ -386,6 +392,69 @@ class JobQueueService:
     async def ping(self) -> None:
         await self.store.ping()
 
+    # -- periodic jobs (jobqueue.scheduler makes their jobs) --------------------------------------
+
+    async def put_schedule(self, name: str, spec: ScheduleSpec, *, source: str = "api") -> tuple[Schedule, bool]:
+        """Create or replace the schedule ``name``; returns it and whether it is new.
+
+        ``ValidationFailed`` names the field of a bad definition. A replacement that ticks at the
+        same instants keeps its next tick; any other starts at the next tick from now.
+        """
+        check_schedule_name(name)
+        check_spec(spec)
+        if spec.max_attempts is None:
+            spec = msgspec.structs.replace(spec, max_attempts=self.settings.default_max_attempts)
+        return await self.store.put_schedule(
+            name, spec, source=source, next_run_at=next_tick(spec, time.time())
+        )
+
+    async def declare_schedules(self, schedules: Mapping[str, ScheduleSpec]) -> None:
+        """Write the schedules declared in code (``Registry.schedule``), as a worker starts."""
+        for name, spec in schedules.items():
+            await self.put_schedule(name, spec, source="code")
+
+    async def list_schedules(self) -> list[Schedule]:
+        return await self.store.list_schedules()
+
+    async def require_schedule(self, name: str) -> Schedule:
+        schedule = await self.store.get_schedule(name)
+        if schedule is None:
+            raise ScheduleNotFound(name)
+        return schedule
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; the jobs it made stay. A schedule declared in code comes back
+        when a worker declaring it starts."""
+        if not await self.store.delete_schedule(name):
+            raise ScheduleNotFound(name)
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        """Stop making jobs for the schedule (in every process) until it is resumed."""
+        schedule = await self.store.set_schedule_paused(name, True, None)
+        if schedule is None:
+            raise ScheduleNotFound(name)
+        return schedule
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        """Make jobs again from the next future tick: ticks that fell in the pause get none."""
+        current = await self.require_schedule(name)
+        schedule = await self.store.set_schedule_paused(name, False, next_tick(current, time.time()))
+        if schedule is None:
+            raise ScheduleNotFound(name)
+        return schedule
+
+    async def run_schedule(self, name: str) -> Job:
+        """Queue one job of the schedule now, besides its ticks (which stay as they are)."""
+        schedule = await self.require_schedule(name)
+        job, _ = await self.create_job(
+            schedule.job_type,
+            schedule.request_data,
+            schedule.priority,
+            max_attempts=schedule.max_attempts,
+            timeout=schedule.timeout,
+        )
+        return job
+
     # -- events and retention --------------------------------------------------------------------
 
     async def job_events(self, job_id: str, after: int = 0) -> list[JobEvent]:
@@ -474,3 +543,14 @@ def _status(value: JobStatus | str) -> JobStatus:
 def _check_progress(progress: int) -> None:
     if not isinstance(progress, int) or not 0 <= progress <= 100:
         raise ValidationFailed("progress must be an integer from 0 to 100", "progress")
+
+
+
+def check_schedule_name(name: str) -> None:
+    """The rule of ``models.ScheduleName``, for names that do not come through the API."""
+    try:
+        msgspec.convert(name, ScheduleName)
+    except msgspec.ValidationError:
+        raise ValidationFailed(
+            "a schedule name is 1 to 100 letters, digits and _.:@- starting with a letter or digit", "name"
+        ) from None

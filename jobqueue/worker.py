@@ -28,10 +28,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from jobqueue.errors import JobQueueError, LeaseLost
+import msgspec
+
+from jobqueue.errors import JobQueueError, LeaseLost, ValidationFailed
 from jobqueue.jsonlimits import unstorable_result
-from jobqueue.models import ACTIVE_STATUSES, ClaimedJob, Job, JobStatus
-from jobqueue.service import JobQueueService
+from jobqueue.models import ACTIVE_STATUSES, ClaimedJob, Job, JobStatus, MissedTicks, ScheduleSpec
+from jobqueue.scheduler import check_spec
+from jobqueue.service import JobQueueService, check_schedule_name
 
 if TYPE_CHECKING:
     from jobqueue.client import JobQueueClient
@@ -77,6 +80,8 @@ class Registry:
         self.retry_policies: dict[str, RetryPolicy] = {}
         #: Where this registry's tasks enqueue (``connect``); inside a handler, the job's service.
         self.target: JobQueueClient | JobQueueService | None = None
+        #: Schedules declared in code, by name: written when a worker (or server) starts.
+        self.schedules: dict[str, ScheduleSpec] = {}
 
     def handler(self, job_type: str, *, request_data: Any = None) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
@@ -129,10 +134,60 @@ class Registry:
         """Send the jobs this registry's tasks enqueue to ``target`` (a client or a service)."""
         self.target = target
 
+    def schedule(
+        self,
+        name: str,
+        job_type: str,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        request_data: dict[str, Any] | None = None,
+        timezone: str = "UTC",
+        missed: MissedTicks | str = MissedTicks.SKIP,
+        priority: int = 0,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Declare a periodic job: a ``cron`` expression (read in ``timezone``) or ``every`` N
+        seconds; ``missed`` is ``skip`` or ``catch_up`` (see ``jobqueue.scheduler``)::
+
+            registry.schedule("nightly-report", "report", cron="0 3 * * *", timezone="Europe/Paris")
+
+        Written to the database (``source: code``) when a worker or server with this registry
+        starts; a changed definition replaces the stored one, keeping its next tick when the
+        timing is the same. A bad definition raises ``ValidationFailed`` here, at import.
+        """
+        if name in self.schedules:
+            raise ValueError(f"a schedule named {name!r} is already declared")
+        try:
+            spec = msgspec.convert(
+                {
+                    "job_type": job_type,
+                    "cron": cron,
+                    "every": every,
+                    "request_data": request_data,
+                    "timezone": timezone,
+                    "missed": MissedTicks(missed),
+                    "priority": priority,
+                    "max_attempts": max_attempts,
+                    "timeout": timeout,
+                },
+                ScheduleSpec,
+            )
+        except msgspec.ValidationError as exc:
+            raise ValidationFailed(f"schedule {name!r}: {exc}") from None
+        check_schedule_name(name)
+        check_spec(spec)
+        self.schedules[name] = spec
+
     def merge(self, other: Registry) -> None:
         for job_type, fn in other.handlers.items():
             self.add(job_type, fn, request_data=other.request_types.get(job_type))
         self.retry_policies.update(other.retry_policies)
+        for name, spec in other.schedules.items():
+            if name in self.schedules:
+                raise ValueError(f"a schedule named {name!r} is already declared")
+            self.schedules[name] = spec
 
 
 def _check_handler(job_type: str, fn: Any) -> bool:

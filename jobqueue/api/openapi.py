@@ -58,6 +58,10 @@ from jobqueue.models import (
     JobStatus,
     KeyScope,
     ProgressUpdate,
+    Schedule,
+    ScheduleList,
+    ScheduleName,
+    ScheduleSpec,
 )
 from jobqueue.service import MAX_PAGE_SIZE
 
@@ -87,13 +91,16 @@ SCHEMA_TYPES: tuple[type, ...] = (
     CreatedApiKey,
     ApiKeyList,
     AttemptList,
+    ScheduleSpec,
+    Schedule,
+    ScheduleList,
 )
 
 _ERROR_TEXT = {
     400: "Malformed request: JSON that does not parse or nests deeper than 64 levels, or a bad Last-Event-ID",
     401: "No API key, or an unknown or revoked one",
     403: "The key lacks the scope or the job type this needs, or the request came from another origin",
-    404: "The job does not exist",
+    404: "The job (or schedule) does not exist",
     409: "Not allowed in the job's current status, the job is held by a worker, or the claim is no longer current",
     413: "Body too large",
     415: "Body is not JSON",
@@ -168,6 +175,16 @@ def _last_event_id_params(description: str) -> tuple[Param, ...]:
         Param("last_event_id", schema, "The same as the Last-Event-ID header, for clients that cannot set it"),
     )
 
+
+_SCHEDULE_NAME = (
+    Param(
+        "name",
+        msgspec.json.schema(ScheduleName),
+        "The schedule's name: letters, digits and _.:@-, starting with a letter or digit",
+        location="path",
+        required=True,
+    ),
+)
 
 #: (METHOD, path) -> what the endpoint does. Paths are Starlette's, which OpenAPI shares.
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -353,6 +370,52 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "keys",
         response=ApiKey,
         errors=(404,),
+    ),
+    ("GET", "/api/schedules"): Operation(
+        "List periodic jobs' schedules, with their next and last tick", "schedules", response=ScheduleList
+    ),
+    ("GET", "/api/schedules/{name}"): Operation(
+        "Get a schedule", "schedules", response=Schedule, errors=(404,), params=_SCHEDULE_NAME
+    ),
+    ("PUT", "/api/schedules/{name}"): Operation(
+        "Create or replace a schedule (a cron expression or an interval)",
+        "schedules",
+        request=ScheduleSpec,
+        response=Schedule,
+        status=201,
+        errors=_BODY_ERRORS,
+        extra_responses={"200": "Replaced an existing schedule"},
+        params=_SCHEDULE_NAME,
+        description="Exactly one of `cron` (5 fields, or 6 with seconds first, read in `timezone`, "
+        "an IANA name) and `every` (seconds, counted from the Unix epoch). A replacement that "
+        "ticks at the same instants keeps its next tick; a pause stays. `missed` says what "
+        "happens to ticks no scheduler fired within 5 seconds: `skip` them, or `catch_up` with "
+        "one job.",
+    ),
+    ("DELETE", "/api/schedules/{name}"): Operation(
+        "Delete a schedule (the jobs it made stay)", "schedules", status=204, errors=(404,), params=_SCHEDULE_NAME
+    ),
+    ("POST", "/api/schedules/{name}/pause"): Operation(
+        "Pause a schedule: no jobs until it is resumed",
+        "schedules",
+        response=Schedule,
+        errors=(404,),
+        params=_SCHEDULE_NAME,
+    ),
+    ("POST", "/api/schedules/{name}/resume"): Operation(
+        "Resume a schedule from its next future tick",
+        "schedules",
+        response=Schedule,
+        errors=(404,),
+        params=_SCHEDULE_NAME,
+    ),
+    ("POST", "/api/schedules/{name}/run"): Operation(
+        "Queue one job of the schedule now (its ticks stay as they are)",
+        "schedules",
+        response=Job,
+        status=201,
+        errors=(404,),
+        params=_SCHEDULE_NAME,
     ),
     ("GET", "/login"): Operation("The login form of the browser pages (HTML)", "keys", media_type="text/html"),
     ("POST", "/login"): Operation(
@@ -554,6 +617,7 @@ def build_openapi(routes: list[BaseRoute]) -> dict[str, Any]:
             {"name": "generation", "description": "The example generation job type"},
             {"name": "service", "description": "Health, readiness, metrics and documentation"},
             {"name": "keys", "description": "API keys (admin) and the browser's login"},
+            {"name": "schedules", "description": "Periodic jobs: cron expressions and intervals"},
         ],
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},

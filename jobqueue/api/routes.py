@@ -83,6 +83,17 @@ def get_registry(request: Request) -> Registry:
     return request.state.registry  # type: ignore[no-any-return]
 
 
+def check_request_data(request: Request, job_type: str, request_data: Any) -> None:
+    """422 naming the field when the app's registry declares what ``request_data`` a job of this
+    type accepts and this is not it."""
+    request_type = get_registry(request).request_types.get(job_type)
+    if request_type is not None:
+        try:
+            msgspec.convert(request_data, request_type)
+        except msgspec.ValidationError as exc:
+            raise validation_error(exc, within="request_data") from None
+
+
 # -- request parsing ------------------------------------------------------------------------------
 
 
@@ -232,13 +243,8 @@ async def health(request: Request) -> Response:
 async def create_job(request: Request) -> Response:
     body = await read_json(request, JobCreate)
     principal(request).require_type(body.job_type)
-    request_type = get_registry(request).request_types.get(body.job_type)
-    if request_type is not None:
-        # The handler's limits hold here too, not only on its own route (/api/generate).
-        try:
-            msgspec.convert(body.request_data, request_type)
-        except msgspec.ValidationError as exc:
-            raise validation_error(exc, within="request_data") from None
+    # The handler's limits hold here too, not only on its own route (/api/generate).
+    check_request_data(request, body.job_type, body.request_data)
     service = get_job_queue_service(request)
     job, created = await service.create_job(
         body.job_type,

@@ -13,7 +13,18 @@ from collections.abc import Callable, Container, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from jobqueue.models import ApiKey, Attempt, ApiSession, ClaimedJob, Job, JobEvent, JobStatus, JobUpdate
+from jobqueue.models import (
+    ApiKey,
+    ApiSession,
+    Attempt,
+    ClaimedJob,
+    Job,
+    JobEvent,
+    JobStatus,
+    JobUpdate,
+    Schedule,
+    ScheduleSpec,
+)
 
 #: Called with the events of each committed write, on the event loop, in commit order.
 EventListener = Callable[[list[JobEvent]], None]
@@ -191,3 +202,46 @@ class Store(Protocol):
         """The unexpired session with this token hash, with its key."""
 
     async def delete_session(self, token_hash: str) -> None: ...
+
+    # -- periodic jobs (jobqueue.scheduler decides when a schedule ticks) ----------------------
+
+    async def put_schedule(
+        self, name: str, spec: ScheduleSpec, *, source: str, next_run_at: float
+    ) -> tuple[Schedule, bool]:
+        """Create or replace a schedule; returns it and whether it was created. A replacement
+        with the same timing (cron, interval, zone) keeps its ``next_run_at``; a pause stays."""
+
+    async def get_schedule(self, name: str) -> Schedule | None: ...
+
+    async def list_schedules(self) -> list[Schedule]: ...
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Delete a schedule; False when there was none."""
+
+    async def set_schedule_paused(self, name: str, paused: bool, next_run_at: float | None) -> Schedule | None:
+        """Pause or resume (``next_run_at``: the next tick, None keeps it); None when there is none."""
+
+    async def due_schedules(self, until: float, limit: int) -> list[Schedule]:
+        """Unpaused schedules whose next tick is at or before ``until``, soonest first."""
+
+    async def fire_schedule(
+        self,
+        name: str,
+        due: datetime,
+        next_run_at: float,
+        *,
+        job_type: str,
+        request_data: Any,
+        priority: int,
+        max_attempts: int,
+        timeout: float | None,
+        idempotency_key: str,
+    ) -> tuple[Job, bool] | None:
+        """In one write transaction: move the schedule's ``next_run_at`` from ``due`` (as read)
+        to ``next_run_at`` (compare-and-set) and, when it moved, insert the tick's job, as
+        ``insert_job`` does; returns the job and whether it was created (False: a job already
+        held the key, and is taken as the tick's job). None when another scheduler moved it
+        first."""
+
+    async def skip_schedule_ticks(self, name: str, due: datetime, next_run_at: float) -> bool:
+        """The compare-and-set of ``fire_schedule`` without a job; False when it lost."""

@@ -475,3 +475,67 @@ DELETE FROM api_sessions WHERE token_hash = %(token_hash)s;
 -- name: ended_attempts
 -- The last %(limit)s attempts of a job that ended other than by completing, newest first.
 SELECT * FROM job_attempts WHERE job_id = %(job_id)s ORDER BY id DESC LIMIT %(limit)s;
+
+-- Periodic jobs (jobqueue/scheduler.py), as on SQLite.
+
+-- name: upsert_schedule
+-- Create or replace a schedule. A replacement that ticks at the same instants (same cron or
+-- interval, same zone) keeps next_run_at, so rewriting it (every worker start rewrites the
+-- schedules declared in code) neither skips nor repeats a tick; pause and creation stay.
+INSERT INTO schedules (name, job_type, cron, "interval", timezone, request_data, priority,
+                       max_attempts, timeout, missed, source, next_run_at, created_at, updated_at)
+VALUES (%(name)s, %(job_type)s, %(cron)s, %(every)s, %(timezone)s, %(request_data)s::jsonb, %(priority)s,
+        %(max_attempts)s, %(timeout)s, %(missed)s, %(source)s, %(next_run_at)s, %(now)s, %(now)s)
+ON CONFLICT (name) DO UPDATE SET
+    job_type = excluded.job_type, cron = excluded.cron, "interval" = excluded."interval",
+    timezone = excluded.timezone, request_data = excluded.request_data,
+    priority = excluded.priority, max_attempts = excluded.max_attempts,
+    timeout = excluded.timeout, missed = excluded.missed, source = excluded.source,
+    next_run_at = CASE
+        WHEN schedules.cron IS NOT DISTINCT FROM excluded.cron
+             AND schedules."interval" IS NOT DISTINCT FROM excluded."interval"
+             AND schedules.timezone = excluded.timezone
+        THEN schedules.next_run_at ELSE excluded.next_run_at END,
+    updated_at = excluded.updated_at
+RETURNING *, created_at = %(now)s AS created;
+
+-- name: get_schedule
+-- One schedule by name.
+SELECT * FROM schedules WHERE name = %(name)s;
+
+-- name: list_schedules
+-- Every schedule, by name.
+SELECT * FROM schedules ORDER BY name;
+
+-- name: delete_schedule
+-- Delete a schedule (its jobs stay).
+DELETE FROM schedules WHERE name = %(name)s RETURNING name;
+
+-- name: set_schedule_paused
+-- Pause or resume; a resume also sets the next tick (%(next_run_at)s, NULL: unchanged).
+UPDATE schedules
+SET paused = %(paused)s, next_run_at = coalesce(%(next_run_at)s::timestamptz, next_run_at), updated_at = %(now)s
+WHERE name = %(name)s
+RETURNING *;
+
+-- name: due_schedules
+-- Unpaused schedules whose next tick is at or before %(until)s, soonest first (schedules_due).
+SELECT * FROM schedules WHERE NOT paused AND next_run_at <= %(until)s ORDER BY next_run_at LIMIT %(limit)s;
+
+-- name: fire_schedule
+-- The compare-and-set of a tick: move next_run_at from the tick %(due)s to %(next_run_at)s,
+-- unless another scheduler moved it first (then no row returns and no job is made). A
+-- scheduler racing this one waits for the row lock, then finds the tick moved.
+UPDATE schedules SET next_run_at = %(next_run_at)s, last_run_at = next_run_at, last_job_id = %(job_id)s
+WHERE name = %(name)s AND NOT paused AND next_run_at = %(due)s
+RETURNING name;
+
+-- name: skip_schedule_ticks
+-- The compare-and-set of missed ticks skipped: as fire_schedule, without a job.
+UPDATE schedules SET next_run_at = %(next_run_at)s
+WHERE name = %(name)s AND NOT paused AND next_run_at = %(due)s
+RETURNING name;
+
+-- name: set_schedule_last_job
+-- The job of the last tick, when the tick's job existed already (its idempotency key).
+UPDATE schedules SET last_job_id = %(job_id)s WHERE name = %(name)s;

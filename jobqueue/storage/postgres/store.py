@@ -30,6 +30,9 @@ from jobqueue.models import (
     JobStatus,
     JobUpdate,
     KeyScope,
+    MissedTicks,
+    Schedule,
+    ScheduleSpec,
 )
 from jobqueue.settings import Settings
 from jobqueue.storage import rules
@@ -169,6 +172,64 @@ def _event_data(kind: EventKind, row: Row) -> Any:
     return rules.event_data(kind, row["result_data"], row["error"])
 
 
+def _keyed_job_params(
+    job_type: str,
+    request_data: Any,
+    priority: int,
+    max_attempts: int,
+    now: float,
+    due: float,
+    timeout: float | None,
+    idempotency_key: str,
+) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "job_type": job_type,
+        "priority": priority,
+        "request_data": _json_or_none(request_data),
+        "now": _ts(now),
+        "max_attempts": max_attempts,
+        "run_at": _ts(due),
+        "timeout": timeout,
+        "idempotency_key": idempotency_key,
+        "fingerprint": rules.fingerprint(job_type, request_data, priority, max_attempts, timeout),
+    }
+
+
+async def _insert_keyed(tx: Transaction, events: list[EventValues], params: dict[str, Any]) -> tuple[Row, bool]:
+    """Insert a job with an idempotency key (and its 'created' event); returns it and True, or
+    the job that holds the key already and False."""
+    row = await tx.fetch_one(QUERIES["insert_job"], params)
+    if row is not None:
+        _record(tx, events, row, EventKind.CREATED)
+        return row, True
+    existing = await tx.fetch_one(QUERIES["get_job_by_idempotency_key"], {"key": params["idempotency_key"]})
+    assert existing is not None  # the conflict that suppressed the insert is this row
+    return existing, False
+
+
+def schedule_from_row(row: Row) -> Schedule:
+    return Schedule(
+        name=row["name"],
+        job_type=row["job_type"],
+        cron=row["cron"],
+        every=row["interval"],
+        timezone=row["timezone"],
+        request_data=row["request_data"],
+        priority=row["priority"],
+        max_attempts=row["max_attempts"],
+        timeout=row["timeout"],
+        missed=MissedTicks(row["missed"]),
+        source=row["source"],
+        paused=row["paused"],
+        next_run_at=_utc(row["next_run_at"]),  # type: ignore[arg-type]
+        last_run_at=_utc(row["last_run_at"]),
+        last_job_id=row["last_job_id"],
+        created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=_utc(row["updated_at"]),  # type: ignore[arg-type]
+    )
+
+
 class PostgresStore:
     """Job storage in one PostgreSQL database, shared by any number of processes and hosts.
 
@@ -246,31 +307,16 @@ class PostgresStore:
         timeout = None if timeout is None else float(timeout)  # the driver wants a float8 a float
         if idempotency_key is None:
             return await self._insert_new_job(job_type, request_data, priority, max_attempts, now, due, timeout)
-        fingerprint = rules.fingerprint(job_type, request_data, priority, max_attempts, timeout)
-        params = {
-            "id": str(uuid.uuid4()),
-            "job_type": job_type,
-            "priority": priority,
-            "request_data": _json_or_none(request_data),
-            "now": _ts(now),
-            "max_attempts": max_attempts,
-            "run_at": _ts(due),
-            "timeout": timeout,
-            "idempotency_key": idempotency_key,
-            "fingerprint": fingerprint,
-        }
+        params = _keyed_job_params(job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key)
+        fingerprint = params["fingerprint"]
 
         async def op(tx: Transaction, events: list[EventValues]) -> tuple[Row, bool]:
-            row = await tx.fetch_one(QUERIES["insert_job"], params)
-            if row is not None:
-                _record(tx, events, row, EventKind.CREATED)
-                return row, True
-            existing = await tx.fetch_one(QUERIES["get_job_by_idempotency_key"], {"key": idempotency_key})
-            assert existing is not None  # the conflict that suppressed the insert is this row
-            rules.check_idempotent_replay(
-                idempotency_key, existing["id"], existing["idempotency_fingerprint"], fingerprint
-            )
-            return existing, False
+            row, created = await _insert_keyed(tx, events, params)
+            if not created:
+                rules.check_idempotent_replay(
+                    idempotency_key, row["id"], row["idempotency_fingerprint"], fingerprint
+                )
+            return row, created
 
         row, created = await self._write(op)
         return job_from_row(row), created
@@ -710,6 +756,103 @@ class PostgresStore:
             await tx.fetch_all(QUERIES["delete_session"], {"token_hash": token_hash})
 
         await self._write(op)
+
+    # -- periodic jobs ------------------------------------------------------------------------
+
+    async def put_schedule(
+        self, name: str, spec: ScheduleSpec, *, source: str, next_run_at: float
+    ) -> tuple[Schedule, bool]:
+        params = {
+            "name": name,
+            "job_type": spec.job_type,
+            "cron": spec.cron,
+            "every": None if spec.every is None else float(spec.every),
+            "timezone": spec.timezone,
+            "request_data": _json_or_none(spec.request_data),
+            "priority": spec.priority,
+            "max_attempts": spec.max_attempts,
+            "timeout": None if spec.timeout is None else float(spec.timeout),
+            "missed": spec.missed.value,
+            "source": source,
+            "next_run_at": _ts(next_run_at),
+            "now": _ts(time.time()),
+        }
+
+        async def op(tx: Transaction, events: list[EventValues]) -> Row:
+            row = await tx.fetch_one(QUERIES["upsert_schedule"], params)
+            assert row is not None
+            return row
+
+        row = await self._write(op)
+        return schedule_from_row(row), row["created"]
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        row = await self.db.fetch_one(QUERIES["get_schedule"], {"name": name})
+        return None if row is None else schedule_from_row(row)
+
+    async def list_schedules(self) -> list[Schedule]:
+        return [schedule_from_row(row) for row in await self.db.fetch_all(QUERIES["list_schedules"])]
+
+    async def delete_schedule(self, name: str) -> bool:
+        async def op(tx: Transaction, events: list[EventValues]) -> bool:
+            return await tx.fetch_one(QUERIES["delete_schedule"], {"name": name}) is not None
+
+        return await self._write(op)
+
+    async def set_schedule_paused(self, name: str, paused: bool, next_run_at: float | None) -> Schedule | None:
+        params = {
+            "name": name,
+            "paused": paused,
+            "next_run_at": None if next_run_at is None else _ts(next_run_at),
+            "now": _ts(time.time()),
+        }
+
+        async def op(tx: Transaction, events: list[EventValues]) -> Row | None:
+            return await tx.fetch_one(QUERIES["set_schedule_paused"], params)
+
+        row = await self._write(op)
+        return None if row is None else schedule_from_row(row)
+
+    async def due_schedules(self, until: float, limit: int) -> list[Schedule]:
+        rows = await self.db.fetch_all(QUERIES["due_schedules"], {"until": _ts(until), "limit": limit})
+        return [schedule_from_row(row) for row in rows]
+
+    async def fire_schedule(
+        self,
+        name: str,
+        due: datetime,
+        next_run_at: float,
+        *,
+        job_type: str,
+        request_data: Any,
+        priority: int,
+        max_attempts: int,
+        timeout: float | None,
+        idempotency_key: str,
+    ) -> tuple[Job, bool] | None:
+        now = time.time()
+        timeout = None if timeout is None else float(timeout)
+        job = _keyed_job_params(job_type, request_data, priority, max_attempts, now, now, timeout, idempotency_key)
+        cas = {"name": name, "due": due, "next_run_at": _ts(next_run_at), "job_id": job["id"]}
+
+        async def op(tx: Transaction, events: list[EventValues]) -> tuple[Row, bool] | None:
+            if await tx.fetch_one(QUERIES["fire_schedule"], cas) is None:
+                return None  # another scheduler fired this tick
+            row, created = await _insert_keyed(tx, events, job)
+            if not created:
+                await tx.fetch_all(QUERIES["set_schedule_last_job"], {"name": name, "job_id": row["id"]})
+            return row, created
+
+        fired = await self._write(op)
+        return None if fired is None else (job_from_row(fired[0]), fired[1])
+
+    async def skip_schedule_ticks(self, name: str, due: datetime, next_run_at: float) -> bool:
+        params = {"name": name, "due": due, "next_run_at": _ts(next_run_at)}
+
+        async def op(tx: Transaction, events: list[EventValues]) -> bool:
+            return await tx.fetch_one(QUERIES["skip_schedule_ticks"], params) is not None
+
+        return await self._write(op)
 
 
 def _as_stored(value: Any) -> Any:

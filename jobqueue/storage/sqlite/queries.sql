@@ -432,3 +432,66 @@ DELETE FROM api_sessions WHERE token_hash = :token_hash;
 -- name: ended_attempts
 -- The last :limit attempts of a job that ended other than by completing, newest first.
 SELECT * FROM job_attempts WHERE job_id = :job_id ORDER BY id DESC LIMIT :limit;
+
+-- Periodic jobs (jobqueue/scheduler.py). Ticks are epoch seconds, as every instant here.
+
+-- name: upsert_schedule
+-- Create or replace a schedule. A replacement that ticks at the same instants (same cron or
+-- interval, same zone) keeps next_run_at, so rewriting it (every worker start rewrites the
+-- schedules declared in code) neither skips nor repeats a tick; pause and creation stay.
+INSERT INTO schedules (name, job_type, cron, interval, timezone, request_data, priority,
+                       max_attempts, timeout, missed, source, next_run_at, created_at, updated_at)
+VALUES (:name, :job_type, :cron, :every, :timezone, :request_data, :priority,
+        :max_attempts, :timeout, :missed, :source, :next_run_at, :now, :now)
+ON CONFLICT (name) DO UPDATE SET
+    job_type = excluded.job_type, cron = excluded.cron, interval = excluded.interval,
+    timezone = excluded.timezone, request_data = excluded.request_data,
+    priority = excluded.priority, max_attempts = excluded.max_attempts,
+    timeout = excluded.timeout, missed = excluded.missed, source = excluded.source,
+    next_run_at = CASE
+        WHEN schedules.cron IS excluded.cron AND schedules.interval IS excluded.interval
+             AND schedules.timezone = excluded.timezone
+        THEN schedules.next_run_at ELSE excluded.next_run_at END,
+    updated_at = excluded.updated_at
+RETURNING *, created_at = :now AS created;
+
+-- name: get_schedule
+-- One schedule by name.
+SELECT * FROM schedules WHERE name = :name;
+
+-- name: list_schedules
+-- Every schedule, by name.
+SELECT * FROM schedules ORDER BY name;
+
+-- name: delete_schedule
+-- Delete a schedule (its jobs stay).
+DELETE FROM schedules WHERE name = :name RETURNING name;
+
+-- name: set_schedule_paused
+-- Pause or resume; a resume also sets the next tick (:next_run_at, NULL: unchanged).
+UPDATE schedules SET paused = :paused, next_run_at = coalesce(:next_run_at, next_run_at), updated_at = :now
+WHERE name = :name
+RETURNING *;
+
+-- name: due_schedules
+-- Unpaused schedules whose next tick is at or before :until, soonest first (schedules_due).
+SELECT * FROM schedules WHERE paused = 0 AND next_run_at <= :until ORDER BY next_run_at LIMIT :limit;
+
+-- name: fire_schedule
+-- The compare-and-set of a tick: move next_run_at from the tick :due to :next_run_at, unless
+-- another scheduler moved it first (then no row returns and no job is made). Within a
+-- millisecond, not equal: :due comes back from a datetime, which keeps microseconds only, and
+-- two ticks of a schedule are at least a second apart.
+UPDATE schedules SET next_run_at = :next_run_at, last_run_at = next_run_at, last_job_id = :job_id
+WHERE name = :name AND paused = 0 AND abs(next_run_at - :due) < 0.001
+RETURNING name;
+
+-- name: skip_schedule_ticks
+-- The compare-and-set of missed ticks skipped: as fire_schedule, without a job.
+UPDATE schedules SET next_run_at = :next_run_at
+WHERE name = :name AND paused = 0 AND abs(next_run_at - :due) < 0.001
+RETURNING name;
+
+-- name: set_schedule_last_job
+-- The job of the last tick, when the tick's job existed already (its idempotency key).
+UPDATE schedules SET last_job_id = :job_id WHERE name = :name;

@@ -31,6 +31,9 @@ from jobqueue.models import (
     JobStatus,
     JobUpdate,
     KeyScope,
+    MissedTicks,
+    Schedule,
+    ScheduleSpec,
 )
 from jobqueue.settings import Settings
 from jobqueue.storage import rules
@@ -281,8 +284,34 @@ class SQLiteStore:
         due = now if run_at is None else run_at
         if idempotency_key is None:
             return await self._insert_new_job(job_type, request_data, priority, max_attempts, now, due, timeout)
-        fingerprint = rules.fingerprint(job_type, request_data, priority, max_attempts, timeout)
-        params = {
+        params = self._keyed_job_params(
+            job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key
+        )
+        fingerprint = params["fingerprint"]
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> tuple[sqlite3.Row, bool]:
+            row, created = self._insert_keyed(conn, events, params)
+            if not created:
+                rules.check_idempotent_replay(
+                    idempotency_key, row["id"], row["idempotency_fingerprint"], fingerprint
+                )
+            return row, created
+
+        row, created = await self._write(op)
+        return job_from_row(row), created
+
+    @staticmethod
+    def _keyed_job_params(
+        job_type: str,
+        request_data: Any,
+        priority: int,
+        max_attempts: int,
+        now: float,
+        due: float,
+        timeout: float | None,
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        return {
             "id": str(uuid.uuid4()),
             "job_type": job_type,
             "priority": priority,
@@ -292,23 +321,20 @@ class SQLiteStore:
             "run_at": due,
             "timeout": timeout,
             "idempotency_key": idempotency_key,
-            "fingerprint": fingerprint,
+            "fingerprint": rules.fingerprint(job_type, request_data, priority, max_attempts, timeout),
         }
 
-        def op(conn: WriteConnection, events: list[EventRow]) -> tuple[sqlite3.Row, bool]:
-            row = conn.fetch_one(QUERIES["insert_job"], params)
-            if row is not None:
-                return self._record(conn, events, row, EventKind.CREATED), True
-            existing = conn.fetch_one(QUERIES["get_job_by_idempotency_key"], {"key": idempotency_key}
-            )
-            assert existing is not None  # the conflict that suppressed the insert is this row
-            rules.check_idempotent_replay(
-                idempotency_key, existing["id"], existing["idempotency_fingerprint"], fingerprint
-            )
-            return existing, False
-
-        row, created = await self._write(op)
-        return job_from_row(row), created
+    def _insert_keyed(
+        self, conn: WriteConnection, events: list[EventRow], params: dict[str, Any]
+    ) -> tuple[sqlite3.Row, bool]:
+        """Insert a job with an idempotency key (and its 'created' event); returns it and True,
+        or the job that holds the key already and False."""
+        row = conn.fetch_one(QUERIES["insert_job"], params)
+        if row is not None:
+            return self._record(conn, events, row, EventKind.CREATED), True
+        existing = conn.fetch_one(QUERIES["get_job_by_idempotency_key"], {"key": params["idempotency_key"]})
+        assert existing is not None  # the conflict that suppressed the insert is this row
+        return existing, False
 
     async def _insert_new_job(
         self,
@@ -787,6 +813,119 @@ class SQLiteStore:
             conn.fetch_all(QUERIES["delete_session"], {"token_hash": token_hash})
 
         await self._write(op)
+
+    # -- periodic jobs ------------------------------------------------------------------------
+
+    async def put_schedule(
+        self, name: str, spec: ScheduleSpec, *, source: str, next_run_at: float
+    ) -> tuple[Schedule, bool]:
+        params = {
+            "name": name,
+            "job_type": spec.job_type,
+            "cron": spec.cron,
+            "every": spec.every,
+            "timezone": spec.timezone,
+            "request_data": _json_or_none(spec.request_data),
+            "priority": spec.priority,
+            "max_attempts": spec.max_attempts,
+            "timeout": spec.timeout,
+            "missed": spec.missed.value,
+            "source": source,
+            "next_run_at": next_run_at,
+            "now": time.time(),
+        }
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> sqlite3.Row:
+            return conn.fetch_one(QUERIES["upsert_schedule"], params)
+
+        row = await self._write(op)
+        return schedule_from_row(row), bool(row["created"])
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        row = await self.db.fetch_one(QUERIES["get_schedule"], {"name": name})
+        return None if row is None else schedule_from_row(row)
+
+    async def list_schedules(self) -> list[Schedule]:
+        return [schedule_from_row(row) for row in await self.db.fetch_all(QUERIES["list_schedules"])]
+
+    async def delete_schedule(self, name: str) -> bool:
+        def op(conn: WriteConnection, events: list[EventRow]) -> bool:
+            return conn.fetch_one(QUERIES["delete_schedule"], {"name": name}) is not None
+
+        return await self._write(op)
+
+    async def set_schedule_paused(self, name: str, paused: bool, next_run_at: float | None) -> Schedule | None:
+        params = {"name": name, "paused": int(paused), "next_run_at": next_run_at, "now": time.time()}
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> sqlite3.Row | None:
+            return conn.fetch_one(QUERIES["set_schedule_paused"], params)
+
+        row = await self._write(op)
+        return None if row is None else schedule_from_row(row)
+
+    async def due_schedules(self, until: float, limit: int) -> list[Schedule]:
+        rows = await self.db.fetch_all(QUERIES["due_schedules"], {"until": until, "limit": limit})
+        return [schedule_from_row(row) for row in rows]
+
+    async def fire_schedule(
+        self,
+        name: str,
+        due: datetime,
+        next_run_at: float,
+        *,
+        job_type: str,
+        request_data: Any,
+        priority: int,
+        max_attempts: int,
+        timeout: float | None,
+        idempotency_key: str,
+    ) -> tuple[Job, bool] | None:
+        now = time.time()
+        job = self._keyed_job_params(
+            job_type, request_data, priority, max_attempts, now, now, timeout, idempotency_key
+        )
+        cas = {"name": name, "due": due.timestamp(), "next_run_at": next_run_at, "job_id": job["id"]}
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> tuple[sqlite3.Row, bool] | None:
+            if conn.fetch_one(QUERIES["fire_schedule"], cas) is None:
+                return None  # another scheduler fired this tick
+            row, created = self._insert_keyed(conn, events, job)
+            if not created:
+                conn.fetch_all(QUERIES["set_schedule_last_job"], {"name": name, "job_id": row["id"]})
+            return row, created
+
+        fired = await self._write(op)
+        return None if fired is None else (job_from_row(fired[0]), fired[1])
+
+    async def skip_schedule_ticks(self, name: str, due: datetime, next_run_at: float) -> bool:
+        params = {"name": name, "due": due.timestamp(), "next_run_at": next_run_at}
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> bool:
+            return conn.fetch_one(QUERIES["skip_schedule_ticks"], params) is not None
+
+        return await self._write(op)
+
+
+def schedule_from_row(row: sqlite3.Row) -> Schedule:
+    return Schedule(
+        name=row["name"],
+        job_type=row["job_type"],
+        cron=row["cron"],
+        every=None if row["interval"] is None else float(row["interval"]),  # RETURNING skips REAL affinity
+        timezone=row["timezone"],
+        request_data=None if row["request_data"] is None else _json_decode(row["request_data"]),
+        priority=row["priority"],
+        max_attempts=row["max_attempts"],
+        timeout=row["timeout"],
+        missed=MissedTicks(row["missed"]),
+        source=row["source"],
+        paused=bool(row["paused"]),
+        next_run_at=_ts(row["next_run_at"]),  # type: ignore[arg-type]
+        last_run_at=_ts(row["last_run_at"]),
+        last_job_id=row["last_job_id"],
+        created_at=_ts(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=_ts(row["updated_at"]),  # type: ignore[arg-type]
+    )
 
 
 def _as_stored(value: Any) -> Any:
