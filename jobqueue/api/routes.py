@@ -249,6 +249,7 @@ async def create_job(request: Request) -> Response:
         run_at=body.run_at,
         delay=body.delay,
         idempotency_key=_idempotency_key(request, body.idempotency_key),
+        concurrency_key=body.concurrency_key,
     )
     return JSONResponse(job, status_code=201 if created else 200)
 
