@@ -23,6 +23,7 @@ from jobqueue.settings import Settings
 from tests.conftest import assert_error, subprocess_env
 from tests.helpers import run_sql, wait_until
 from tests.test_auth import app_client, bearer, new_key  # noqa: F401 (app_client is a fixture)
+from tests.test_dashboard import dashboard, driver  # noqa: F401 (fixtures)
 
 
 async def claim_ids(service: JobQueueService, job_types: list[str] | None, limit: int = 10) -> list[str]:
@@ -343,3 +344,35 @@ async def test_client_and_cli(live_server: Any) -> None:
     assert result.returncode == 2 and "N/PERIOD" in result.stderr
     result = cli("resume", "report", "--json", url=url)
     assert result.returncode == 0 and '"paused": false' in result.stdout
+
+
+# -- the dashboard ------------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_dashboard_shows_controls_and_pauses_a_type(dashboard: Any) -> None:  # noqa: F811
+    page = dashboard(RUN_WORKER="false")
+    page.enqueue("transcode")
+    page.api("PATCH", "/api/job-types/transcode", json={"max_running": 2, "rate": {"limit": 10, "period": 60}})
+    page.open()
+
+    def controls() -> list[dict[str, Any]]:
+        return list(
+            page.js(
+                """return [...document.querySelectorAll('#job-types tbody tr')].map(tr => ({
+                    type: tr.dataset.jobType, paused: tr.dataset.paused,
+                    cells: [...tr.cells].map(td => td.textContent),
+                    action: tr.querySelector('button[data-action]').dataset.action}))"""
+            )
+        )
+
+    page.wait_for(lambda: [c["type"] for c in controls()] == ["transcode"])
+    [row] = controls()
+    assert row["cells"][1:7] == ["active", "0", "2", "–", "10 / 60s", "now"] and row["action"] == "pause"
+    page.click("#job-types button[data-action='pause']")
+    page.wait_for(lambda: controls()[0]["paused"] == "true" and controls()[0]["action"] == "resume")
+    assert page.api("GET", "/api/job-types/transcode")["paused"] is True
+    # A change made elsewhere (another operator, the CLI) shows up without a reload.
+    page.api("POST", "/api/job-types/transcode/resume")
+    page.wait_for(lambda: controls()[0]["paused"] == "false")
+    assert page.console_errors() == []
