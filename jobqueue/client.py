@@ -18,6 +18,7 @@ first attempt created). ``cancel``, ``retry`` and an enqueue without a key are s
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -287,7 +288,7 @@ class JobQueueClient:
 
     # -- flow control per job type ----------------------------------------------------------------
 
-    async def job_types(self) -> list[TypeControls]:
+    async def job_types(self) -> builtins.list[TypeControls]:  # ``list`` is a method here
         """Every job type with controls or jobs: pause, limits, running jobs, next start."""
         return (await self._call("GET", "/api/job-types", TypeControlsList)).items
 

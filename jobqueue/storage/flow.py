@@ -8,7 +8,7 @@ PostgreSQL: after locking the type's ``job_type_controls`` row), and hand the co
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -117,6 +117,26 @@ def type_controls(
         next_start_at=None if at is None else datetime.fromtimestamp(at, UTC),
         updated_at=updated_at,
     )
+
+
+async def list_type_controls(
+    stored: Mapping[str, tuple[Limits, datetime | None]],
+    counts: Iterable[tuple[str, str, int]],
+    window_starts: Callable[[Limits], Awaitable[list[float]]],
+    now: float,
+) -> list[TypeControls]:
+    """Every type with controls (``stored``: its limits and when they changed) or with jobs
+    (``counts``: type, status, jobs), by name; ``window_starts`` reads a rate-limited type's
+    starts in its window."""
+    by_type: dict[str, dict[str, int]] = {name: {} for name in stored}
+    for job_type, status, jobs in counts:
+        by_type.setdefault(job_type, {})[status] = jobs
+    items = []
+    for job_type in sorted(by_type):
+        limits, updated_at = stored.get(job_type, (None, None))
+        starts = [] if limits is None else await window_starts(limits)
+        items.append(type_controls(job_type, limits, by_type[job_type], starts, now, updated_at))
+    return items
 
 
 class ControlsChange(NamedTuple):

@@ -637,21 +637,13 @@ class PostgresStore:
 
     async def list_type_controls(self) -> list[TypeControls]:
         now = time.time()
-        rows = {row["job_type"]: row for row in await self.db.fetch_all(QUERIES["all_type_controls"])}
-        counts: dict[str, dict[str, int]] = {name: {} for name in rows}
-        for row in await self.db.fetch_all(QUERIES["count_by_type_and_status"]):
-            counts.setdefault(row["job_type"], {})[row["status"]] = row["jobs"]
-        items = []
-        for job_type in sorted(counts):
-            row = rows.get(job_type)
-            limits = None if row is None else limits_from_row(row)
-            items.append(
-                flow.type_controls(
-                    job_type, limits, counts[job_type], await self._window_starts(limits, now), now,
-                    None if row is None else _utc(row["updated_at"]),
-                )
-            )
-        return items
+        stored = {
+            row["job_type"]: (limits_from_row(row), _utc(row["updated_at"]))
+            for row in await self.db.fetch_all(QUERIES["all_type_controls"])
+        }
+        rows = await self.db.fetch_all(QUERIES["count_by_type_and_status"])
+        counts = [(row["job_type"], row["status"], row["jobs"]) for row in rows]
+        return await flow.list_type_controls(stored, counts, lambda limits: self._window_starts(limits, now), now)
 
     async def _window_starts(self, limits: flow.Limits | None, now: float) -> list[float]:
         if limits is None or limits.rate_period is None:
@@ -783,7 +775,7 @@ async def _claim_controlled(
     keyed_ids: list[str] = []
     for limits in controls.values():
         if limits.max_running_per_key is not None and not limits.paused:
-            keyed_ids += await _keyed_candidates(tx, limits, now, params["limit"])
+            keyed_ids += await _keyed_candidates(tx, limits, limits.max_running_per_key, now, params["limit"])
     return await tx.fetch_all(
         QUERIES["claim_jobs_controlled"],
         {
@@ -796,7 +788,9 @@ async def _claim_controlled(
     )
 
 
-async def _keyed_candidates(tx: Transaction, limits: flow.Limits, now: float, limit: int) -> list[str]:
+async def _keyed_candidates(
+    tx: Transaction, limits: flow.Limits, per_key: int, now: float, limit: int
+) -> list[str]:
     """The ids of the waiting jobs of a type with ``max_running_per_key`` the claim may start,
     in claim order. The type's waiting jobs are read through a cursor, passing over those whose
     key is at its limit: fair between keys, at the cost of reading past a saturated key's
@@ -808,8 +802,8 @@ async def _keyed_candidates(tx: Transaction, limits: flow.Limits, now: float, li
     allowed = flow.allowance(limits, limit, usage["held"], usage["starts"])
     if allowed == 0:
         return []
-    held = {row["concurrency_key"]: row["held"] for row in await tx.fetch_all(QUERIES["held_by_key"], {"job_type": limits.job_type})}
-    picker = flow.KeyedPicker(held, limits.max_running_per_key or 1, allowed)
+    rows = await tx.fetch_all(QUERIES["held_by_key"], {"job_type": limits.job_type})
+    picker = flow.KeyedPicker({row["concurrency_key"]: row["held"] for row in rows}, per_key, allowed)
     chosen: list[str] = []
     async for row in tx.iterate(QUERIES["waiting_of_type"], {"job_type": limits.job_type, "now": _ts(now)}):
         if picker.take(row["concurrency_key"]):

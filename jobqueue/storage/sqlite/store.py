@@ -714,21 +714,13 @@ class SQLiteStore:
 
     async def list_type_controls(self) -> list[TypeControls]:
         now = time.time()
-        rows = {row["job_type"]: row for row in await self.db.fetch_all(QUERIES["all_type_controls"])}
-        counts: dict[str, dict[str, int]] = {name: {} for name in rows}
-        for job_type, status, jobs in await self.db.fetch_all(QUERIES["count_by_type_and_status"]):
-            counts.setdefault(job_type, {})[status] = jobs
-        items = []
-        for job_type in sorted(counts):
-            row = rows.get(job_type)
-            limits = None if row is None else limits_from_row(row)
-            items.append(
-                flow.type_controls(
-                    job_type, limits, counts[job_type], await self._window_starts(limits, now), now,
-                    None if row is None else _ts(row["updated_at"]),
-                )
-            )
-        return items
+        stored = {
+            row["job_type"]: (limits_from_row(row), _ts(row["updated_at"]))
+            for row in await self.db.fetch_all(QUERIES["all_type_controls"])
+        }
+        rows = await self.db.fetch_all(QUERIES["count_by_type_and_status"])
+        counts = [(row["job_type"], row["status"], row["jobs"]) for row in rows]
+        return await flow.list_type_controls(stored, counts, lambda limits: self._window_starts(limits, now), now)
 
     async def _window_starts(self, limits: flow.Limits | None, now: float) -> list[float]:
         if limits is None or limits.rate_period is None:
@@ -888,6 +880,7 @@ def _claim_controlled(
         conn.fetch_all(QUERIES["record_starts"], {"job_types": _json_encode(started).decode(), "now": now})
         for job_type in set(started):
             period = controls[job_type].rate_period
+            assert period is not None  # set with rate_limit (a CHECK of the table)
             conn.fetch_all(QUERIES["forget_starts_before"], {"job_type": job_type, "before": now - period})
     return rows
 
@@ -910,12 +903,13 @@ def _limited_candidates(conn: WriteConnection, limits: flow.Limits, now: float, 
     allowed = flow.allowance(limits, limit, usage["held"], usage["starts"])
     if allowed == 0:
         return []
-    if limits.max_running_per_key is None:
+    per_key = limits.max_running_per_key
+    if per_key is None:
         return conn.fetch_all(
             QUERIES["claim_candidates_of_type"], {"job_type": limits.job_type, "now": now, "limit": allowed}
         )
     held = {row[0]: row[1] for row in conn.fetch_all(QUERIES["held_by_key"], {"job_type": limits.job_type})}
-    picker = flow.KeyedPicker(held, limits.max_running_per_key, allowed)
+    picker = flow.KeyedPicker(held, per_key, allowed)
     chosen: list[sqlite3.Row] = []
     cursor = conn.iterate(QUERIES["waiting_of_type"], {"job_type": limits.job_type, "now": now})
     try:
