@@ -335,7 +335,12 @@ class JobQueueService:
         """Change the controls ``update`` sends (null clears a limit); every process's next
         claim obeys them. A limit lowered below the jobs running stops new starts; it does not
         stop running jobs."""
-        return await self.store.set_type_controls(_check_job_type(job_type), update)
+        controls = await self.store.set_type_controls(_check_job_type(job_type), update)
+        # A resumed type or a raised limit may have work for this process's idle pools now
+        # (pools of other processes see it at their next poll).
+        for wakeup in self._wakeups:
+            wakeup.set()
+        return controls
 
     async def set_limits(
         self,
