@@ -414,7 +414,10 @@ RETURNING jobs.id, jobs.cancel_requested;
 -- statement that follows, whose snapshot is taken after the lock was granted, counts the jobs
 -- the previous holder claimed. (Counting in the statement that waits for the lock would count
 -- as of before the wait, in READ COMMITTED.) Paused types are read, not locked; a type without
--- a row takes no lock. One row of NULLs when no type has controls.
+-- a row takes no lock. One row of NULLs when no type has controls. The lock lasts until the
+-- write batch commits, so claims of one limited type take turns at the rate of batches; two
+-- claims of one batch locking other types in the other order than another process's batch can
+-- deadlock: PostgreSQL then aborts one batch, whose writes are retried one by one.
 WITH locked AS (
     SELECT * FROM job_type_controls
     WHERE (%(job_types)s::text[] IS NULL OR job_type = ANY(%(job_types)s::text[]))
