@@ -38,7 +38,7 @@ from jobqueue.client import (
     JobQueueClient,
     WaitTimeout,
 )
-from jobqueue.models import Job, JobEvent, JobStatus, TypeControls
+from jobqueue.models import Attempt, Job, JobEvent, JobStatus, TypeControls
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -176,9 +176,28 @@ async def _get(client: JobQueueClient, args: argparse.Namespace, out: TextIO) ->
     job = await client.get(args.job_id)
     if args.json:
         _print_json(job, out)
-    else:
-        _print_job(job, out)
+        return EXIT_OK
+    _print_job(job, out)
+    attempts = (await client.attempts(job.id)).attempts
+    if attempts:
+        out.write("attempts:\n")
+    traced = [a for a in attempts if a.traceback]
+    for attempt in attempts:
+        _print_attempt(attempt, out, with_traceback=bool(traced) and attempt is traced[-1])
     return EXIT_OK
+
+
+def _print_attempt(attempt: Attempt, out: TextIO, *, with_traceback: bool) -> None:
+    """One line per attempt; the traceback (indented) only of the last one that has one, where
+    the cause of the job's current state is (the others: ``GET /api/jobs/{id}/attempts``)."""
+    took = ""
+    if attempt.started_at is not None and attempt.ended_at is not None:
+        took = f" in {(attempt.ended_at - attempt.started_at).total_seconds():.3g}s"
+    started = "" if attempt.started_at is None else f" started {attempt.started_at.isoformat(timespec='seconds')}"
+    line = f"  #{attempt.attempt} {attempt.outcome}{took} on {attempt.worker_id or '-'}{started}"
+    out.write(line + ("" if attempt.error is None else f": {attempt.error}") + "\n")
+    if with_traceback and attempt.traceback:
+        out.write("".join(f"      {row}\n" for row in attempt.traceback.rstrip().splitlines()))
 
 
 def _configure_list(parser: argparse.ArgumentParser) -> None:

@@ -34,6 +34,7 @@ from msgspec import UNSET, UnsetType
 from jobqueue.models import (
     TERMINAL_EVENT_KINDS,
     TERMINAL_STATUSES,
+    AttemptList,
     ErrorBody,
     Job,
     JobEvent,
@@ -252,6 +253,10 @@ class JobQueueClient:
 
     async def get(self, job_id: str) -> Job:
         return await self._call("GET", f"/api/jobs/{job_id}", Job, job_id=job_id)
+
+    async def attempts(self, job_id: str) -> AttemptList:
+        """The job's attempts, oldest first, with the error and traceback of each that failed."""
+        return await self._call("GET", f"/api/jobs/{job_id}/attempts", AttemptList, job_id=job_id)
 
     async def list(
         self,

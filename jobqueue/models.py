@@ -118,6 +118,8 @@ class Job(msgspec.Struct, kw_only=True):
     event_seq: int = 0
     #: The partition (a tenant, a user) the type's ``max_running_per_key`` counts it in.
     concurrency_key: str | None = None
+    #: When the current (or last) attempt started; ``started_at`` is the first attempt's start.
+    attempt_started_at: datetime | None = None
 
 
 class ClaimedJob(msgspec.Struct, kw_only=True):
@@ -168,6 +170,30 @@ class ProgressUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     status: RunningStatus | None = None
     #: When given, the update is fenced: it is refused unless this is the current claim.
     claim_token: str | None = None
+
+
+#: Longest traceback kept with an attempt, in characters; a longer one keeps its first line and
+#: its end (the innermost frames and the exception), which is where the cause is.
+MAX_TRACEBACK_CHARS = 16_000
+
+
+class Attempt(msgspec.Struct, kw_only=True):
+    """One attempt at a job, as ``GET /api/jobs/{id}/attempts`` lists it."""
+
+    attempt: int
+    worker_id: str | None
+    started_at: datetime | None
+    #: None while the attempt runs.
+    ended_at: datetime | None
+    #: ``running``, ``completed``, ``failed`` (retried or not: see the job) or ``cancelled``.
+    outcome: Literal["running", "completed", "failed", "cancelled"]
+    error: str | None = None
+    traceback: str | None = None
+
+
+class AttemptList(msgspec.Struct, kw_only=True):
+    job_id: str
+    attempts: list[Attempt]
 
 
 class JobList(msgspec.Struct, kw_only=True):

@@ -20,7 +20,11 @@ import msgspec
 from jobqueue.errors import JobNotFound, ValidationFailed
 from jobqueue.events import EventHub, ListenerCutOff
 from jobqueue.models import (
+    ACTIVE_STATUSES,
+    MAX_TRACEBACK_CHARS,
     TERMINAL_STATUSES,
+    Attempt,
+    AttemptList,
     ClaimedJob,
     EventKind,
     Job,
@@ -396,12 +400,38 @@ class JobQueueService:
         retry: bool = True,
         attempts: int = 1,
         message: str | None = None,
+        traceback: str | None = None,
     ) -> Job:
-        """Record a failed attempt: retried after a backoff while attempts remain, else failed."""
+        """Record a failed attempt: retried after a backoff while attempts remain, else failed.
+        ``traceback`` is kept with the attempt (cut to ``MAX_TRACEBACK_CHARS``)."""
         retry_at = time.time() + backoff_seconds(attempts, self.settings.retry_base_delay)
         return await self.store.fail(
-            job_id, claim_token, error=error, retry=retry, retry_at=retry_at, message=message
+            job_id,
+            claim_token,
+            error=error,
+            retry=retry,
+            retry_at=retry_at,
+            message=message,
+            traceback=bounded_traceback(traceback),
         )
+
+    async def attempts(self, job_id: str) -> AttemptList:
+        """The job's attempts, oldest first: those that ended badly (stored), then the running
+        or completed one (read from the job itself)."""
+        job = await self.require_job(job_id)
+        attempts = await self.store.ended_attempts(job_id)
+        numbered = {(a.attempt, a.started_at) for a in attempts}
+        if job.status in ACTIVE_STATUSES or job.status is JobStatus.COMPLETED:
+            current = Attempt(
+                attempt=job.attempts,
+                worker_id=job.worker_id,
+                started_at=job.attempt_started_at,
+                ended_at=job.completed_at,
+                outcome="completed" if job.status is JobStatus.COMPLETED else "running",
+            )
+            if (current.attempt, current.started_at) not in numbered:
+                attempts.append(current)
+        return AttemptList(job_id=job_id, attempts=attempts)
 
     async def acknowledge_cancel(self, job_id: str, claim_token: str) -> Job:
         return await self.store.acknowledge_cancel(job_id, claim_token, "cancelled on request")
@@ -484,6 +514,16 @@ class JobQueueService:
             while await self.store.reclaim_space() > 0:
                 pass
         return deleted
+
+
+def bounded_traceback(text: str | None) -> str | None:
+    """``text`` cut to ``MAX_TRACEBACK_CHARS``: its first line, a marker, then its end."""
+    if text is None or len(text) <= MAX_TRACEBACK_CHARS:
+        return text
+    first, _, _ = text.partition("\n")
+    first = first[:200]
+    marker = f"\n  ... {len(text) - MAX_TRACEBACK_CHARS} characters cut ...\n"
+    return first + marker + text[-(MAX_TRACEBACK_CHARS - len(first) - len(marker)) :]
 
 
 def _status(value: JobStatus | str) -> JobStatus:

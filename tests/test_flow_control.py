@@ -318,6 +318,7 @@ def cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
 
 async def test_client_and_cli(live_server: Any) -> None:
     from jobqueue.client import JobQueueClient
+    from jobqueue.sync_client import SyncJobQueueClient
 
     url = live_server(RUN_WORKER="false")
     async with JobQueueClient(url) as client:
@@ -328,6 +329,15 @@ async def test_client_and_cli(live_server: Any) -> None:
         assert (await client.pause("report")).paused
         assert [t.job_type for t in await client.job_types()] == ["report"]
         assert not (await client.resume("report")).paused
+
+    def blocking() -> None:
+        with SyncJobQueueClient(url) as sync:
+            assert sync.pause("report").paused
+            assert sync.set_limits("report", max_running=None).max_running is None
+            assert [t.job_type for t in sync.job_types()] == ["report"]
+            assert not sync.resume("report").paused
+
+    await asyncio.to_thread(blocking)
 
     result = cli("limit", "report", "--max-running", "none", "--max-running-per-key", "2", "--rate", "10/1m", url=url)
     assert result.returncode == 0, result.stderr

@@ -46,6 +46,7 @@ from jobqueue.models import (
     ApiKey,
     ApiKeyCreate,
     ApiKeyList,
+    AttemptList,
     CreatedApiKey,
     ErrorBody,
     EventKind,
@@ -93,6 +94,7 @@ SCHEMA_TYPES: tuple[type, ...] = (
     TypeControls,
     TypeControlsList,
     TypeControlsUpdate,
+    AttemptList,
 )
 
 _ERROR_TEXT = {
@@ -247,6 +249,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ),
         description="A job a worker holds changes only with its `claim_token` (else 409 `job_held`) "
         "or with `force=true`. Without a `claim_token`, or with `force`, the `admin` scope is needed.",
+    ),
+    ("GET", "/api/jobs/{job_id}/attempts"): Operation(
+        "The job's attempts: worker, start, end, outcome, error and traceback of each",
+        "jobs",
+        response=AttemptList,
+        errors=(404,),
+        description="Oldest first. Attempts that failed or were cancelled are kept (the last 100); "
+        "the running or completed attempt comes from the job itself. A retried job numbers its "
+        "attempts from 1 again.",
     ),
     ("DELETE", "/api/jobs/{job_id}"): Operation(
         "Delete a finished job", "jobs", status=204, errors=(404, 409)

@@ -399,6 +399,9 @@ class FailRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: False fails the job for good even when attempts remain.
     retry: bool = True
     message: str | None = None
+    #: The failure's traceback or stack, kept with the attempt (cut to its first line and last
+    #: 16,000 characters).
+    traceback: Annotated[str, msgspec.Meta(max_length=200_000)] | None = None
 
 
 class HeartbeatResponse(msgspec.Struct, kw_only=True):
@@ -485,8 +488,17 @@ async def fail_job(request: Request) -> Response:
         retry=body.retry,
         attempts=current.attempts,
         message=body.message,
+        traceback=body.traceback,
     )
     return JSONResponse(job)
+
+
+@requires(KeyScope.READ, KeyScope.ENQUEUE)
+async def job_attempts(request: Request) -> Response:
+    service = get_job_queue_service(request)
+    job_id = request.path_params["job_id"]
+    principal(request).require_type((await service.require_job(job_id)).job_type)
+    return JSONResponse(await service.attempts(job_id))
 
 
 @requires(KeyScope.WORKER)
@@ -534,6 +546,7 @@ routes: list[Route] = [
     Route("/api/jobs/{job_id}", get_job, methods=["GET"]),
     Route("/api/jobs/{job_id}", update_job, methods=["PUT"]),
     Route("/api/jobs/{job_id}", delete_job, methods=["DELETE"]),
+    Route("/api/jobs/{job_id}/attempts", job_attempts, methods=["GET"]),
     Route("/api/jobs/{job_id}/progress", report_progress, methods=["POST"]),
     Route("/api/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
     Route("/api/jobs/{job_id}/retry", retry_job, methods=["POST"]),

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from jobqueue.models import (
     ApiKey,
     ApiSession,
+    Attempt,
     ClaimedJob,
     Job,
     JobEvent,
@@ -151,8 +152,21 @@ class Store(Protocol):
         result) answers the job again, anything else refused is ``LeaseLost``."""
 
     async def fail(
-        self, job_id: str, token: str, *, error: str, retry: bool, retry_at: float, message: str | None
-    ) -> Job: ...
+        self,
+        job_id: str,
+        token: str,
+        *,
+        error: str,
+        retry: bool,
+        retry_at: float,
+        message: str | None,
+        traceback: str | None = None,
+    ) -> Job:
+        """End the held attempt as failed; its error and traceback join the attempt history."""
+
+    async def ended_attempts(self, job_id: str, limit: int = 100) -> list[Attempt]:
+        """The job's attempts that ended other than by completing, oldest first (the last
+        ``limit`` of them)."""
 
     async def acknowledge_cancel(self, job_id: str, token: str, message: str | None) -> Job: ...
 

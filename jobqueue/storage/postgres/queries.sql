@@ -60,6 +60,8 @@ UPDATE jobs SET
     worker_id = CASE WHEN %(worker_set)s THEN %(worker_id)s
                      WHEN %(becomes_waiting)s THEN NULL ELSE worker_id END,
     started_at = CASE WHEN %(becomes_active)s THEN coalesce(started_at, %(now)s::timestamptz) ELSE started_at END,
+    attempt_started_at = CASE WHEN %(becomes_active)s THEN %(now)s::timestamptz ELSE attempt_started_at END,
+    traceback = CASE WHEN %(leaves_active)s THEN NULL ELSE traceback END,
     completed_at = CASE WHEN %(becomes_terminal)s THEN %(now)s::timestamptz ELSE completed_at END,
     lease_expires_at = CASE WHEN %(becomes_active)s THEN %(lease_until)s::timestamptz
                             WHEN %(leaves_active)s THEN NULL
@@ -92,6 +94,7 @@ UPDATE jobs SET
     claim_token = replace(gen_random_uuid()::text, '-', ''),
     lease_expires_at = %(lease_until)s,
     started_at = coalesce(started_at, %(now)s),
+    attempt_started_at = %(now)s,
     updated_at = %(now)s
 FROM picked
 WHERE jobs.id = picked.id
@@ -122,6 +125,7 @@ UPDATE jobs SET
     claim_token = replace(gen_random_uuid()::text, '-', ''),
     lease_expires_at = %(lease_until)s,
     started_at = coalesce(started_at, %(now)s),
+    attempt_started_at = %(now)s,
     updated_at = %(now)s
 FROM picked
 WHERE jobs.id = picked.id
@@ -145,6 +149,7 @@ UPDATE jobs SET
     claim_token = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE claim_token END,
     worker_id = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE worker_id END,
     error = %(error)s,
+    traceback = %(traceback)s,
     message = coalesce(%(message)s, message),
     updated_at = %(now)s::timestamptz,
     lease_expires_at = NULL
@@ -156,6 +161,7 @@ RETURNING *;
 UPDATE jobs SET
     event_seq = event_seq + 1,
     status = 'cancelled',
+    traceback = NULL,
     message = coalesce(%(message)s, message),
     completed_at = %(now)s,
     updated_at = %(now)s,
@@ -228,6 +234,7 @@ UPDATE jobs SET
     worker_id = CASE WHEN cancel_requested OR attempts >= max_attempts THEN worker_id ELSE NULL END,
     claim_token = NULL,
     lease_expires_at = NULL,
+    traceback = NULL,
     updated_at = %(now)s
 FROM expired
 WHERE jobs.id = expired.id
@@ -491,6 +498,7 @@ WITH wanted AS (
         claim_token = replace(gen_random_uuid()::text, '-', ''),
         lease_expires_at = %(lease_until)s,
         started_at = coalesce(started_at, %(now)s),
+        attempt_started_at = %(now)s,
         updated_at = %(now)s
     FROM picked
     WHERE jobs.id = picked.id
@@ -630,3 +638,7 @@ WHERE s.token_hash = %(token_hash)s AND s.expires_at > %(now)s::timestamptz;
 -- name: delete_session
 -- Log out.
 DELETE FROM api_sessions WHERE token_hash = %(token_hash)s;
+
+-- name: ended_attempts
+-- The last %(limit)s attempts of a job that ended other than by completing, newest first.
+SELECT * FROM job_attempts WHERE job_id = %(job_id)s ORDER BY id DESC LIMIT %(limit)s;

@@ -50,6 +50,8 @@ UPDATE jobs SET
     worker_id = CASE WHEN :worker_set THEN :worker_id
                      WHEN :becomes_waiting THEN NULL ELSE worker_id END,
     started_at = CASE WHEN :becomes_active THEN coalesce(started_at, :now) ELSE started_at END,
+    attempt_started_at = CASE WHEN :becomes_active THEN :now ELSE attempt_started_at END,
+    traceback = CASE WHEN :leaves_active THEN NULL ELSE traceback END,
     completed_at = CASE WHEN :becomes_terminal THEN :now ELSE completed_at END,
     lease_expires_at = CASE WHEN :becomes_active THEN :now + :lease
                             WHEN :leaves_active THEN NULL
@@ -86,6 +88,7 @@ UPDATE jobs SET
     claim_token = lower(hex(randomblob(16))),
     lease_expires_at = :now + :lease,
     started_at = coalesce(started_at, :now),
+    attempt_started_at = :now,
     updated_at = :now
 WHERE id IN (
     SELECT id FROM jobs INDEXED BY jobs_claim
@@ -106,6 +109,7 @@ UPDATE jobs SET
     claim_token = lower(hex(randomblob(16))),
     lease_expires_at = :now + :lease,
     started_at = coalesce(started_at, :now),
+    attempt_started_at = :now,
     updated_at = :now
 WHERE id IN (
     SELECT id FROM jobs INDEXED BY jobs_claim_by_type
@@ -135,6 +139,7 @@ UPDATE jobs SET
     claim_token = lower(hex(randomblob(16))),
     lease_expires_at = :now + :lease,
     started_at = coalesce(started_at, :now),
+    attempt_started_at = :now,
     updated_at = :now
 WHERE rowid IN (SELECT value FROM json_each(:rowids))
 RETURNING *;
@@ -191,6 +196,7 @@ UPDATE jobs SET
     claim_token = CASE WHEN :retry AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE claim_token END,
     worker_id = CASE WHEN :retry AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE worker_id END,
     error = :error,
+    traceback = :traceback,
     message = coalesce(:message, message),
     updated_at = :now,
     lease_expires_at = NULL
@@ -202,6 +208,7 @@ RETURNING *;
 UPDATE jobs SET
     event_seq = event_seq + 1,
     status = 'cancelled',
+    traceback = NULL,
     message = coalesce(:message, message),
     completed_at = :now,
     updated_at = :now,
@@ -267,6 +274,7 @@ UPDATE jobs SET
     worker_id = CASE WHEN cancel_requested OR attempts >= max_attempts THEN worker_id ELSE NULL END,
     claim_token = NULL,
     lease_expires_at = NULL,
+    traceback = NULL,
     updated_at = :now
 WHERE id IN (SELECT id FROM jobs WHERE lease_expires_at < :now ORDER BY lease_expires_at LIMIT :limit)
 RETURNING *;
@@ -511,3 +519,7 @@ SELECT * FROM job_type_controls ORDER BY job_type;
 -- name: count_by_type_and_status
 -- Jobs per type and status (the list of job types; it reads every job, as the stats do).
 SELECT job_type, status, count(*) AS jobs FROM jobs GROUP BY job_type, status;
+
+-- name: ended_attempts
+-- The last :limit attempts of a job that ended other than by completing, newest first.
+SELECT * FROM job_attempts WHERE job_id = :job_id ORDER BY id DESC LIMIT :limit;

@@ -22,6 +22,7 @@ import msgspec
 from jobqueue.errors import ApiKeyExists, ApiKeyNotFound, JobNotFound, LeaseLost
 from jobqueue.models import (
     ApiKey,
+    Attempt,
     ApiSession,
     ClaimedJob,
     EventKind,
@@ -84,6 +85,19 @@ def job_from_row(row: sqlite3.Row) -> Job:
         idempotency_key=row["idempotency_key"],
         event_seq=row["event_seq"],
         concurrency_key=row["concurrency_key"],
+        attempt_started_at=_ts(row["attempt_started_at"]),
+    )
+
+
+def attempt_from_row(row: sqlite3.Row) -> Attempt:
+    return Attempt(
+        attempt=row["attempt"],
+        worker_id=row["worker_id"],
+        started_at=_ts(row["started_at"]),
+        ended_at=_ts(row["ended_at"]),
+        outcome=row["outcome"],
+        error=row["error"],
+        traceback=row["traceback"],
     )
 
 
@@ -666,15 +680,27 @@ class SQLiteStore:
             return job_from_row(row)
 
     async def fail(
-        self, job_id: str, token: str, *, error: str, retry: bool, retry_at: float, message: str | None
+        self,
+        job_id: str,
+        token: str,
+        *,
+        error: str,
+        retry: bool,
+        retry_at: float,
+        message: str | None,
+        traceback: str | None = None,
     ) -> Job:
         return await self._fenced(
             "fail_job",
             job_id,
             token,
-            {"error": error, "retry": retry, "retry_at": retry_at, "message": message},
+            {"error": error, "retry": retry, "retry_at": retry_at, "message": message, "traceback": traceback},
             EventKind.FAILED,
         )
+
+    async def ended_attempts(self, job_id: str, limit: int = 100) -> list[Attempt]:
+        rows = await self.db.fetch_all(QUERIES["ended_attempts"], {"job_id": job_id, "limit": limit})
+        return [attempt_from_row(row) for row in reversed(rows)]
 
     async def acknowledge_cancel(self, job_id: str, token: str, message: str | None) -> Job:
         return await self._fenced(
