@@ -1,4 +1,5 @@
-"""Client commands of the CLI: ``jobqueue enqueue|get|list|stats|cancel|retry|wait|schedules|schedule``.
+"""Client commands of the CLI: ``jobqueue enqueue|get|list|stats|cancel|retry|wait|schedules|schedule``,
+and the flow controls of job types: ``jobqueue types|pause|resume|limit``.
 
 They talk to a running server over HTTP through ``jobqueue.client`` (``--url``, env
 ``JOBQUEUE_URL``, default http://127.0.0.1:8000; ``--api-key``, env ``JOBQUEUE_API_KEY``). ``--json`` prints the API's JSON for scripts.
@@ -37,7 +38,7 @@ from jobqueue.client import (
     JobQueueClient,
     WaitTimeout,
 )
-from jobqueue.models import Attempt, Job, JobEvent, JobStatus
+from jobqueue.models import Attempt, Job, JobEvent, JobStatus, TypeControls
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -122,6 +123,11 @@ def _configure_enqueue(parser: argparse.ArgumentParser) -> None:
         help="a repeat with the same key returns the first job instead of queueing another "
         "[env JOBQUEUE_IDEMPOTENCY_KEY]",
     )
+    parser.add_argument(
+        "--concurrency-key",
+        metavar="KEY",
+        help="a tenant, user or other partition: the type's max_running_per_key counts jobs per key",
+    )
 
 
 def _request_data(raw: str | None) -> dict[str, Any] | None:
@@ -153,6 +159,7 @@ async def _enqueue(client: JobQueueClient, args: argparse.Namespace, out: TextIO
         timeout=args.timeout,
         delay=args.delay,
         idempotency_key=args.idempotency_key,
+        concurrency_key=args.concurrency_key,
     )
     if args.json:
         _print_json(job, out)
@@ -433,6 +440,114 @@ async def _schedule(client: JobQueueClient, args: argparse.Namespace, out: TextI
     return EXIT_OK
 
 
+# -- flow control per job type ---------------------------------------------------------------------
+
+#: Seconds per unit of a rate period (``--rate 100/1m``).
+_PERIOD_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _limit_value(raw: str) -> int | None:
+    """A limit argument: a whole number, or ``none`` to clear the limit."""
+    if raw.lower() == "none":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or none, got {raw!r}") from None
+
+
+def _rate_value(raw: str) -> tuple[int, float] | None:
+    """``N/PERIOD`` (PERIOD: seconds, or a number with s, m, h or d, e.g. 100/1m), or ``none``."""
+    if raw.lower() == "none":
+        return None
+    count, _, period = raw.partition("/")
+    unit = _PERIOD_UNITS.get(period[-1:].lower()) if period else None
+    number = period[:-1] if unit is not None else period
+    try:
+        return int(count), float(number or "1") * (unit or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N/PERIOD like 10/1s, 100/1m or 5/30, got {raw!r}") from None
+
+
+def _configure_job_type(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job_type", metavar="TYPE", help="the job type")
+
+
+def _configure_limit(parser: argparse.ArgumentParser) -> None:
+    _configure_job_type(parser)
+    parser.add_argument(
+        "--max-running", type=_limit_value, metavar="N|none", default=msgspec.UNSET,
+        help="at most N jobs of the type running at once, across all workers",
+    )
+    parser.add_argument(
+        "--max-running-per-key", type=_limit_value, metavar="N|none", default=msgspec.UNSET,
+        help="at most N running per concurrency key (set at enqueue with --concurrency-key)",
+    )
+    parser.add_argument(
+        "--rate", type=_rate_value, metavar="N/PERIOD|none", default=msgspec.UNSET,
+        help="at most N starts in any window of PERIOD (30 = seconds, or 1s, 5m, 1h, 1d)",
+    )
+
+
+def _rate_text(controls: TypeControls) -> str:
+    return "-" if controls.rate is None else f"{controls.rate.limit}/{controls.rate.period:g}s"
+
+
+def _print_controls(items: list[TypeControls], out: TextIO) -> None:
+    rows = [["TYPE", "STATE", "RUNNING", "WAITING", "MAX", "PER KEY", "RATE", "NEXT START"]]
+    for item in items:
+        waiting = item.by_status.get("queued", 0) + item.by_status.get("pending", 0)
+        rows.append(
+            [
+                item.job_type,
+                "paused" if item.paused else "active",
+                str(item.running),
+                str(waiting),
+                "-" if item.max_running is None else str(item.max_running),
+                "-" if item.max_running_per_key is None else str(item.max_running_per_key),
+                _rate_text(item),
+                "now" if item.next_start_at is None else _when(item.next_start_at),
+            ]
+        )
+    _table(rows, out)
+
+
+async def _types(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    items = await client.job_types()
+    if args.json:
+        _print_json(items, out)
+    elif not items:
+        out.write("no job types yet\n")
+    else:
+        _print_controls(items, out)
+    return EXIT_OK
+
+
+async def _show_controls(controls: TypeControls, args: argparse.Namespace, out: TextIO) -> int:
+    if args.json:
+        _print_json(controls, out)
+    else:
+        _print_controls([controls], out)
+    return EXIT_OK
+
+
+async def _pause(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    return await _show_controls(await client.pause(args.job_type), args, out)
+
+
+async def _resume(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    return await _show_controls(await client.resume(args.job_type), args, out)
+
+
+async def _limit(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    if args.max_running is msgspec.UNSET and args.max_running_per_key is msgspec.UNSET and args.rate is msgspec.UNSET:
+        raise UsageError("give --max-running, --max-running-per-key or --rate (none clears one)")
+    controls = await client.set_limits(
+        args.job_type, max_running=args.max_running, max_running_per_key=args.max_running_per_key, rate=args.rate
+    )
+    return await _show_controls(controls, args, out)
+
+
 #: Every client command: name -> how to parse it and how to run it.
 CLIENT_COMMANDS: dict[str, ClientCommand] = {
     "enqueue": ClientCommand("queue a job and print its id", _configure_enqueue, _enqueue),
@@ -449,6 +564,18 @@ CLIENT_COMMANDS: dict[str, ClientCommand] = {
     "schedules": ClientCommand("list the schedules of periodic jobs", _no_options, _schedules),
     "schedule": ClientCommand(
         "add (or replace), remove, pause, resume or run a schedule", _configure_schedule, _schedule
+    ),
+    "types": ClientCommand(
+        "job types: paused or not, limits, running and waiting jobs, next allowed start",
+        _no_options,
+        _types,
+    ),
+    "pause": ClientCommand(
+        "stop claiming jobs of a type in every worker (running ones finish)", _configure_job_type, _pause
+    ),
+    "resume": ClientCommand("claim jobs of a paused type again", _configure_job_type, _resume),
+    "limit": ClientCommand(
+        "set or clear a job type's concurrency and rate limits (none clears one)", _configure_limit, _limit
     ),
 }
 

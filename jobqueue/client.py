@@ -18,15 +18,18 @@ first attempt created). ``cancel``, ``retry`` and an enqueue without a key are s
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from jobqueue.models import (
     TERMINAL_EVENT_KINDS,
@@ -40,6 +43,9 @@ from jobqueue.models import (
     JobStatus,
     Schedule,
     ScheduleList,
+    RateLimit,
+    TypeControls,
+    TypeControlsList,
 )
 
 T = TypeVar("T")
@@ -228,8 +234,10 @@ class JobQueueClient:
         run_at: datetime | None = None,
         delay: float | None = None,
         idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
     ) -> Job:
-        """Queue a job. With ``idempotency_key`` a repeat returns the job the first call created."""
+        """Queue a job. With ``idempotency_key`` a repeat returns the job the first call created;
+        ``concurrency_key`` (a tenant, a user) is what the type's ``max_running_per_key`` counts."""
         body: dict[str, Any] = {"job_type": job_type, "priority": priority}
         optional = {
             "request_data": request_data,
@@ -238,6 +246,7 @@ class JobQueueClient:
             "run_at": run_at,
             "delay": delay,
             "idempotency_key": idempotency_key,
+            "concurrency_key": concurrency_key,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return await self._call(
@@ -332,6 +341,43 @@ class JobQueueClient:
     async def run_schedule(self, name: str) -> Job:
         """Queue one job of the schedule now."""
         return await self._call("POST", f"/api/schedules/{name}/run", Job)
+
+    # -- flow control per job type ----------------------------------------------------------------
+
+    async def job_types(self) -> builtins.list[TypeControls]:  # ``list`` is a method here
+        """Every job type with controls or jobs: pause, limits, running jobs, next start."""
+        return (await self._call("GET", "/api/job-types", TypeControlsList)).items
+
+    async def job_type(self, job_type: str) -> TypeControls:
+        return await self._call("GET", _type_path(job_type), TypeControls)
+
+    async def pause(self, job_type: str) -> TypeControls:
+        """Stop every worker from claiming jobs of the type; running jobs finish (``admin``)."""
+        return await self._call("POST", _type_path(job_type, "/pause"), TypeControls, safe=True)
+
+    async def resume(self, job_type: str) -> TypeControls:
+        return await self._call("POST", _type_path(job_type, "/resume"), TypeControls, safe=True)
+
+    async def set_limits(
+        self,
+        job_type: str,
+        *,
+        max_running: int | None | UnsetType = UNSET,
+        max_running_per_key: int | None | UnsetType = UNSET,
+        rate: tuple[int, float] | RateLimit | None | UnsetType = UNSET,
+    ) -> TypeControls:
+        """Set the limits given, or clear them with None; the others keep their values (``admin``).
+        ``rate`` is ``(limit, period_seconds)``: at most ``limit`` starts in any such window."""
+        body: dict[str, Any] = {}
+        if max_running is not UNSET:
+            body["max_running"] = max_running
+        if max_running_per_key is not UNSET:
+            body["max_running_per_key"] = max_running_per_key
+        if isinstance(rate, tuple):
+            body["rate"] = {"limit": rate[0], "period": rate[1]}
+        elif rate is not UNSET:
+            body["rate"] = rate
+        return await self._call("PATCH", _type_path(job_type), TypeControls, json=body, safe=True)
 
     # -- waiting and events -----------------------------------------------------------------------
 
@@ -545,6 +591,10 @@ class JobQueueClient:
         if missing_route and response.status_code in (404, 405) and code != "job_not_found":
             return _StreamUnavailable(response.url.path)
         return ApiError(response.status_code, body, response.text)
+
+
+def _type_path(job_type: str, action: str = "") -> str:
+    return f"/api/job-types/{quote(job_type, safe='')}{action}"
 
 
 def _describe(exc: httpx.TransportError, base_url: str) -> str:

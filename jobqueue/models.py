@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 
 class JobStatus(str, enum.Enum):
@@ -86,6 +87,7 @@ Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 24 * 3600)]
 Delay = Annotated[float, msgspec.Meta(ge=0, le=365 * 24 * 3600)]
 Message = Annotated[str, msgspec.Meta(max_length=10_000)]
 WorkerId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+ConcurrencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
 class Job(msgspec.Struct, kw_only=True):
@@ -114,6 +116,8 @@ class Job(msgspec.Struct, kw_only=True):
     idempotency_key: str | None
     #: Sequence number of the job's latest event (resume its event stream after this).
     event_seq: int = 0
+    #: The partition (a tenant, a user) the type's ``max_running_per_key`` counts it in.
+    concurrency_key: str | None = None
     #: When the current (or last) attempt started; ``started_at`` is the first attempt's start.
     attempt_started_at: datetime | None = None
 
@@ -139,6 +143,9 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Do not run before this many seconds from now (exclusive with ``run_at``).
     delay: Delay | None = None
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    #: A tenant, user or other partition of the type's jobs: with the type's
+    #: ``max_running_per_key``, at most that many jobs of one key run at once.
+    concurrency_key: ConcurrencyKey | None = None
 
 
 class JobUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -384,3 +391,55 @@ class Schedule(ScheduleSpec, kw_only=True, forbid_unknown_fields=False):
 
 class ScheduleList(msgspec.Struct, kw_only=True):
     items: list[Schedule]
+
+
+# -- flow control per job type -------------------------------------------------------------------
+
+#: Longest rate-limit period, in seconds (a day): the claim keeps one row per start of the window.
+MAX_RATE_PERIOD = 24 * 3600.0
+
+
+class RateLimit(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """At most ``limit`` starts (claims) of the type in any window of ``period`` seconds."""
+
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+    period: Annotated[float, msgspec.Meta(gt=0, le=MAX_RATE_PERIOD)]
+
+
+class TypeControls(msgspec.Struct, kw_only=True):
+    """The flow controls of one job type (``GET /api/job-types/{type}``), enforced by the claim
+    in every process; a type nobody set controls for has none (all null, not paused)."""
+
+    job_type: str
+    #: Not claimed while paused; running jobs finish.
+    paused: bool = False
+    #: At most this many jobs of the type running at once, across all workers; null: no limit.
+    max_running: int | None = None
+    #: At most this many running jobs per ``concurrency_key``; null: no limit.
+    max_running_per_key: int | None = None
+    rate: RateLimit | None = None
+    #: Jobs of the type held by a worker now.
+    running: int = 0
+    #: Jobs of the type per status (every status with at least one job).
+    by_status: dict[str, int] = {}
+    #: When the rate limit allows the next start; null: a start is allowed now (as far as the
+    #: rate limit goes; ``max_running`` may still hold it back until a job finishes).
+    next_start_at: datetime | None = None
+    #: When the controls last changed; null: never set.
+    updated_at: datetime | None = None
+
+
+class TypeControlsList(msgspec.Struct, kw_only=True):
+    """``GET /api/job-types``: every type with controls or with jobs, by name."""
+
+    items: list[TypeControls]
+
+
+class TypeControlsUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``PATCH /api/job-types/{type}``: the fields sent change, null clears a limit."""
+
+    paused: bool | UnsetType = UNSET
+    max_running: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None | UnsetType = UNSET
+    max_running_per_key: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None | UnsetType = UNSET
+    #: ``{"limit": N, "period": seconds}``, or null for no rate limit.
+    rate: RateLimit | None | UnsetType = UNSET

@@ -35,6 +35,9 @@ from jobqueue.models import (
     Schedule,
     ScheduleName,
     ScheduleSpec,
+    RateLimit,
+    TypeControls,
+    TypeControlsUpdate,
 )
 from jobqueue.scheduler import check_spec, next_tick
 from jobqueue.settings import Settings
@@ -113,6 +116,7 @@ class JobQueueService:
         run_at: datetime | None = None,
         delay: float | None = None,
         idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
     ) -> str:
         """Queue a job and return its id."""
         job, _ = await self.create_job(
@@ -124,6 +128,7 @@ class JobQueueService:
             run_at=run_at,
             delay=delay,
             idempotency_key=idempotency_key,
+            concurrency_key=concurrency_key,
         )
         return job.id
 
@@ -138,8 +143,12 @@ class JobQueueService:
         run_at: datetime | None = None,
         delay: float | None = None,
         idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
     ) -> tuple[Job, bool]:
-        """Queue a job; returns it and whether it is new (False: an idempotent replay)."""
+        """Queue a job; returns it and whether it is new (False: an idempotent replay).
+
+        ``concurrency_key`` (a tenant, a user) is what the type's ``max_running_per_key`` counts.
+        """
         if not job_type or len(job_type) > 100:
             raise ValidationFailed("job_type must be 1 to 100 characters", "job_type")
         if run_at is not None and delay is not None:
@@ -157,6 +166,7 @@ class JobQueueService:
             run_at=due,
             timeout=timeout,
             idempotency_key=idempotency_key,
+            concurrency_key=concurrency_key,
         )
         return job, created
 
@@ -319,6 +329,60 @@ class JobQueueService:
     async def retry_job(self, job_id: str) -> Job:
         """Put a failed or cancelled job back in the queue with a fresh set of attempts."""
         return await self.store.retry(job_id)
+
+    # -- flow control per job type -------------------------------------------------------------
+
+    async def job_types(self) -> list[TypeControls]:
+        """Every type with controls or with jobs: its controls, running jobs and counts."""
+        return await self.store.list_type_controls()
+
+    async def type_controls(self, job_type: str) -> TypeControls:
+        return await self.store.get_type_controls(_check_job_type(job_type))
+
+    async def set_type_controls(self, job_type: str, update: TypeControlsUpdate) -> TypeControls:
+        """Change the controls ``update`` sends (null clears a limit); every process's next
+        claim obeys them. A limit lowered below the jobs running stops new starts; it does not
+        stop running jobs."""
+        controls = await self.store.set_type_controls(_check_job_type(job_type), update)
+        # A resumed type or a raised limit may have work for this process's idle pools now
+        # (pools of other processes see it at their next poll).
+        for wakeup in self._wakeups:
+            wakeup.set()
+        return controls
+
+    async def set_limits(
+        self,
+        job_type: str,
+        *,
+        max_running: int | None = _UNSET,
+        max_running_per_key: int | None = _UNSET,
+        rate: RateLimit | tuple[int, float] | None = _UNSET,
+    ) -> TypeControls:
+        """Set (or with None, clear) the limits given; those not given keep their values.
+        ``rate`` is ``(limit, period_seconds)`` or a ``RateLimit``."""
+        values: dict[str, Any] = {}
+        if max_running is not _UNSET:
+            values["max_running"] = max_running
+        if max_running_per_key is not _UNSET:
+            values["max_running_per_key"] = max_running_per_key
+        if rate is not _UNSET:
+            values["rate"] = rate if rate is None or isinstance(rate, RateLimit) else RateLimit(
+                limit=rate[0], period=rate[1]
+            )
+        try:
+            # The HTTP body's own validation (limits, ranges), for Python callers too.
+            update = msgspec.convert(msgspec.to_builtins(values), TypeControlsUpdate)
+        except msgspec.ValidationError as exc:
+            raise ValidationFailed(str(exc), _field_of(exc)) from None
+        return await self.set_type_controls(job_type, update)
+
+    async def pause(self, job_type: str) -> TypeControls:
+        """Stop claiming jobs of the type, in every process, until ``resume``; running jobs
+        finish. The pause is stored: it survives restarts."""
+        return await self.set_type_controls(job_type, TypeControlsUpdate(paused=True))
+
+    async def resume(self, job_type: str) -> TypeControls:
+        return await self.set_type_controls(job_type, TypeControlsUpdate(paused=False))
 
     # -- the holder's operations (fenced) -------------------------------------------------------
 
@@ -538,6 +602,20 @@ def _status(value: JobStatus | str) -> JobStatus:
     except ValueError:
         known = ", ".join(s.value for s in JobStatus)
         raise ValidationFailed(f"unknown status {value!r}; expected one of: {known}", "status") from None
+
+
+def _check_job_type(job_type: str) -> str:
+    if not isinstance(job_type, str) or not 1 <= len(job_type) <= 100:
+        raise ValidationFailed("job_type must be 1 to 100 characters", "job_type")
+    return job_type
+
+
+def _field_of(exc: msgspec.ValidationError) -> str | None:
+    """The field a msgspec validation error names (``... - at `$.rate.limit` ``)."""
+    text = str(exc)
+    if "`$." not in text:
+        return None
+    return text.split("`$.", 1)[1].split("`", 1)[0].split(".", 1)[0].split("[", 1)[0]
 
 
 def _check_progress(progress: int) -> None:

@@ -18,6 +18,7 @@ starts a loop of its own on first use instead of waiting on the parent's, which 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import threading
 from collections.abc import Coroutine
@@ -25,7 +26,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from jobqueue.client import DEFAULT_URL, JobQueueClient
-from jobqueue.models import Job, JobList, JobStats
+from jobqueue.models import Job, JobList, JobStats, TypeControls
 
 T = TypeVar("T")
 
@@ -74,6 +75,21 @@ class SyncJobQueueClient:
 
     def retry(self, job_id: str) -> Job:
         return self._run(lambda client: client.retry(job_id))
+
+    # -- flow control per job type (see JobQueueClient) ----------------------------------------------
+
+    def job_types(self) -> builtins.list[TypeControls]:  # ``list`` is a method here
+        return self._run(lambda client: client.job_types())
+
+    def pause(self, job_type: str) -> TypeControls:
+        return self._run(lambda client: client.pause(job_type))
+
+    def resume(self, job_type: str) -> TypeControls:
+        return self._run(lambda client: client.resume(job_type))
+
+    def set_limits(self, job_type: str, **limits: Any) -> TypeControls:
+        """``limits``: ``JobQueueClient.set_limits``'s keyword arguments (None clears one)."""
+        return self._run(lambda client: client.set_limits(job_type, **limits))
 
     def close(self) -> None:
         """Close the connections and stop the loop's thread (a closed client reopens on use)."""

@@ -140,8 +140,8 @@ async def test_claims_use_their_index_on_a_fresh_unanalysed_table(pg: JobQueueSe
         params: dict[str, Any] = {"worker_id": "w", "now": now, "lease_until": "infinity", "limit": 1}
         plans = {}
         for name, extra in (("claim_jobs", {}), ("claim_jobs_of_types", {"job_types": ["a", "c"]})):
-            async with conn.transaction():  # as the store claims: claim_plan, then the claim
-                await conn.execute(QUERIES["claim_plan"])
+            async with conn.transaction():  # as the store claims: claim_controls, then the claim
+                await conn.execute(QUERIES["claim_controls"], {"job_types": None})
                 cur = await conn.execute("EXPLAIN " + QUERIES[name], {**params, **extra})
                 plans[name] = "\n".join(row[0] for row in await cur.fetchall())
     assert "Index Scan using jobs_claim on" in plans["claim_jobs"], plans["claim_jobs"]

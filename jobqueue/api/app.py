@@ -28,6 +28,7 @@ from jobqueue.api.errors import (
     internal_error_handler,
 )
 from jobqueue.api.hosts import SameOriginMiddleware, TrustedHostMiddleware, trusted_hosts
+from jobqueue.api.job_types import routes as job_type_routes
 from jobqueue.api.keys import routes as key_routes
 from jobqueue.api.limits import BodyLimitMiddleware
 from jobqueue.api.openapi import routes as openapi_routes
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             *stream_routes,
             *key_routes,
             *schedule_routes,
+            *job_type_routes,
             *login_routes,
             *dashboard_routes,
             *ops_routes,

@@ -62,6 +62,10 @@ from jobqueue.models import (
     ScheduleList,
     ScheduleName,
     ScheduleSpec,
+    RateLimit,
+    TypeControls,
+    TypeControlsList,
+    TypeControlsUpdate,
 )
 from jobqueue.service import MAX_PAGE_SIZE
 
@@ -90,6 +94,10 @@ SCHEMA_TYPES: tuple[type, ...] = (
     ApiKeyCreate,
     CreatedApiKey,
     ApiKeyList,
+    RateLimit,
+    TypeControls,
+    TypeControlsList,
+    TypeControlsUpdate,
     AttemptList,
     ScheduleSpec,
     Schedule,
@@ -416,6 +424,37 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         status=201,
         errors=(404,),
         params=_SCHEDULE_NAME,
+    ),
+    ("GET", "/api/job-types"): Operation(
+        "Every job type with controls or jobs: its pause, limits, running jobs, counts by status "
+        "and next allowed start",
+        "job types",
+        response=TypeControlsList,
+    ),
+    ("GET", "/api/job-types/{job_type}"): Operation(
+        "A job type's flow controls (a type never configured has none)",
+        "job types",
+        response=TypeControls,
+    ),
+    ("PATCH", "/api/job-types/{job_type}"): Operation(
+        "Set or clear a job type's limits (fields sent change, null clears); every process's next "
+        "claim obeys them",
+        "job types",
+        request=TypeControlsUpdate,
+        response=TypeControls,
+        errors=_BODY_ERRORS,
+        description="`max_running`: at most N jobs of the type running at once across all workers "
+        "(0 stops new starts). `max_running_per_key`: at most N running per `concurrency_key` (set at "
+        "enqueue). `rate`: `{\"limit\": N, \"period\": seconds}`, at most N starts in any window of "
+        "that many seconds; jobs over a limit stay queued without using an attempt.",
+    ),
+    ("POST", "/api/job-types/{job_type}/pause"): Operation(
+        "Pause a job type: no job of it is claimed until resumed; running jobs finish; survives restarts",
+        "job types",
+        response=TypeControls,
+    ),
+    ("POST", "/api/job-types/{job_type}/resume"): Operation(
+        "Resume a paused job type", "job types", response=TypeControls
     ),
     ("GET", "/login"): Operation("The login form of the browser pages (HTML)", "keys", media_type="text/html"),
     ("POST", "/login"): Operation(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import re
 import time
 from typing import Annotated, Any, TypeVar
@@ -123,27 +122,31 @@ def _decode(body: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
-        if "Expected `int`, got `float`" not in str(exc):
+        if not _INT_GOT_FLOAT.search(str(exc)):
             raise
     # JSON has one number type: to JSON Schema (and so to OpenAPI clients) 3.0 is the integer 3,
-    # which msgspec refuses. Integral floats of integer fields become integers; 3.5 still fails,
-    # and free-form fields (request_data, result_data) are left exactly as sent.
+    # which msgspec refuses. Integral floats of integer fields (nested structs' too) become
+    # integers; 3.5 still fails, and free-form fields (request_data, result_data) are left
+    # exactly as sent.
     fields = msgspec.json.decode(body)  # an object: only a struct's field expects an int
-    integers = _integer_fields(kind)
-    for name, item in fields.items():
-        if name in integers and isinstance(item, float) and item.is_integer():
-            fields[name] = int(item)
+    _integral_floats_as_ints(fields, kind)
     return msgspec.convert(fields, kind)
 
 
-@functools.cache
-def _integer_fields(kind: type[msgspec.Struct]) -> frozenset[str]:
-    names = set()
+#: msgspec's complaint about a float where an integer (or an optional one) belongs.
+_INT_GOT_FLOAT = re.compile(r"Expected `int[^`]*`, got `float`")
+
+
+def _integral_floats_as_ints(value: dict[str, Any], kind: type[msgspec.Struct]) -> None:
     for field in msgspec.inspect.type_info(kind).fields:  # type: ignore[attr-defined]
         types = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
-        if any(isinstance(t, msgspec.inspect.IntType) for t in types):
-            names.add(field.encode_name)
-    return frozenset(names)
+        item = value.get(field.encode_name)
+        if isinstance(item, float) and item.is_integer() and any(isinstance(t, msgspec.inspect.IntType) for t in types):
+            value[field.encode_name] = int(item)
+        elif isinstance(item, dict):
+            for nested in types:
+                if isinstance(nested, msgspec.inspect.StructType):
+                    _integral_floats_as_ints(item, nested.cls)
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -255,6 +258,7 @@ async def create_job(request: Request) -> Response:
         run_at=body.run_at,
         delay=body.delay,
         idempotency_key=_idempotency_key(request, body.idempotency_key),
+        concurrency_key=body.concurrency_key,
     )
     return JSONResponse(job, status_code=201 if created else 200)
 

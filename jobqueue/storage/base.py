@@ -24,6 +24,8 @@ from jobqueue.models import (
     JobUpdate,
     Schedule,
     ScheduleSpec,
+    TypeControls,
+    TypeControlsUpdate,
 )
 
 #: Called with the events of each committed write, on the event loop, in commit order.
@@ -56,6 +58,7 @@ class Store(Protocol):
         run_at: float | None,
         timeout: float | None,
         idempotency_key: str | None,
+        concurrency_key: str | None = None,
     ) -> tuple[Job, bool]:
         """Store a new job; returns it and whether it was created (False: idempotent replay)."""
 
@@ -127,7 +130,10 @@ class Store(Protocol):
     async def claim(
         self, *, worker_id: str, job_types: Sequence[str] | None, limit: int, lease: float
     ) -> list[ClaimedJob]:
-        """Claim up to ``limit`` due jobs in claim order (best priority, then oldest)."""
+        """Claim up to ``limit`` due jobs in claim order (best priority, then oldest), within the
+        flow controls of their types (``job_type_controls``): none of a paused type, and of a
+        limited type only what its limits allow, counted atomically with the claim against
+        every other process's claims."""
 
     async def heartbeat(self, job_id: str, token: str, lease: float) -> bool:
         """Extend the lease; True when a cancel was requested."""
@@ -170,6 +176,18 @@ class Store(Protocol):
 
     async def reap_expired(self, limit: int = 500) -> list[Job]:
         """Requeue (or fail, or cancel) jobs whose lease lapsed; returns them."""
+
+    # -- flow control per job type --------------------------------------------------------------
+
+    async def get_type_controls(self, job_type: str) -> TypeControls:
+        """The type's controls (none when never set), running jobs, counts and next start."""
+
+    async def list_type_controls(self) -> list[TypeControls]:
+        """Every type with controls or with jobs, by name."""
+
+    async def set_type_controls(self, job_type: str, update: TypeControlsUpdate) -> TypeControls:
+        """Change the controls ``update`` sends (the others keep their values); every process's
+        next claim obeys them."""
 
     # -- API keys and browser sessions (jobqueue.keys decides what they mean) -----------------
 

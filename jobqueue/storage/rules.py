@@ -37,10 +37,18 @@ REAPED_KIND = {
 
 
 def fingerprint(
-    job_type: str, request_data: Any, priority: int, max_attempts: int, timeout: float | None
+    job_type: str,
+    request_data: Any,
+    priority: int,
+    max_attempts: int,
+    timeout: float | None,
+    concurrency_key: str | None = None,
 ) -> str:
     """A hash of a create request, so a reused idempotency key with another body is refused."""
-    payload = _encode([job_type, request_data, priority, max_attempts, timeout], order="sorted")
+    fields = [job_type, request_data, priority, max_attempts, timeout]
+    if concurrency_key is not None:  # absent, the hash stays what it was before keys existed
+        fields.append(concurrency_key)
+    payload = _encode(fields, order="sorted")
     return uuid.uuid5(uuid.NAMESPACE_OID, payload.decode()).hex
 
 
@@ -59,6 +67,7 @@ def new_job(
     now: float,
     due: float,
     timeout: float | None,
+    concurrency_key: str | None = None,
 ) -> Job:
     """A job without idempotency key as it is stored: what ``RETURNING *`` would give, built in
     Python so the insert needs no row back (nothing can conflict with a fresh id)."""
@@ -88,6 +97,7 @@ def new_job(
         cancel_requested=False,
         idempotency_key=None,
         event_seq=1,
+        concurrency_key=concurrency_key,
     )
 
 

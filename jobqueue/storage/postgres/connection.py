@@ -150,6 +150,12 @@ class Transaction:
         text, args = _args(sql, params)
         return await self.conn.fetchrow(text, *args)
 
+    def iterate(self, sql: str, params: dict[str, Any] | None = None, prefetch: int = 100) -> Any:
+        """The rows of a query through a cursor, fetched ``prefetch`` at a time as they are
+        iterated (``async for``): a reader that stops early reads no more."""
+        text, args = _args(sql, params)
+        return self.conn.cursor(text, *args, prefetch=prefetch)
+
     async def finish(self) -> None:
         """The transaction's last statements: its new jobs, then its events."""
         if self.new_jobs:
@@ -171,7 +177,9 @@ class Transaction:
 
 
 #: The keys of a new job's values (``Transaction.new_jobs``), as insert_new_jobs reads them.
-_NEW_JOB_KEYS = ("id", "job_type", "priority", "request_data", "now", "max_attempts", "run_at", "timeout")
+_NEW_JOB_KEYS = (
+    "id", "job_type", "priority", "request_data", "now", "max_attempts", "run_at", "timeout", "concurrency_key",
+)
 _encode = msgspec.json.Encoder().encode
 
 

@@ -8,9 +8,11 @@
 -- name: insert_job
 -- Create a job; with an idempotency key already in use nothing is written and no row returns.
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
-                  max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint, event_seq)
+                  max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint, event_seq,
+                  concurrency_key)
 VALUES (%(id)s, 'queued', 0, %(job_type)s, %(priority)s, %(request_data)s::jsonb, %(now)s, %(now)s,
-        %(max_attempts)s, %(run_at)s, %(timeout)s, %(idempotency_key)s, %(fingerprint)s, 1)
+        %(max_attempts)s, %(run_at)s, %(timeout)s, %(idempotency_key)s, %(fingerprint)s, 1,
+        %(concurrency_key)s)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -20,12 +22,12 @@ RETURNING *;
 -- call, where a parameter per column cost the driver more than the statement). Nothing can
 -- conflict (fresh ids), so nothing needs to come back: the store builds the returned jobs.
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
-                  max_attempts, run_at, timeout, event_seq)
+                  max_attempts, run_at, timeout, event_seq, concurrency_key)
 SELECT n.id, 'queued', 0, n.job_type, n.priority, n.request_data::jsonb, n.now, n.now,
-       n.max_attempts, n.run_at, n.timeout, 1
+       n.max_attempts, n.run_at, n.timeout, 1, n.concurrency_key
 FROM json_to_recordset(%(rows)s::json)
      AS n(id text, job_type text, priority integer, request_data json, now timestamptz,
-          max_attempts integer, run_at timestamptz, timeout double precision);
+          max_attempts integer, run_at timestamptz, timeout double precision, concurrency_key text);
 
 -- name: get_job
 -- One job by id.
@@ -407,13 +409,178 @@ FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(lease_untils)s::timestamptz[]
 WHERE jobs.id = v.id AND jobs.claim_token = v.token AND jobs.lease_expires_at IS NOT NULL
 RETURNING jobs.id, jobs.cancel_requested;
 
--- name: claim_plan
--- Before a claim, for the rest of its transaction: no bitmap scans. Without statistics (a
--- table never ANALYZEd, autovacuum off) the planner underestimates the waiting jobs of a type
--- and reads all of them through a bitmap, then sorts them, to return the first few: 12.6 ms
--- against 0.2 ms for the ordered index scan with 20,000 waiting (EXPLAIN ANALYZE). The claim
--- must walk its index in order whatever the statistics say.
-SET LOCAL enable_bitmapscan = off;
+-- name: claim_controls
+-- The first statement of every claim. It sets, for the rest of its transaction, no bitmap scans:
+-- without statistics (a table never ANALYZEd, autovacuum off) the planner underestimates the
+-- waiting jobs of a type and reads all of them through a bitmap, then sorts them, to return the
+-- first few: 12.6 ms against 0.2 ms for the ordered index scan with 20,000 waiting (EXPLAIN
+-- ANALYZE). The claim must walk its index in order whatever the statistics say.
+-- And it returns the controls that change how the claim of %(job_types)s (NULL: any type)
+-- goes. The rows of limited types are locked, in job_type order (claims of the same types lock
+-- in the same order): claims of a limited type from every process take turns, and the claim
+-- statement that follows, whose snapshot is taken after the lock was granted, counts the jobs
+-- the previous holder claimed. (Counting in the statement that waits for the lock would count
+-- as of before the wait, in READ COMMITTED.) Paused types are read, not locked; a type without
+-- a row takes no lock. One row of NULLs when no type has controls. The lock lasts until the
+-- write batch commits, so claims of one limited type take turns at the rate of batches; two
+-- claims of one batch locking other types in the other order than another process's batch can
+-- deadlock: PostgreSQL then aborts one batch, whose writes are retried one by one.
+WITH locked AS (
+    SELECT * FROM job_type_controls
+    WHERE (%(job_types)s::text[] IS NULL OR job_type = ANY(%(job_types)s::text[]))
+      AND (max_running IS NOT NULL OR max_running_per_key IS NOT NULL OR rate_limit IS NOT NULL)
+    ORDER BY job_type
+    FOR UPDATE
+), paused AS (
+    SELECT * FROM job_type_controls
+    WHERE (%(job_types)s::text[] IS NULL OR job_type = ANY(%(job_types)s::text[]))
+      AND paused AND max_running IS NULL AND max_running_per_key IS NULL AND rate_limit IS NULL
+), plan AS (
+    SELECT set_config('enable_bitmapscan', 'off', true) AS bitmapscan
+)
+SELECT controls.* FROM plan LEFT JOIN (SELECT * FROM locked UNION ALL SELECT * FROM paused) AS controls ON true;
+
+-- name: claim_jobs_controlled
+-- The claim when some of its types are paused or limited (their rows locked by claim_controls).
+-- Each type of %(job_types)s is one arm, as in claim_jobs_of_types, taking at most what its
+-- limits allow now: max_running less its held jobs (through jobs_held_by_type), the rate limit
+-- less its starts in the window; paused types take nothing. With %(any_type)s, one more arm
+-- walks jobs_claim for every type but %(excluded)s (the controlled ones), past their waiting
+-- jobs. Types with max_running_per_key are not arms: the store chose their jobs in claim order
+-- (%(keyed_ids)s), in this transaction, after the lock. Starts of rate-limited types are
+-- recorded, and those that left their window deleted, in the same statement.
+WITH wanted AS (
+    SELECT w.job_type,
+           least(
+               %(limit)s,
+               coalesce(c.max_running - (SELECT count(*) FROM jobs AS h
+                                         WHERE h.job_type = w.job_type AND h.lease_expires_at IS NOT NULL),
+                        %(limit)s),
+               coalesce(c.rate_limit - (SELECT count(*) FROM job_type_starts AS s
+                                        WHERE s.job_type = w.job_type
+                                          AND s.at > %(now)s::timestamptz - make_interval(secs => c.rate_period)),
+                        %(limit)s)
+           ) AS allowed
+    FROM unnest(%(job_types)s::text[]) AS w(job_type)
+    LEFT JOIN job_type_controls AS c ON c.job_type = w.job_type
+    WHERE c.job_type IS NULL OR (NOT c.paused AND c.max_running_per_key IS NULL)
+), arms AS MATERIALIZED (
+    SELECT arm.id, arm.priority, arm.created_at FROM wanted
+    CROSS JOIN LATERAL (
+        SELECT id, priority, created_at FROM jobs
+        WHERE jobs.job_type = wanted.job_type
+          AND status IN ('queued', 'pending') AND run_at <= %(now)s
+        ORDER BY priority DESC, created_at
+        LIMIT greatest(wanted.allowed, 0)
+        FOR UPDATE SKIP LOCKED
+    ) AS arm
+), others AS MATERIALIZED (
+    SELECT id, priority, created_at FROM jobs
+    WHERE %(any_type)s AND status IN ('queued', 'pending') AND run_at <= %(now)s
+      AND job_type <> ALL(%(excluded)s::text[])
+    ORDER BY priority DESC, created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), keyed AS MATERIALIZED (
+    SELECT id, priority, created_at FROM jobs
+    WHERE id = ANY(%(keyed_ids)s::text[]) AND status IN ('queued', 'pending')
+    FOR UPDATE SKIP LOCKED
+), picked AS MATERIALIZED (
+    SELECT id FROM (SELECT * FROM arms UNION ALL SELECT * FROM others UNION ALL SELECT * FROM keyed) AS c
+    ORDER BY priority DESC, created_at
+    LIMIT %(limit)s
+), claimed AS (
+    UPDATE jobs SET
+        event_seq = event_seq + 1,
+        status = 'processing',
+        worker_id = %(worker_id)s,
+        attempts = attempts + 1,
+        claim_token = replace(gen_random_uuid()::text, '-', ''),
+        lease_expires_at = %(lease_until)s,
+        started_at = coalesce(started_at, %(now)s),
+        attempt_started_at = %(now)s,
+        updated_at = %(now)s
+    FROM picked
+    WHERE jobs.id = picked.id
+    RETURNING jobs.*
+), forgotten AS (
+    DELETE FROM job_type_starts AS s USING job_type_controls AS c
+    WHERE s.job_type = c.job_type AND c.rate_limit IS NOT NULL
+      AND c.job_type IN (SELECT job_type FROM claimed)
+      AND s.at <= %(now)s::timestamptz - make_interval(secs => c.rate_period)
+), started AS (
+    INSERT INTO job_type_starts (job_type, at)
+    SELECT claimed.job_type, %(now)s FROM claimed
+    JOIN job_type_controls AS c ON c.job_type = claimed.job_type
+    WHERE c.rate_limit IS NOT NULL
+)
+SELECT * FROM claimed;
+
+-- name: type_usage
+-- What the limits of one type count: its held jobs (through jobs_held_by_type) and its starts
+-- after %(since)s (the rate window; NULL counts none).
+SELECT (SELECT count(*) FROM jobs WHERE job_type = %(job_type)s AND lease_expires_at IS NOT NULL) AS held,
+       (SELECT count(*) FROM job_type_starts
+        WHERE job_type = %(job_type)s AND at > %(since)s::timestamptz) AS starts;
+
+-- name: held_by_key
+-- Held jobs of one type per concurrency key (jobs without a key count only against max_running).
+SELECT concurrency_key, count(*) AS held FROM jobs
+WHERE job_type = %(job_type)s AND lease_expires_at IS NOT NULL AND concurrency_key IS NOT NULL
+GROUP BY concurrency_key;
+
+-- name: waiting_of_type
+-- Every due waiting job of one type in claim order, with its concurrency key: read through a
+-- cursor by the claim of a type with max_running_per_key, which stops as soon as it has what it
+-- may start. No row locks: claims of the type take turns on its controls row.
+SELECT id, concurrency_key FROM jobs
+WHERE job_type = %(job_type)s AND status IN ('queued', 'pending') AND run_at <= %(now)s
+ORDER BY priority DESC, created_at;
+
+-- name: type_control
+-- The controls of one job type.
+SELECT * FROM job_type_controls WHERE job_type = %(job_type)s;
+
+-- name: all_type_controls
+-- Every type's controls.
+SELECT * FROM job_type_controls ORDER BY job_type;
+
+-- name: count_by_type_and_status
+-- Jobs per type and status (the list of job types; it reads every job, as the stats do).
+SELECT job_type, status, count(*) AS jobs FROM jobs GROUP BY job_type, status;
+
+-- name: starts_after
+-- The starts of one type after %(since)s, oldest first (when the rate limit allows the next one).
+SELECT at FROM job_type_starts WHERE job_type = %(job_type)s AND at > %(since)s ORDER BY at;
+
+-- name: forget_starts
+-- Every start of a type (its rate limit was removed).
+DELETE FROM job_type_starts WHERE job_type = %(job_type)s;
+
+-- name: set_type_controls
+-- Change the controls of a type: a field whose *_set flag is false keeps its value (a new row
+-- takes the defaults), so two operators changing different fields do not undo each other.
+INSERT INTO job_type_controls (job_type, paused, max_running, max_running_per_key, rate_limit,
+                               rate_period, updated_at)
+VALUES (%(job_type)s, coalesce(%(paused)s::boolean, false), %(max_running)s::integer,
+        %(max_running_per_key)s::integer, %(rate_limit)s::integer, %(rate_period)s::double precision,
+        %(now)s)
+ON CONFLICT (job_type) DO UPDATE SET
+    paused = CASE WHEN %(paused_set)s THEN %(paused)s::boolean ELSE job_type_controls.paused END,
+    max_running = CASE WHEN %(max_running_set)s THEN %(max_running)s::integer
+                       ELSE job_type_controls.max_running END,
+    max_running_per_key = CASE WHEN %(per_key_set)s THEN %(max_running_per_key)s::integer
+                               ELSE job_type_controls.max_running_per_key END,
+    rate_limit = CASE WHEN %(rate_set)s THEN %(rate_limit)s::integer ELSE job_type_controls.rate_limit END,
+    rate_period = CASE WHEN %(rate_set)s THEN %(rate_period)s::double precision
+                       ELSE job_type_controls.rate_period END,
+    updated_at = %(now)s;
+
+-- name: drop_empty_type_controls
+-- A type whose controls were all cleared has no row: its claims take no lock again.
+DELETE FROM job_type_controls
+WHERE job_type = %(job_type)s AND NOT paused AND max_running IS NULL AND max_running_per_key IS NULL
+  AND rate_limit IS NULL;
 
 -- name: insert_api_key
 -- A new API key; nothing when a key in use already has the name (api_keys_active_name).

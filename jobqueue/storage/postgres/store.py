@@ -33,9 +33,11 @@ from jobqueue.models import (
     MissedTicks,
     Schedule,
     ScheduleSpec,
+    TypeControls,
+    TypeControlsUpdate,
 )
 from jobqueue.settings import Settings
-from jobqueue.storage import rules
+from jobqueue.storage import flow, rules
 from jobqueue.storage.base import EventListener
 from jobqueue.storage.migrate import apply_migrations
 from jobqueue.storage.postgres.connection import (
@@ -105,7 +107,19 @@ def job_from_row(row: Row) -> Job:
         cancel_requested=row["cancel_requested"],
         idempotency_key=row["idempotency_key"],
         event_seq=row["event_seq"],
+        concurrency_key=row["concurrency_key"],
         attempt_started_at=_utc(row["attempt_started_at"]),
+    )
+
+
+def limits_from_row(row: Row) -> flow.Limits:
+    return flow.Limits(
+        job_type=row["job_type"],
+        paused=row["paused"],
+        max_running=row["max_running"],
+        max_running_per_key=row["max_running_per_key"],
+        rate_limit=row["rate_limit"],
+        rate_period=row["rate_period"],
     )
 
 
@@ -181,6 +195,7 @@ def _keyed_job_params(
     due: float,
     timeout: float | None,
     idempotency_key: str,
+    concurrency_key: str | None = None,
 ) -> dict[str, Any]:
     return {
         "id": str(uuid.uuid4()),
@@ -192,7 +207,8 @@ def _keyed_job_params(
         "run_at": _ts(due),
         "timeout": timeout,
         "idempotency_key": idempotency_key,
-        "fingerprint": rules.fingerprint(job_type, request_data, priority, max_attempts, timeout),
+        "fingerprint": rules.fingerprint(job_type, request_data, priority, max_attempts, timeout, concurrency_key),
+        "concurrency_key": concurrency_key,
     }
 
 
@@ -300,14 +316,19 @@ class PostgresStore:
         run_at: float | None,
         timeout: float | None,
         idempotency_key: str | None,
+        concurrency_key: str | None = None,
     ) -> tuple[Job, bool]:
         """Store a new job; returns it and whether it was created (False: idempotent replay)."""
         now = time.time()
         due = now if run_at is None else run_at
         timeout = None if timeout is None else float(timeout)  # the driver wants a float8 a float
         if idempotency_key is None:
-            return await self._insert_new_job(job_type, request_data, priority, max_attempts, now, due, timeout)
-        params = _keyed_job_params(job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key)
+            return await self._insert_new_job(
+                job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key
+            )
+        params = _keyed_job_params(
+            job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key, concurrency_key
+        )
         fingerprint = params["fingerprint"]
 
         async def op(tx: Transaction, events: list[EventValues]) -> tuple[Row, bool]:
@@ -330,14 +351,15 @@ class PostgresStore:
         now: float,
         due: float,
         timeout: float | None,
+        concurrency_key: str | None,
     ) -> tuple[Job, bool]:
         """A job without idempotency key: its row joins the transaction's one multi-row insert,
         and the job is built here from the values inserted (no row to decode)."""
         encoded = None if request_data is None else _json_encode(request_data)
-        job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout)
+        job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout, concurrency_key)
         values = (
             job.id, job_type, priority, None if encoded is None else msgspec.Raw(encoded),
-            job.created_at, max_attempts, job.run_at, timeout,
+            job.created_at, max_attempts, job.run_at, timeout, concurrency_key,
         )
 
         async def op(tx: Transaction, events: list[EventValues]) -> tuple[Job, bool]:
@@ -524,7 +546,11 @@ class PostgresStore:
     async def claim(
         self, *, worker_id: str, job_types: Sequence[str] | None, limit: int, lease: float
     ) -> list[ClaimedJob]:
-        """Claim up to ``limit`` due jobs in one statement; best priority, then oldest, first."""
+        """Claim up to ``limit`` due jobs in one statement; best priority, then oldest, first.
+
+        Its first statement (claim_controls) also reads the controls of the claimed types and
+        locks the rows of limited ones; with none, the claim is the statement it always was.
+        """
         now = time.time()
         params: dict[str, Any] = {
             "worker_id": worker_id,
@@ -532,17 +558,22 @@ class PostgresStore:
             "lease_until": _ts(now + lease),
             "limit": limit,
         }
-        if job_types is None:
+        types = None if job_types is None else list(dict.fromkeys(job_types))
+        if types is None:
             sql = QUERIES["claim_jobs"]
         else:
-            if not job_types:
+            if not types:
                 return []
             sql = QUERIES["claim_jobs_of_types"]
-            params["job_types"] = list(dict.fromkeys(job_types))
+            params["job_types"] = types
 
         async def op(tx: Transaction, events: list[EventValues]) -> list[Row]:
-            await tx.fetch_all(QUERIES["claim_plan"])
-            rows = await tx.fetch_all(sql, params)
+            found = await tx.fetch_all(QUERIES["claim_controls"], {"job_types": types})
+            controls = {row["job_type"]: limits_from_row(row) for row in found if row["job_type"] is not None}
+            if controls:
+                rows = await _claim_controlled(tx, controls, types, params, now)
+            else:
+                rows = await tx.fetch_all(sql, params)
             for row in rows:
                 _record(tx, events, row, EventKind.STATUS)
             return rows
@@ -667,6 +698,50 @@ class PostgresStore:
 
         return [job_from_row(row) for row in await self._write(op)]
 
+
+    # -- flow control per job type ------------------------------------------------------------
+
+    async def get_type_controls(self, job_type: str) -> TypeControls:
+        now = time.time()
+        row = await self.db.fetch_one(QUERIES["type_control"], {"job_type": job_type})
+        limits = None if row is None else limits_from_row(row)
+        return flow.type_controls(
+            job_type, limits, await self.count_by_status(job_type), await self._window_starts(limits, now),
+            now, None if row is None else _utc(row["updated_at"]),
+        )
+
+    async def list_type_controls(self) -> list[TypeControls]:
+        now = time.time()
+        stored = {
+            row["job_type"]: (limits_from_row(row), _utc(row["updated_at"]))
+            for row in await self.db.fetch_all(QUERIES["all_type_controls"])
+        }
+        rows = await self.db.fetch_all(QUERIES["count_by_type_and_status"])
+        counts = [(row["job_type"], row["status"], row["jobs"]) for row in rows]
+        return await flow.list_type_controls(stored, counts, lambda limits: self._window_starts(limits, now), now)
+
+    async def _window_starts(self, limits: flow.Limits | None, now: float) -> list[float]:
+        if limits is None or limits.rate_period is None:
+            return []
+        rows = await self.db.fetch_all(
+            QUERIES["starts_after"], {"job_type": limits.job_type, "since": _ts(now - limits.rate_period)}
+        )
+        return [row["at"].timestamp() for row in rows]
+
+    async def set_type_controls(self, job_type: str, update: TypeControlsUpdate) -> TypeControls:
+        """Change the fields of ``update`` that were sent; a type left without any control
+        loses its row (its claims take no lock again)."""
+        change = flow.ControlsChange.of(update)
+        params = {"job_type": job_type, "now": _ts(time.time()), **change._asdict()}
+
+        async def op(tx: Transaction, events: list[EventValues]) -> None:
+            await tx.fetch_all(QUERIES["set_type_controls"], params)
+            await tx.fetch_all(QUERIES["drop_empty_type_controls"], params)
+            if change.clears_rate:
+                await tx.fetch_all(QUERIES["forget_starts"], params)
+
+        await self._write(op)
+        return await self.get_type_controls(job_type)
 
     # -- API keys and browser sessions ------------------------------------------------------
 
@@ -858,6 +933,56 @@ class PostgresStore:
 def _as_stored(value: Any) -> Any:
     """``value`` as it reads back once stored (JSON round trip), to compare with a stored one."""
     return None if value is None else _json_decode(_json_encode(value))
+
+
+async def _claim_controlled(
+    tx: Transaction,
+    controls: dict[str, flow.Limits],
+    types: list[str] | None,
+    params: dict[str, Any],
+    now: float,
+) -> list[Row]:
+    """The claim when some of its types are paused or limited (claim_jobs_controlled); the jobs
+    of types with ``max_running_per_key`` are chosen here first, after the lock."""
+    keyed_ids: list[str] = []
+    for limits in controls.values():
+        if limits.max_running_per_key is not None and not limits.paused:
+            keyed_ids += await _keyed_candidates(tx, limits, limits.max_running_per_key, now, params["limit"])
+    return await tx.fetch_all(
+        QUERIES["claim_jobs_controlled"],
+        {
+            **params,
+            "job_types": list(controls) if types is None else types,
+            "any_type": types is None,
+            "excluded": list(controls),
+            "keyed_ids": keyed_ids,
+        },
+    )
+
+
+async def _keyed_candidates(
+    tx: Transaction, limits: flow.Limits, per_key: int, now: float, limit: int
+) -> list[str]:
+    """The ids of the waiting jobs of a type with ``max_running_per_key`` the claim may start,
+    in claim order. The type's waiting jobs are read through a cursor, passing over those whose
+    key is at its limit: fair between keys, at the cost of reading past a saturated key's
+    backlog (O(that backlog) per claim in the worst case) until enough jobs of other keys are
+    found. Runs after claim_controls locked the type's row, so its counts are current."""
+    since = None if limits.rate_period is None else _ts(now - limits.rate_period)
+    usage = await tx.fetch_one(QUERIES["type_usage"], {"job_type": limits.job_type, "since": since})
+    assert usage is not None  # an aggregate always answers one row
+    allowed = flow.allowance(limits, limit, usage["held"], usage["starts"])
+    if allowed == 0:
+        return []
+    rows = await tx.fetch_all(QUERIES["held_by_key"], {"job_type": limits.job_type})
+    picker = flow.KeyedPicker({row["concurrency_key"]: row["held"] for row in rows}, per_key, allowed)
+    chosen: list[str] = []
+    async for row in tx.iterate(QUERIES["waiting_of_type"], {"job_type": limits.job_type, "now": _ts(now)}):
+        if picker.take(row["concurrency_key"]):
+            chosen.append(row["id"])
+            if picker.full:
+                break
+    return chosen
 
 
 async def _status_of(tx: Transaction, job_id: str) -> str | None:

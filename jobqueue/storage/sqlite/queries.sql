@@ -6,9 +6,10 @@
 -- name: insert_job
 -- Create a job; with an idempotency key already in use nothing is written and no row returns.
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
-                  max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint, event_seq)
+                  max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint, event_seq,
+                  concurrency_key)
 VALUES (:id, 'queued', 0, :job_type, :priority, :request_data, :now, :now,
-        :max_attempts, :run_at, :timeout, :idempotency_key, :fingerprint, 1)
+        :max_attempts, :run_at, :timeout, :idempotency_key, :fingerprint, 1, :concurrency_key)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -16,10 +17,11 @@ RETURNING *;
 -- Create jobs without an idempotency key: every new job of one transaction in one executemany,
 -- just before its events. Nothing can conflict (fresh ids), so nothing needs to come back: the
 -- repository builds the returned jobs from these values and the defaults of the columns.
--- Positional: (id, job_type, priority, request_data, now, max_attempts, run_at, timeout).
+-- Positional: (id, job_type, priority, request_data, now, max_attempts, run_at, timeout,
+-- concurrency_key).
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
-                  max_attempts, run_at, timeout, event_seq)
-VALUES (?1, 'queued', 0, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, 1);
+                  max_attempts, run_at, timeout, event_seq, concurrency_key)
+VALUES (?1, 'queued', 0, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, 1, ?9);
 
 -- name: get_job
 -- One job by id.
@@ -141,6 +143,25 @@ UPDATE jobs SET
     updated_at = :now
 WHERE rowid IN (SELECT value FROM json_each(:rowids))
 RETURNING *;
+
+-- name: claim_candidates_except
+-- The first :limit due waiting jobs of any type but those in the JSON array :excluded (paused and
+-- limited types, whose candidates are chosen apart), in claim order: the claim of any type once
+-- some type has controls. It walks jobs_claim past the excluded types' waiting jobs, so a
+-- backlog of a paused type costs each such claim a scan of it (workers that name their types,
+-- the usual case, walk only their own types' ranges).
+SELECT rowid, priority, created_at FROM jobs INDEXED BY jobs_claim
+WHERE status IN ('queued', 'pending') AND run_at <= :now
+  AND job_type NOT IN (SELECT value FROM json_each(:excluded))
+ORDER BY priority DESC, created_at
+LIMIT :limit;
+
+-- name: waiting_of_type
+-- Every due waiting job of one type in claim order, with its concurrency key: read lazily by the
+-- claim of a type with max_running_per_key, which stops as soon as it has what it may start.
+SELECT rowid, priority, created_at, concurrency_key FROM jobs INDEXED BY jobs_claim_by_type
+WHERE job_type = :job_type AND status IN ('queued', 'pending') AND run_at <= :now
+ORDER BY priority DESC, created_at;
 
 -- name: heartbeat
 -- Extend the lease of a held job; returns whether a cancel was requested meanwhile.
@@ -428,6 +449,76 @@ WHERE s.token_hash = :token_hash AND s.expires_at > :now;
 -- name: delete_session
 -- Log out.
 DELETE FROM api_sessions WHERE token_hash = :token_hash;
+
+-- name: type_controls_of
+-- The controls of the job types in the JSON array :job_types, or of every type when it is NULL.
+-- A claim reads this first: a primary-key lookup per type, nothing when no type has controls.
+SELECT * FROM job_type_controls
+WHERE :job_types IS NULL OR job_type IN (SELECT value FROM json_each(:job_types))
+ORDER BY job_type;
+
+-- name: type_control
+-- The controls of one job type (a worker's usual claim names one).
+SELECT * FROM job_type_controls WHERE job_type = :job_type;
+
+-- name: type_usage
+-- What the limits of one type count: its held jobs (through jobs_held_by_type) and its starts
+-- after :since (the rate window; NULL counts none).
+SELECT (SELECT count(*) FROM jobs WHERE job_type = :job_type AND lease_expires_at IS NOT NULL) AS held,
+       (SELECT count(*) FROM job_type_starts WHERE job_type = :job_type AND at > :since) AS starts;
+
+-- name: held_by_key
+-- Held jobs of one type per concurrency key (jobs without a key count only against max_running).
+SELECT concurrency_key, count(*) AS held FROM jobs
+WHERE job_type = :job_type AND lease_expires_at IS NOT NULL AND concurrency_key IS NOT NULL
+GROUP BY concurrency_key;
+
+-- name: starts_after
+-- The starts of one type after :since, oldest first (when the rate limit allows the next one).
+SELECT at FROM job_type_starts WHERE job_type = :job_type AND at > :since ORDER BY at;
+
+-- name: record_starts
+-- The starts of one claim: one row per started job of a rate-limited type, whose types are the
+-- JSON array :job_types (a type once per job).
+INSERT INTO job_type_starts (job_type, at) SELECT value, :now FROM json_each(:job_types);
+
+-- name: forget_starts_before
+-- Starts that left the rate window of their type (the claim clears them as it records new ones).
+DELETE FROM job_type_starts WHERE job_type = :job_type AND at <= :before;
+
+-- name: forget_starts
+-- Every start of a type (its rate limit was removed).
+DELETE FROM job_type_starts WHERE job_type = :job_type;
+
+-- name: set_type_controls
+-- Change the controls of a type: a field whose *_set flag is false keeps its value (a new row
+-- takes the defaults), so two operators changing different fields do not undo each other.
+INSERT INTO job_type_controls (job_type, paused, max_running, max_running_per_key, rate_limit,
+                               rate_period, updated_at)
+VALUES (:job_type, coalesce(:paused, 0), :max_running, :max_running_per_key, :rate_limit,
+        :rate_period, :now)
+ON CONFLICT (job_type) DO UPDATE SET
+    paused = CASE WHEN :paused_set THEN :paused ELSE paused END,
+    max_running = CASE WHEN :max_running_set THEN :max_running ELSE max_running END,
+    max_running_per_key = CASE WHEN :per_key_set THEN :max_running_per_key ELSE max_running_per_key END,
+    rate_limit = CASE WHEN :rate_set THEN :rate_limit ELSE rate_limit END,
+    rate_period = CASE WHEN :rate_set THEN :rate_period ELSE rate_period END,
+    updated_at = :now
+RETURNING *;
+
+-- name: drop_empty_type_controls
+-- A type whose controls were all cleared has no row: its claims go the unlimited way again.
+DELETE FROM job_type_controls
+WHERE job_type = :job_type AND NOT paused AND max_running IS NULL AND max_running_per_key IS NULL
+  AND rate_limit IS NULL;
+
+-- name: all_type_controls
+-- Every type's controls.
+SELECT * FROM job_type_controls ORDER BY job_type;
+
+-- name: count_by_type_and_status
+-- Jobs per type and status (the list of job types; it reads every job, as the stats do).
+SELECT job_type, status, count(*) AS jobs FROM jobs GROUP BY job_type, status;
 
 -- name: ended_attempts
 -- The last :limit attempts of a job that ended other than by completing, newest first.

@@ -34,9 +34,11 @@ from jobqueue.models import (
     MissedTicks,
     Schedule,
     ScheduleSpec,
+    TypeControls,
+    TypeControlsUpdate,
 )
 from jobqueue.settings import Settings
-from jobqueue.storage import rules
+from jobqueue.storage import flow, rules
 from jobqueue.storage.base import EventListener
 from jobqueue.storage.migrate import apply_migrations
 from jobqueue.storage.sqlite.connection import QUERIES, Database, WriteConnection
@@ -85,6 +87,7 @@ def job_from_row(row: sqlite3.Row) -> Job:
         cancel_requested=bool(row["cancel_requested"]),
         idempotency_key=row["idempotency_key"],
         event_seq=row["event_seq"],
+        concurrency_key=row["concurrency_key"],
         attempt_started_at=_ts(row["attempt_started_at"]),
     )
 
@@ -98,6 +101,17 @@ def attempt_from_row(row: sqlite3.Row) -> Attempt:
         outcome=row["outcome"],
         error=row["error"],
         traceback=row["traceback"],
+    )
+
+
+def limits_from_row(row: sqlite3.Row) -> flow.Limits:
+    return flow.Limits(
+        job_type=row["job_type"],
+        paused=bool(row["paused"]),
+        max_running=row["max_running"],
+        max_running_per_key=row["max_running_per_key"],
+        rate_limit=row["rate_limit"],
+        rate_period=row["rate_period"],
     )
 
 
@@ -278,14 +292,17 @@ class SQLiteStore:
         run_at: float | None,
         timeout: float | None,
         idempotency_key: str | None,
+        concurrency_key: str | None = None,
     ) -> tuple[Job, bool]:
         """Store a new job; returns it and whether it was created (False: idempotent replay)."""
         now = time.time()
         due = now if run_at is None else run_at
         if idempotency_key is None:
-            return await self._insert_new_job(job_type, request_data, priority, max_attempts, now, due, timeout)
+            return await self._insert_new_job(
+                job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key
+            )
         params = self._keyed_job_params(
-            job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key
+            job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key, concurrency_key
         )
         fingerprint = params["fingerprint"]
 
@@ -310,6 +327,7 @@ class SQLiteStore:
         due: float,
         timeout: float | None,
         idempotency_key: str,
+        concurrency_key: str | None = None,
     ) -> dict[str, Any]:
         return {
             "id": str(uuid.uuid4()),
@@ -321,7 +339,8 @@ class SQLiteStore:
             "run_at": due,
             "timeout": timeout,
             "idempotency_key": idempotency_key,
-            "fingerprint": rules.fingerprint(job_type, request_data, priority, max_attempts, timeout),
+            "fingerprint": rules.fingerprint(job_type, request_data, priority, max_attempts, timeout, concurrency_key),
+            "concurrency_key": concurrency_key,
         }
 
     def _insert_keyed(
@@ -345,6 +364,7 @@ class SQLiteStore:
         now: float,
         due: float,
         timeout: float | None,
+        concurrency_key: str | None,
     ) -> tuple[Job, bool]:
         """A job without idempotency key: its row joins the transaction's one multi-row insert.
 
@@ -352,10 +372,10 @@ class SQLiteStore:
         from the values inserted (what ``RETURNING *`` would give, without decoding a row).
         """
         encoded = None if request_data is None else _json_encode(request_data)
-        job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout)
+        job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout, concurrency_key)
         row = (
             job.id, job_type, priority, None if encoded is None else encoded.decode(),
-            now, max_attempts, due, timeout,
+            now, max_attempts, due, timeout, concurrency_key,
         )
 
         def op(conn: WriteConnection, events: list[EventRow]) -> tuple[Job, bool]:
@@ -551,6 +571,11 @@ class SQLiteStore:
     ) -> list[ClaimedJob]:
         """Claim up to ``limit`` due jobs; best priority, then oldest, first.
 
+        Flow control (``job_type_controls``) is read first in the same write op: one primary-key
+        lookup per type, and a type without a row costs nothing more. Paused and limited types
+        then go through ``_claim_controlled``, which counts what their limits count under the
+        same write lock as the claim, so the count cannot go stale before the claim commits.
+
         Without types, one statement walks ``jobs_claim`` in claim order; with one type (a
         worker's usual claim), one statement walks that type's range of ``jobs_claim_by_type``,
         so a backlog of other types is never read (walking the global order past 100,000
@@ -565,7 +590,10 @@ class SQLiteStore:
         types = None if job_types is None else list(dict.fromkeys(job_types))
 
         def op(conn: WriteConnection, events: list[EventRow]) -> list[sqlite3.Row]:
-            if types is None:
+            controls = _active_controls(conn, types)
+            if controls:
+                rows = _claim_controlled(conn, controls, types, params)
+            elif types is None:
                 rows = conn.fetch_all(QUERIES["claim_jobs"], params)
             elif len(types) == 1:
                 rows = conn.fetch_all(QUERIES["claim_jobs_of_type"], {**params, "job_type": types[0]})
@@ -724,6 +752,51 @@ class SQLiteStore:
 
         return [job_from_row(row) for row in await self._write(op)]
 
+
+    # -- flow control per job type ------------------------------------------------------------
+
+    async def get_type_controls(self, job_type: str) -> TypeControls:
+        now = time.time()
+        row = await self.db.fetch_one(QUERIES["type_control"], {"job_type": job_type})
+        limits = None if row is None else limits_from_row(row)
+        starts = await self._window_starts(limits, now)
+        return flow.type_controls(
+            job_type, limits, await self.count_by_status(job_type), starts, now,
+            None if row is None else _ts(row["updated_at"]),
+        )
+
+    async def list_type_controls(self) -> list[TypeControls]:
+        now = time.time()
+        stored = {
+            row["job_type"]: (limits_from_row(row), _ts(row["updated_at"]))
+            for row in await self.db.fetch_all(QUERIES["all_type_controls"])
+        }
+        rows = await self.db.fetch_all(QUERIES["count_by_type_and_status"])
+        counts = [(row["job_type"], row["status"], row["jobs"]) for row in rows]
+        return await flow.list_type_controls(stored, counts, lambda limits: self._window_starts(limits, now), now)
+
+    async def _window_starts(self, limits: flow.Limits | None, now: float) -> list[float]:
+        if limits is None or limits.rate_period is None:
+            return []
+        rows = await self.db.fetch_all(
+            QUERIES["starts_after"], {"job_type": limits.job_type, "since": now - limits.rate_period}
+        )
+        return [row[0] for row in rows]
+
+    async def set_type_controls(self, job_type: str, update: TypeControlsUpdate) -> TypeControls:
+        """Change the fields of ``update`` that were sent; a type left without any control
+        loses its row (its claims take the unlimited path again)."""
+        change = flow.ControlsChange.of(update)
+        params = {"job_type": job_type, "now": time.time(), **change._asdict()}
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> None:
+            conn.fetch_all(QUERIES["set_type_controls"], params)
+            conn.fetch_all(QUERIES["drop_empty_type_controls"], params)
+            if change.clears_rate:
+                conn.fetch_all(QUERIES["forget_starts"], params)
+
+        await self._write(op)
+        return await self.get_type_controls(job_type)
 
     # -- API keys and browser sessions ------------------------------------------------------
 
@@ -926,6 +999,94 @@ def schedule_from_row(row: sqlite3.Row) -> Schedule:
         created_at=_ts(row["created_at"]),  # type: ignore[arg-type]
         updated_at=_ts(row["updated_at"]),  # type: ignore[arg-type]
     )
+
+
+def _active_controls(conn: WriteConnection, types: list[str] | None) -> dict[str, flow.Limits]:
+    """The controls that change how the claim of ``types`` (None: any type) goes, by type."""
+    if types is not None and len(types) == 1:
+        row = conn.fetch_one(QUERIES["type_control"], {"job_type": types[0]})
+        rows = [] if row is None else [row]
+    else:
+        wanted = None if types is None else _json_encode(types).decode()
+        rows = conn.fetch_all(QUERIES["type_controls_of"], {"job_types": wanted})
+    found = (limits_from_row(row) for row in rows)
+    return {limits.job_type: limits for limits in found if limits.active}
+
+
+def _claim_controlled(
+    conn: WriteConnection, controls: dict[str, flow.Limits], types: list[str] | None, params: dict[str, Any]
+) -> list[sqlite3.Row]:
+    """The claim when some of its types are paused or limited: candidates of the other types as
+    usual, then of each limited type as many as its limits allow now (counted here, under the
+    write lock), merged in claim order and claimed by rowid; starts of rate-limited types are
+    recorded in the same transaction."""
+    now, limit = params["now"], params["limit"]
+    candidates: list[sqlite3.Row] = []
+    if types is None:
+        candidates += conn.fetch_all(
+            QUERIES["claim_candidates_except"],
+            {"excluded": _json_encode(list(controls)).decode(), "now": now, "limit": limit},
+        )
+    else:
+        for job_type in types:
+            if job_type not in controls:
+                candidates += conn.fetch_all(
+                    QUERIES["claim_candidates_of_type"], {"job_type": job_type, "now": now, "limit": limit}
+                )
+    for limits in controls.values():
+        if not limits.paused:
+            candidates += _limited_candidates(conn, limits, now, limit)
+    if not candidates:
+        return []
+    candidates.sort(key=lambda c: (-c["priority"], c["created_at"]))
+    rowids = [c["rowid"] for c in candidates[:limit]]
+    rows = conn.fetch_all(QUERIES["claim_jobs_by_rowid"], {**params, "rowids": _json_encode(rowids).decode()})
+    started = [row["job_type"] for row in rows if _rate_limited(controls.get(row["job_type"]))]
+    if started:
+        conn.fetch_all(QUERIES["record_starts"], {"job_types": _json_encode(started).decode(), "now": now})
+        for job_type in set(started):
+            period = controls[job_type].rate_period
+            assert period is not None  # set with rate_limit (a CHECK of the table)
+            conn.fetch_all(QUERIES["forget_starts_before"], {"job_type": job_type, "before": now - period})
+    return rows
+
+
+def _rate_limited(limits: flow.Limits | None) -> bool:
+    return limits is not None and limits.rate_limit is not None
+
+
+def _limited_candidates(conn: WriteConnection, limits: flow.Limits, now: float, limit: int) -> list[sqlite3.Row]:
+    """The waiting jobs of one limited type the claim may start now, in claim order.
+
+    With ``max_running_per_key`` the type's waiting jobs are read in claim order, passing over
+    those whose key is at its limit: fair between keys, at the cost of reading past a saturated
+    key's backlog (O(that backlog) per claim in the worst case, under the write lock) until
+    enough jobs of other keys are found or the type's waiting jobs run out.
+    """
+    since = None if limits.rate_period is None else now - limits.rate_period
+    usage = conn.fetch_one(QUERIES["type_usage"], {"job_type": limits.job_type, "since": since})
+    assert usage is not None  # an aggregate always answers one row
+    allowed = flow.allowance(limits, limit, usage["held"], usage["starts"])
+    if allowed == 0:
+        return []
+    per_key = limits.max_running_per_key
+    if per_key is None:
+        return conn.fetch_all(
+            QUERIES["claim_candidates_of_type"], {"job_type": limits.job_type, "now": now, "limit": allowed}
+        )
+    held = {row[0]: row[1] for row in conn.fetch_all(QUERIES["held_by_key"], {"job_type": limits.job_type})}
+    picker = flow.KeyedPicker(held, per_key, allowed)
+    chosen: list[sqlite3.Row] = []
+    cursor = conn.iterate(QUERIES["waiting_of_type"], {"job_type": limits.job_type, "now": now})
+    try:
+        for row in cursor:
+            if picker.take(row["concurrency_key"]):
+                chosen.append(row)
+                if picker.full:
+                    break
+    finally:
+        cursor.close()
+    return chosen
 
 
 def _as_stored(value: Any) -> Any:
