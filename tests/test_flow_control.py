@@ -20,7 +20,6 @@ import pytest
 from jobqueue.models import JobStatus, KeyScope, TypeControlsUpdate
 from jobqueue.service import JobQueueService
 from jobqueue.settings import Settings
-from jobqueue.storage.postgres.connection import QUERIES
 from tests.conftest import assert_error, subprocess_env
 from tests.helpers import run_sql, wait_until
 from tests.test_auth import app_client, bearer, new_key  # noqa: F401 (app_client is a fixture)
@@ -387,31 +386,3 @@ def test_dashboard_shows_controls_and_pauses_a_type(dashboard: Any) -> None:  # 
     page.api("POST", "/api/job-types/transcode/resume")
     page.wait_for(lambda: controls()[0]["paused"] == "false")
     assert page.console_errors() == []
-
-
-async def test_the_limited_claim_plan_walks_the_indexes(service: JobQueueService, backend: str, database_url: str) -> None:
-    """PostgreSQL, no ANALYZE: the claim of a limited type counts its held jobs through
-    jobs_held_by_type and walks its waiting jobs through jobs_claim_by_type, behind 20,000
-    finished jobs of the type (the bitmap scan it would otherwise pick reads all of them)."""
-    if backend != "postgresql":
-        pytest.skip("a PostgreSQL plan")
-    import psycopg
-
-    await service.set_limits("r", max_running=5, rate=(100, 60))
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await conn.execute(
-            "INSERT INTO jobs (id, job_type, status, created_at, updated_at, run_at, completed_at) "
-            "SELECT 'done-' || n, 'r', 'completed', now(), now(), now(), now() FROM generate_series(1, 20000) AS n"
-        )
-        now = datetime.now(UTC)
-        params = {
-            "worker_id": "w", "now": now, "lease_until": now, "limit": 3, "job_types": ["r", "x"],
-            "any_type": False, "excluded": ["r"], "keyed_ids": [],
-        }  # fmt: skip
-        async with conn.transaction():
-            await conn.execute(QUERIES["claim_controls"], {"job_types": ["r", "x"]})
-            cursor = await conn.execute("EXPLAIN " + QUERIES["claim_jobs_controlled"], params)
-            plan = "\n".join(row[0] for row in await cursor.fetchall())
-    assert "Index Only Scan using jobs_held_by_type on jobs" in plan, plan
-    assert "Index Scan using jobs_claim_by_type on jobs" in plan, plan
-    assert "Bitmap" not in plan and "Seq Scan on jobs" not in plan, plan
