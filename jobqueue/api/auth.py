@@ -42,6 +42,7 @@ OPEN_PATHS = frozenset({"/health", "/login", "/logout"})
 OPEN_PREFIXES = ("/dashboard/static/", "/docs/")
 #: Pages a browser opens: without credentials they redirect to the login form.
 BROWSER_PAGES = frozenset({"/dashboard", "/docs"})
+BROWSER_PAGE_PREFIXES = ("/dashboard/jobs/",)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Largest login form accepted, in bytes.
 MAX_LOGIN_BODY = 4096
@@ -102,7 +103,7 @@ async def _authenticate(keyring: KeyRing, request: Request, path: str) -> Princi
                     ),
                 )
             return principal
-    if request.method == "GET" and path in BROWSER_PAGES:
+    if request.method == "GET" and (path in BROWSER_PAGES or path.startswith(BROWSER_PAGE_PREFIXES)):
         return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
     detail = "this API needs a key: send Authorization: Bearer <key>"
     if cookie:

@@ -215,6 +215,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/openapi.json"): Operation("This document", "service", response=_FREE_OBJECT),
     ("GET", "/docs"): Operation("Interactive API documentation (HTML)", "service", media_type="text/html"),
     ("GET", "/dashboard"): Operation("The live dashboard (HTML)", "service", media_type="text/html"),
+    ("GET", "/dashboard/jobs/{job_id}"): Operation(
+        "One job's live page (HTML): timeline, attempts with tracebacks, request and result, actions",
+        "service",
+        media_type="text/html",
+    ),
     ("POST", "/api/jobs"): Operation(
         "Queue a job",
         "jobs",

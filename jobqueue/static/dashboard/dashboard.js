@@ -460,6 +460,7 @@
     detail.job = job;
     const dialog = $("#detail");
     $("#detail-title").textContent = `Job ${job.id}`;
+    $("#detail-page").href = `/dashboard/jobs/${encodeURIComponent(job.id)}`;
     for (const node of dialog.querySelectorAll("[data-field]")) {
       const name = node.dataset.field;
       const value = job[name];
