@@ -140,6 +140,71 @@ async def test_max_running_holds_across_four_worker_processes(
     assert all(proc.poll() is None for proc in worker_processes)
 
 
+HELD_BY_KEY = (
+    "SELECT concurrency_key AS key, count(*) AS held FROM jobs"
+    " WHERE job_type = 'ledger' AND lease_expires_at IS NOT NULL GROUP BY concurrency_key"
+)
+
+
+@pytest.mark.slow
+async def test_per_key_limit_holds_across_four_worker_processes(
+    service: JobQueueService, database_url: str, tmp_path: Path, worker_processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """The same 4 processes (80 slots), one running job per tenant: sampled while 3 tenants' 24
+    jobs run, never 2 of one tenant at once, yet the tenants run side by side."""
+    logs = [tmp_path / f"worker-{n}.log" for n in range(len(worker_processes))]
+    await wait_until(
+        lambda: all(log.exists() and "concurrency 20" in log.read_text() for log in logs), "4 workers to start"
+    )
+    await service.set_limits("ledger", max_running_per_key=1)
+    ledger = tmp_path / "ledger.txt"
+    ids = [
+        await service.enqueue_job("ledger", {"ledger": str(ledger), "seconds": JOB_SECONDS}, concurrency_key=tenant)
+        for tenant in ("a", "b", "c")
+        for _ in range(8)  # tenant a's backlog is queued first, ahead of b's and c's
+    ]
+    most_per_key = 0
+    most_keys_at_once = 0
+    deadline = time.monotonic() + 120
+    while run_sql(database_url, WAITING)[0]["waiting"]:
+        held = {row["key"]: row["held"] for row in run_sql(database_url, HELD_BY_KEY)}
+        most_per_key = max(most_per_key, *held.values(), 0)
+        most_keys_at_once = max(most_keys_at_once, len(held))
+        assert time.monotonic() < deadline, "jobs still waiting after 120s"
+        await asyncio.sleep(0.01)
+    assert most_per_key == 1
+    assert most_keys_at_once >= 2, "the tenants never ran side by side: a backlog held the others back"
+    assert all([(await service.require_job(i)).status is JobStatus.COMPLETED for i in ids])
+
+
+@pytest.mark.slow
+async def test_rate_limit_holds_across_four_worker_processes(
+    service: JobQueueService, tmp_path: Path, worker_processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """4 processes claiming a type limited to 4 starts a second: 14 jobs start over more than
+    2.5 s, and no window of a second holds more than 4 starts, whichever process made them."""
+    logs = [tmp_path / f"worker-{n}.log" for n in range(len(worker_processes))]
+    await wait_until(
+        lambda: all(log.exists() and "concurrency 20" in log.read_text() for log in logs), "4 workers to start"
+    )
+    await service.set_limits("ledger", rate=(4, 1.0))
+    ledger = tmp_path / "ledger.txt"
+    ids = [await service.enqueue_job("ledger", {"ledger": str(ledger)}) for _ in range(14)]
+
+    async def all_done() -> bool:
+        return all([(await service.require_job(i)).status is JobStatus.COMPLETED for i in ids])
+
+    await wait_until(all_done, "the 14 jobs to complete", timeout=60)
+    jobs = [await service.require_job(i) for i in ids]
+    starts = sorted(job.started_at.timestamp() for job in jobs if job.started_at is not None)
+    assert len(starts) == 14 and all(job.attempts == 1 for job in jobs)
+    for earlier, later in zip(starts, starts[4:]):
+        assert later - earlier >= 1.0 - 1e-5, starts
+    assert starts[-1] - starts[0] > 2.5
+    # Which process wins each freed start is theirs to race for: all four poll every 50 ms with
+    # free slots, and one of them may win every time (the window frees at the same phase).
+
+
 async def test_max_running_zero_stops_new_starts(service: JobQueueService) -> None:
     job_id = await service.enqueue_job("gpu")
     await service.set_limits("gpu", max_running=0)
