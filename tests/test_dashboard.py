@@ -452,3 +452,26 @@ def test_the_job_dialog_links_to_the_job_page(dashboard: Callable[..., Dashboard
     page.wait_for(lambda: page.js("return document.querySelector('#detail').open"))
     href = page.js("return document.querySelector('#detail-page').getAttribute('href')")
     assert href == f"/dashboard/jobs/{job_id}"
+
+
+@pytest.mark.browser
+def test_counts_collapse_zero_statuses_and_group_the_running_ones(dashboard: Callable[..., Dashboard]) -> None:
+    page = dashboard()
+    rendering = page.enqueue("counted")
+    loading = page.enqueue("counted")
+    page.enqueue("counted")
+    page.api("PUT", f"/api/jobs/{rendering}", json={"status": "rendering"})
+    page.api("PUT", f"/api/jobs/{loading}", json={"status": "loading_model"})
+    page.open()
+    visible = "return [...document.querySelectorAll('#status-counts li:not([hidden]) .count-card')].map(c => c.dataset.label)"
+    page.wait_for(lambda: page.js(visible) == ["total", "queued", "running"])
+    card = ".count-card[data-label='running']"
+    assert page.js(f"return document.querySelector(\"{card} .count\").textContent") == "2"
+    title = page.js(f"return document.querySelector(\"{card}\").title")
+    assert "rendering: 1" in title and "loading model: 1" in title and "processing" not in title
+
+    page.api("PUT", f"/api/jobs/{rendering}", json={"status": "completed"})
+    page.wait_for(lambda: page.js(visible) == ["total", "queued", "running", "completed"])
+    page.click(card)  # the running card filters the table by every running status
+    page.wait_for(lambda: [row["id"] for row in page.rows()] == [loading])
+    assert page.console_errors() == []

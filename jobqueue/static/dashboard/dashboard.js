@@ -137,7 +137,15 @@
   function renderStatusCounts(stats) {
     const list = $("#status-counts");
     if (list.children.length === 0) {
-      const cards = [["", "total"], ...state.statuses.map((s) => [s, label(s)])];
+      // The running statuses (processing and the generators' own) share one card, whose title
+      // lists those that have jobs; the card filters the table by all of them.
+      const running = state.statuses.filter(isRunning);
+      const cards = [
+        ["", "total"],
+        ...state.statuses.filter((s) => !isRunning(s) && !TERMINAL.includes(s)).map((s) => [s, label(s)]),
+        [running.join(","), "running"],
+        ...TERMINAL.map((s) => [s, label(s)]),
+      ];
       list.append(
         ...cards.map(([status, text]) => {
           const button = el(
@@ -154,10 +162,15 @@
     }
     for (const button of list.querySelectorAll(".count-card")) {
       const status = button.dataset.status;
-      const count = status === "all" ? stats.total : stats.by_status[status] || 0;
+      const members = status === "all" ? [] : status.split(",");
+      const count = status === "all" ? stats.total : members.reduce((n, s) => n + (stats.by_status[s] || 0), 0);
       $(".count", button).textContent = String(count);
       button.setAttribute("aria-label", `${count} ${button.dataset.label}: show these jobs`);
-      button.parentElement.classList.toggle("zero", count === 0 && status !== "all");
+      if (members.length > 1) {
+        button.title = members.filter((s) => stats.by_status[s]).map((s) => `${label(s)}: ${stats.by_status[s]}`).join(", ");
+      }
+      // Statuses with no job collapse out of the way; the total always shows.
+      button.parentElement.hidden = count === 0 && status !== "all";
     }
   }
 
