@@ -1,7 +1,8 @@
 """HTTP enqueue: 50 keep-alive clients POST for a fixed time to
 
-- jobqueue's ``POST /api/jobs``, against the same server's bare no-op JSON route (the ceiling:
-  what uvicorn + Starlette cost without the database);
+- jobqueue's ``POST /api/jobs`` (answering the whole job, and with ``Prefer: return=minimal``
+  the id and status), against the same server's bare no-op JSON route (the ceiling: what
+  uvicorn + Starlette cost without the database);
 - ``jobqueue serve --no-worker --workers 1`` and ``--workers 2`` (the shipped command and its
   supervisor), in alternating rounds: does a second API process add throughput?
 - what a user would build instead (``benchmarks/peer_http.py``): a Starlette endpoint that
@@ -21,16 +22,19 @@ from benchmarks.scenarios.peers import PEERS, _flush
 
 CONNECTIONS = 50
 BODY = b'{"job_type":"noop","request_data":{"n":1}}'
+#: What a producer that needs only the id sends (the peers' endpoints answer no more).
+MINIMAL = {"Prefer": "return=minimal"}
 #: Alternating rounds of one and two API processes.
 PROCESS_ROUNDS = 2
 
 
-async def _load(ctx: Context, url: str, seconds: float, body: bytes = BODY) -> dict[str, Any]:
+async def _load(
+    ctx: Context, url: str, seconds: float, body: bytes = BODY, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A short warm-up (fills caches, opens connections), then the measured run."""
-    await asyncio.to_thread(run_load, url, body, connections=CONNECTIONS, seconds=1, workdir=ctx.workdir)
-    return await asyncio.to_thread(
-        run_load, url, body, connections=CONNECTIONS, seconds=seconds, workdir=ctx.workdir
-    )
+    options = {"connections": CONNECTIONS, "workdir": ctx.workdir, "headers": headers}
+    await asyncio.to_thread(run_load, url, body, seconds=1, **options)
+    return await asyncio.to_thread(run_load, url, body, seconds=seconds, **options)
 
 
 async def _serve_processes(ctx: Context, processes: int, seconds: float, label: str) -> dict[str, Any]:
@@ -45,7 +49,7 @@ async def _serve_processes(ctx: Context, processes: int, seconds: float, label: 
         ]  # fmt: skip
         with Child(command, ctx.workdir / f"{label}.log") as server:
             wait_for_http(base + "/health", server)
-            return await _load(ctx, base + "/api/jobs", seconds)
+            return await _load(ctx, base + "/api/jobs", seconds, headers=MINIMAL)
 
 
 async def _peer(ctx: Context, system: str, seconds: float) -> dict[str, Any]:
@@ -84,12 +88,17 @@ async def run(ctx: Context) -> Outcome:
             results = {}
             # The no-op first, so the enqueue run does not start on a warmed-up, grown database
             # while the ceiling ran on an empty one.
-            for name, path in (("noop", "/bench/noop"), ("enqueue", "/api/jobs")):
-                results[name] = await _load(ctx, base + path, seconds)
+            for name, path, headers in (
+                ("noop", "/bench/noop", None),
+                ("enqueue", "/api/jobs", None),
+                ("enqueue minimal", "/api/jobs", MINIMAL),
+            ):
+                results[name] = await _load(ctx, base + path, seconds, headers=headers)
             outcome.add("server peak RSS", server.peak_rss_mb(), "MiB")
     for name, result in results.items():
         _record(outcome, name, result)
     outcome.add("enqueue / no-op", results["enqueue"]["rps"] / results["noop"]["rps"], "ratio")
+    outcome.add("enqueue minimal / no-op", results["enqueue minimal"]["rps"] / results["noop"]["rps"], "ratio")
 
     for system in PEERS:
         if importlib.util.find_spec(system) is None:
@@ -97,9 +106,8 @@ async def run(ctx: Context) -> Outcome:
             continue
         result = await _peer(ctx, system, seconds)
         _record(outcome, f"starlette+{system} enqueue", result)
-        outcome.add(
-            f"enqueue / starlette+{system}", results["enqueue"]["rps"] / result["rps"], "ratio"
-        )
+        # The peers answer the id and status only: so does jobqueue, asked with Prefer.
+        outcome.add(f"enqueue / starlette+{system}", results["enqueue minimal"]["rps"] / result["rps"], "ratio")
 
     rates: dict[int, list[float]] = {1: [], 2: []}
     for round_ in range(ctx.scale(PROCESS_ROUNDS, 1)):

@@ -30,6 +30,7 @@ from jobqueue.models import (
     ClaimedJob,
     JobCreate,
     JobList,
+    JobRef,
     JobStatus,
     JobUpdate,
     JSONData,
@@ -260,7 +261,23 @@ async def create_job(request: Request) -> Response:
         idempotency_key=_idempotency_key(request, body.idempotency_key),
         concurrency_key=body.concurrency_key,
     )
-    return JSONResponse(job, status_code=201 if created else 200)
+    status_code = 201 if created else 200
+    if _prefers_minimal(request):
+        return JSONResponse(JobRef(id=job.id, status=job.status), status_code, MINIMAL_APPLIED)
+    return JSONResponse(job, status_code=status_code)
+
+
+#: Answer headers of a request whose ``Prefer: return=minimal`` was honoured (RFC 7240).
+MINIMAL_APPLIED = {"Preference-Applied": "return=minimal"}
+
+
+def _prefers_minimal(request: Request) -> bool:
+    """Whether the client asked for the id and status only (``Prefer: return=minimal``): a
+    producer that enqueues in bulk skips encoding and reading a whole job per request."""
+    prefer = request.headers.get("prefer")
+    if prefer is None:
+        return False
+    return any(p.split(";", 1)[0].strip().lower() == "return=minimal" for p in prefer.split(","))
 
 
 @requires(KeyScope.READ, KeyScope.ENQUEUE)
