@@ -48,7 +48,7 @@ def machine() -> dict[str, Any]:
     versions = {}
     packages = (
         "jobqueue", "uvicorn", "starlette", "aiosqlite", "asyncpg", "psycopg", "psycopg-pool", "msgspec", "uvloop",
-        "arq", "saq", "redis", "procrastinate", "pgqueuer",
+        "arq", "saq", "huey", "redis", "hiredis", "procrastinate", "pgqueuer",
     )  # fmt: skip
     for package in packages:
         try:
