@@ -40,7 +40,7 @@ from jobqueue.models import (
     ProgressUpdate,
     WorkerId,
 )
-from jobqueue.service import MAX_PAGE_SIZE, JobQueueService
+from jobqueue.service import MAX_PAGE_SIZE, JobQueueService, deduplicated
 from jobqueue.worker import Registry
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -49,6 +49,8 @@ T = TypeVar("T", bound=msgspec.Struct)
 MAX_CLAIM_WAIT = 60.0
 #: Largest ``offset`` of a job listing.
 MAX_OFFSET = 2**62
+#: Response header of a create answered with the unfinished job holding its ``unique_key``.
+DEDUPLICATED_HEADER = "Jobqueue-Deduplicated"
 
 
 def get_job_queue_service(request: Request) -> JobQueueService:
@@ -240,6 +242,7 @@ async def create_job(request: Request) -> Response:
         except msgspec.ValidationError as exc:
             raise validation_error(exc, within="request_data") from None
     service = get_job_queue_service(request)
+    idempotency_key = _idempotency_key(request, body.idempotency_key)
     job, created = await service.create_job(
         body.job_type,
         body.request_data,
@@ -248,9 +251,16 @@ async def create_job(request: Request) -> Response:
         timeout=body.timeout,
         run_at=body.run_at,
         delay=body.delay,
-        idempotency_key=_idempotency_key(request, body.idempotency_key),
+        idempotency_key=idempotency_key,
+        depends_on=body.depends_on,
+        on_dependency_failure=body.on_dependency_failure,
+        unique_key=body.unique_key,
+        debounce=body.debounce,
     )
-    return JSONResponse(job, status_code=201 if created else 200)
+    headers = None
+    if deduplicated(job, created, idempotency_key, body.unique_key):
+        headers = {DEDUPLICATED_HEADER: "true"}
+    return JSONResponse(job, status_code=201 if created else 200, headers=headers)
 
 
 @requires(KeyScope.READ, KeyScope.ENQUEUE)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from jobqueue.models import ApiKey, ApiSession, ClaimedJob, Job, JobEvent, JobStatus, JobUpdate
+from jobqueue.storage.rules import Dependencies, UniqueKey
 
 #: Called with the events of each committed write, on the event loop, in commit order.
 EventListener = Callable[[list[JobEvent]], None]
@@ -45,8 +46,16 @@ class Store(Protocol):
         run_at: float | None,
         timeout: float | None,
         idempotency_key: str | None,
+        dependencies: Dependencies | None = None,
+        unique: UniqueKey | None = None,
     ) -> tuple[Job, bool]:
-        """Store a new job; returns it and whether it was created (False: idempotent replay)."""
+        """Store a new job; returns it and whether it was created (False: an idempotent replay,
+        or the unfinished job holding ``unique``'s key, which a debounced request updated).
+
+        With ``dependencies`` (all must exist, else ``ValidationFailed`` naming the unknown
+        ones) the job starts ``blocked`` until they finished, and each of them is flagged
+        ``has_dependents``; finishing a flagged job, by any path, settles its dependents in
+        the same transaction (see ``rules.initial_status`` and the stores' ``_record``)."""
 
     async def get_job(self, job_id: str) -> Job | None: ...
 
