@@ -225,8 +225,18 @@ class JobQueueClient:
         run_at: datetime | None = None,
         delay: float | None = None,
         idempotency_key: str | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: str | None = None,
+        unique_key: str | None = None,
+        debounce: float | None = None,
     ) -> Job:
-        """Queue a job. With ``idempotency_key`` a repeat returns the job the first call created."""
+        """Queue a job. With ``idempotency_key`` a repeat returns the job the first call created.
+
+        ``depends_on``: the job is ``blocked`` until these jobs completed (see
+        ``on_dependency_failure``). ``unique_key``: while a job with this key is unfinished, a
+        repeat returns that job; ``debounce`` seconds: the job runs that long after the last
+        repeat, with the last repeat's request_data.
+        """
         body: dict[str, Any] = {"job_type": job_type, "priority": priority}
         optional = {
             "request_data": request_data,
@@ -235,6 +245,10 @@ class JobQueueClient:
             "run_at": run_at,
             "delay": delay,
             "idempotency_key": idempotency_key,
+            "depends_on": None if depends_on is None else list(depends_on),
+            "on_dependency_failure": on_dependency_failure,
+            "unique_key": unique_key,
+            "debounce": debounce,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return await self._call(

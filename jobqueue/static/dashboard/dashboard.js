@@ -6,9 +6,10 @@
 "use strict";
 
 (() => {
-  // Mirrors WAITING_STATUSES and TERMINAL_STATUSES in jobqueue/models.py; every other status is a
-  // running one, so new running statuses need no change here.
-  const WAITING = ["queued", "pending"];
+  // Mirrors NOT_STARTED_STATUSES (waiting, and blocked on dependencies) and TERMINAL_STATUSES in
+  // jobqueue/models.py; every other status is a running one, so new running statuses need no
+  // change here.
+  const WAITING = ["queued", "pending", "blocked"];
   const TERMINAL = ["completed", "failed", "cancelled"];
   const RETRYABLE = ["failed", "cancelled"];
   // EventSource only delivers named events to listeners registered by name.
