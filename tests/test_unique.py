@@ -5,8 +5,10 @@ server processes; a debounced repeat replaces a still-waiting job's data and pus
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
@@ -15,6 +17,7 @@ from jobqueue.models import EventKind, JobStatus
 from jobqueue.service import JobQueueService
 from tests.conftest import assert_error, create
 from tests.helpers import run_sql, wait_until
+from tests.test_cli_client import jobqueue
 
 HEADER = "jobqueue-deduplicated"
 
@@ -123,3 +126,22 @@ async def test_python_client_passes_the_new_options(live_server: Callable[..., s
 async def test_create_shows_in_the_http_answer(client: httpx.AsyncClient) -> None:
     job = await create(client, "sync", unique_key="shown")
     assert job["unique_key"] == "shown" and job["depends_on"] is None
+
+
+def test_cli_enqueue_takes_the_new_options(live_server: Callable[..., str], tmp_path: Path) -> None:
+    url = live_server()
+    first = jobqueue("enqueue", "sync", "--unique-key", "cli", "--debounce", "30", url=url, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    job_id = first.stdout.strip()
+    again = jobqueue("enqueue", "sync", "--unique-key", "cli", "--data", '{"v": 2}', "--debounce", "30",
+                     url=url, cwd=tmp_path)
+    assert again.stdout.strip() == job_id
+    blocked = jobqueue(
+        "enqueue", "sync", "--depends-on", job_id, "--depends-on", job_id,
+        "--on-dependency-failure", "run", "--json", url=url, cwd=tmp_path,
+    )  # fmt: skip
+    assert blocked.returncode == 0, blocked.stderr
+    job = json.loads(blocked.stdout)
+    assert (job["status"], job["depends_on"], job["on_dependency_failure"]) == ("blocked", [job_id], "run")
+    listed = jobqueue("list", "--status", "blocked", url=url, cwd=tmp_path)
+    assert job["id"] in listed.stdout and "blocked" in listed.stdout

@@ -468,6 +468,10 @@
       else if (name.endsWith("_at")) node.replaceChildren(timeElement(value));
       else if (name.endsWith("_data")) node.textContent = formatJson(value);
       else if (name === "attempts") node.textContent = `${value} / ${job.max_attempts}`;
+      else if (name === "depends_on" && value) {
+        const policy = job.on_dependency_failure === "run" ? " (runs even if one fails)" : "";
+        node.textContent = value.join(", ") + policy;
+      }
       else node.textContent = value === null || value === undefined || value === "" ? "—" : String(value);
     }
     $("#detail-progress").value = job.progress;
