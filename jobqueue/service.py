@@ -338,11 +338,16 @@ class JobQueueService:
         )
 
     async def cancel_job(self, job_id: str, message: str | None = None) -> Job:
-        """Cancel: a waiting job at once; a running one is stopped by its worker shortly."""
+        """Cancel: a waiting or blocked job at once; a running one is stopped by its worker shortly.
+
+        Its blocked dependents under the ``cancel`` policy are cancelled with it (by the store)."""
         return await self.store.cancel(job_id, message or "cancelled on request")
 
     async def retry_job(self, job_id: str) -> Job:
-        """Put a failed or cancelled job back in the queue with a fresh set of attempts."""
+        """Put a failed or cancelled job back in the queue with a fresh set of attempts.
+
+        Dependencies are not looked at again: a retried dependent is queued at once, and a
+        retried dependency does not bring back the dependents its failure cancelled."""
         return await self.store.retry(job_id)
 
     # -- the holder's operations (fenced) -------------------------------------------------------

@@ -94,7 +94,7 @@ class Store(Protocol):
         changes only with its claim token, or with ``force``, which fences its holder out."""
 
     async def cancel(self, job_id: str, message: str | None) -> Job:
-        """Cancel a waiting job at once, or ask the holder of a running one to stop."""
+        """Cancel a waiting or blocked job at once, or ask the holder of a running one to stop."""
 
     async def retry(self, job_id: str) -> Job: ...
 

@@ -469,7 +469,7 @@ class PostgresStore:
         return job_from_row(await self._write(op))
 
     async def cancel(self, job_id: str, message: str | None) -> Job:
-        """Cancel a waiting job at once, or ask the holder of a running one to stop."""
+        """Cancel a waiting or blocked job at once, or ask the holder of a running one to stop."""
         params = {"id": job_id, "now": _ts(time.time()), "message": message}
 
         async def op(tx: Transaction, events: list[EventValues]) -> Row:

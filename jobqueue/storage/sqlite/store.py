@@ -470,7 +470,7 @@ class SQLiteStore:
         return job_from_row(await self._write(op))
 
     async def cancel(self, job_id: str, message: str | None) -> Job:
-        """Cancel a waiting job at once, or ask the holder of a running one to stop."""
+        """Cancel a waiting or blocked job at once, or ask the holder of a running one to stop."""
         params = {"id": job_id, "now": time.time(), "message": message}
 
         def op(conn: WriteConnection, events: list[EventRow]) -> sqlite3.Row:
