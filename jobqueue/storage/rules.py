@@ -132,6 +132,17 @@ class UniqueKey(NamedTuple):
     debounced: bool
 
 
+def option_columns(dependencies: Dependencies | None, unique: UniqueKey | None) -> dict[str, Any]:
+    """The insert's parameters for the columns of these options (both stores' ``insert_job``):
+    its first status, which the store changes to ``blocked`` from the dependencies' statuses."""
+    return {
+        "status": JobStatus.QUEUED.value,
+        "depends_on": None if dependencies is None else dependencies.encoded(),
+        "on_dependency_failure": None if dependencies is None else dependencies.on_failure,
+        "unique_key": None if unique is None else unique.key,
+    }
+
+
 def create_extras(dependencies: Dependencies | None, unique: UniqueKey | None) -> dict[str, Any]:
     """The options of a create request beyond the seed's, for its ``fingerprint``."""
     extras: dict[str, Any] = {}
@@ -157,18 +168,19 @@ def dependency_failure_message(job_id: str, status: str) -> str:
     return f"dependency {job_id} {how}"
 
 
-def initial_status(deps: Dependencies, statuses: dict[str, str]) -> tuple[JobStatus, str | None]:
-    """The status of a new job with dependencies, from their statuses read (locked) in the
-    insert's transaction, and the message of a job cancelled at once (a dependency already
-    failed under the ``cancel`` policy). A dependency missing from ``statuses`` was deleted
-    after it finished, and counts as finished."""
+def initial_status(deps: Dependencies, statuses: dict[str, str]) -> tuple[str, str | None]:
+    """The status to insert a new job with dependencies in (``queued``, or ``blocked`` while
+    some have not finished), from their statuses read (locked) in the insert's transaction; and
+    the message to cancel it with right after, when a dependency already failed under the
+    ``cancel`` policy. A dependency missing from ``statuses`` was deleted after it finished,
+    and counts as finished."""
     for job_id in deps.ids:
         status = statuses.get(job_id)
         if deps.on_failure == "cancel" and status in _UNSUCCESSFUL:
-            return JobStatus.CANCELLED, dependency_failure_message(job_id, status)
+            return JobStatus.BLOCKED.value, dependency_failure_message(job_id, status)
     if any(status not in TERMINAL_VALUES for status in statuses.values()):
-        return JobStatus.BLOCKED, None
-    return JobStatus.QUEUED, None
+        return JobStatus.BLOCKED.value, None
+    return JobStatus.QUEUED.value, None
 
 
 class UpdatePlan(NamedTuple):

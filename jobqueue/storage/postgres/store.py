@@ -284,10 +284,7 @@ class PostgresStore:
             "timeout": timeout,
             "idempotency_key": idempotency_key,
             "fingerprint": fingerprint,
-            "status": JobStatus.QUEUED.value,
-            "depends_on": None if dependencies is None else dependencies.encoded(),
-            "on_dependency_failure": None if dependencies is None else dependencies.on_failure,
-            "unique_key": None if unique is None else unique.key,
+            **rules.option_columns(dependencies, unique),
         }
 
         async def op(tx: Transaction, events: list[EventValues]) -> tuple[Row, bool]:
@@ -300,8 +297,7 @@ class PostgresStore:
                 if error is not None:
                     raise error  # before anything is written
                 statuses = {row["id"]: row["status"] for row in await tx.fetch_all(QUERIES["mark_dependencies"], ids)}
-                status, cancel_reason = rules.initial_status(dependencies, statuses)
-                params["status"] = JobStatus.QUEUED.value if status is JobStatus.QUEUED else JobStatus.BLOCKED.value
+                params["status"], cancel_reason = rules.initial_status(dependencies, statuses)
             # A conflicting unique key's job may finish between the insert and the read of it
             # (another transaction): then the insert is tried again.
             for _ in range(UNIQUE_INSERT_TRIES):

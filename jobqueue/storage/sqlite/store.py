@@ -297,10 +297,7 @@ class SQLiteStore:
             "timeout": timeout,
             "idempotency_key": idempotency_key,
             "fingerprint": fingerprint,
-            "status": JobStatus.QUEUED.value,
-            "depends_on": None if dependencies is None else dependencies.encoded(),
-            "on_dependency_failure": None if dependencies is None else dependencies.on_failure,
-            "unique_key": None if unique is None else unique.key,
+            **rules.option_columns(dependencies, unique),
         }
 
         def op(conn: WriteConnection, events: list[EventRow]) -> tuple[sqlite3.Row, bool]:
@@ -313,8 +310,7 @@ class SQLiteStore:
                 if error is not None:
                     raise error  # before anything is written
                 statuses = {row[0]: row[1] for row in conn.fetch_all(QUERIES["mark_dependencies"], ids)}
-                status, cancel_reason = rules.initial_status(dependencies, statuses)
-                params["status"] = JobStatus.QUEUED.value if status is JobStatus.QUEUED else JobStatus.BLOCKED.value
+                params["status"], cancel_reason = rules.initial_status(dependencies, statuses)
             row = conn.fetch_one(QUERIES["insert_job"], params)
             if row is not None:
                 self._record(conn, events, row, EventKind.CREATED)
