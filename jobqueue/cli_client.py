@@ -128,6 +128,26 @@ def _configure_enqueue(parser: argparse.ArgumentParser) -> None:
         metavar="KEY",
         help="a tenant, user or other partition: the type's max_running_per_key counts jobs per key",
     )
+    parser.add_argument(
+        "--depends-on",
+        action="append",
+        metavar="ID",
+        help="wait until this job completed (repeat for several)",
+    )
+    parser.add_argument(
+        "--on-dependency-failure",
+        choices=("cancel", "run"),
+        help="when a dependency fails or is cancelled: cancel this job (default) or run it anyway",
+    )
+    parser.add_argument(
+        "--unique-key", metavar="KEY", help="while a job with this key is unfinished, return it instead"
+    )
+    parser.add_argument(
+        "--debounce",
+        type=float,
+        metavar="S",
+        help="with --unique-key: run S seconds after the last repeat, with its data",
+    )
 
 
 def _request_data(raw: str | None) -> dict[str, Any] | None:
@@ -160,6 +180,10 @@ async def _enqueue(client: JobQueueClient, args: argparse.Namespace, out: TextIO
         delay=args.delay,
         idempotency_key=args.idempotency_key,
         concurrency_key=args.concurrency_key,
+        depends_on=args.depends_on,
+        on_dependency_failure=args.on_dependency_failure,
+        unique_key=args.unique_key,
+        debounce=args.debounce,
     )
     if args.json:
         _print_json(job, out)

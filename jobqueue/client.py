@@ -235,9 +235,19 @@ class JobQueueClient:
         delay: float | None = None,
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: str | None = None,
+        unique_key: str | None = None,
+        debounce: float | None = None,
     ) -> Job:
-        """Queue a job. With ``idempotency_key`` a repeat returns the job the first call created;
-        ``concurrency_key`` (a tenant, a user) is what the type's ``max_running_per_key`` counts."""
+        """Queue a job. With ``idempotency_key`` a repeat returns the job the first call created.
+
+        ``concurrency_key`` (a tenant, a user) is what the type's ``max_running_per_key`` counts.
+        ``depends_on``: the job is ``blocked`` until these jobs completed (see
+        ``on_dependency_failure``). ``unique_key``: while a job with this key is unfinished, a
+        repeat returns that job; ``debounce`` seconds: the job runs that long after the last
+        repeat, with the last repeat's request_data.
+        """
         body: dict[str, Any] = {"job_type": job_type, "priority": priority}
         optional = {
             "request_data": request_data,
@@ -247,6 +257,10 @@ class JobQueueClient:
             "delay": delay,
             "idempotency_key": idempotency_key,
             "concurrency_key": concurrency_key,
+            "depends_on": None if depends_on is None else list(depends_on),
+            "on_dependency_failure": on_dependency_failure,
+            "unique_key": unique_key,
+            "debounce": debounce,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return await self._call(

@@ -22,6 +22,8 @@ from jobqueue.events import EventHub, ListenerCutOff
 from jobqueue.models import (
     ACTIVE_STATUSES,
     MAX_TRACEBACK_CHARS,
+    MAX_DEBOUNCE_SECONDS,
+    MAX_DEPENDENCIES,
     TERMINAL_STATUSES,
     Attempt,
     AttemptList,
@@ -42,6 +44,7 @@ from jobqueue.models import (
 from jobqueue.scheduler import check_spec, next_tick
 from jobqueue.settings import Settings
 from jobqueue.storage import Store, open_store
+from jobqueue.storage.rules import Dependencies, UniqueKey
 
 #: Largest page ``list_jobs`` returns.
 MAX_PAGE_SIZE = 500
@@ -65,6 +68,12 @@ def backoff_seconds(attempts: int, base: float) -> float:
 
 #: Events that make a job claimable: idle worker pools wake up on them.
 _NEW_WORK_EVENTS = frozenset({EventKind.CREATED, EventKind.RETRIED, EventKind.REQUEUED})
+
+
+def _unblocked(event: JobEvent) -> bool:
+    """A blocked job joined the queue: its dependencies finished (a ``status`` event, since it
+    enters the queue for the first time rather than going back to it)."""
+    return event.kind is EventKind.STATUS and event.status is JobStatus.QUEUED
 
 
 class JobQueueService:
@@ -99,7 +108,7 @@ class JobQueueService:
         self._wakeups.discard(event)
 
     def _on_event(self, event: JobEvent) -> None:
-        if event.kind in _NEW_WORK_EVENTS:
+        if event.kind in _NEW_WORK_EVENTS or _unblocked(event):
             for wakeup in self._wakeups:
                 wakeup.set()
 
@@ -117,8 +126,13 @@ class JobQueueService:
         delay: float | None = None,
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: str | None = None,
+        unique_key: str | None = None,
+        debounce: float | None = None,
     ) -> str:
-        """Queue a job and return its id."""
+        """Queue a job and return its id (with ``unique_key``, maybe the id of the job already
+        holding the key)."""
         job, _ = await self.create_job(
             job_type,
             request_data,
@@ -129,6 +143,10 @@ class JobQueueService:
             delay=delay,
             idempotency_key=idempotency_key,
             concurrency_key=concurrency_key,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
+            unique_key=unique_key,
+            debounce=debounce,
         )
         return job.id
 
@@ -144,20 +162,34 @@ class JobQueueService:
         delay: float | None = None,
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: str | None = None,
+        unique_key: str | None = None,
+        debounce: float | None = None,
     ) -> tuple[Job, bool]:
-        """Queue a job; returns it and whether it is new (False: an idempotent replay).
+        """Queue a job; returns it and whether it is new (False: an idempotent replay, or the
+        unfinished job already holding ``unique_key``: see ``deduplicated``).
 
         ``concurrency_key`` (a tenant, a user) is what the type's ``max_running_per_key`` counts.
+
+        ``depends_on``: the job is ``blocked`` until these jobs completed (``on_dependency_failure``
+        ``"run"``: until they finished, however). ``unique_key``: at most one unfinished job per
+        key. ``debounce`` (needs ``unique_key``): run this many seconds from now, and a repeat
+        while the job still waits replaces its request_data and pushes its run_at again.
         """
         if not job_type or len(job_type) > 100:
             raise ValidationFailed("job_type must be 1 to 100 characters", "job_type")
         if run_at is not None and delay is not None:
             raise ValidationFailed("give either run_at or delay, not both", "delay")
+        dependencies = _dependencies(depends_on, on_dependency_failure)
+        unique = _unique_key(unique_key, debounce, run_at is not None or delay is not None)
         due: float | None = None
         if run_at is not None:
             due = (run_at if run_at.tzinfo else run_at.replace(tzinfo=UTC)).timestamp()
         elif delay is not None:
             due = time.time() + delay
+        elif debounce is not None:
+            due = time.time() + debounce
         job, created = await self.store.insert_job(
             job_type=job_type,
             request_data=request_data,
@@ -167,6 +199,8 @@ class JobQueueService:
             timeout=timeout,
             idempotency_key=idempotency_key,
             concurrency_key=concurrency_key,
+            dependencies=dependencies,
+            unique=unique,
         )
         return job, created
 
@@ -323,11 +357,16 @@ class JobQueueService:
         )
 
     async def cancel_job(self, job_id: str, message: str | None = None) -> Job:
-        """Cancel: a waiting job at once; a running one is stopped by its worker shortly."""
+        """Cancel: a waiting or blocked job at once; a running one is stopped by its worker shortly.
+
+        Its blocked dependents under the ``cancel`` policy are cancelled with it (by the store)."""
         return await self.store.cancel(job_id, message or "cancelled on request")
 
     async def retry_job(self, job_id: str) -> Job:
-        """Put a failed or cancelled job back in the queue with a fresh set of attempts."""
+        """Put a failed or cancelled job back in the queue with a fresh set of attempts.
+
+        Dependencies are not looked at again: a retried dependent is queued at once, and a
+        retried dependency does not bring back the dependents its failure cancelled."""
         return await self.store.retry(job_id)
 
     # -- flow control per job type -------------------------------------------------------------
@@ -594,6 +633,47 @@ def bounded_traceback(text: str | None) -> str | None:
     first = first[:200]
     marker = f"\n  ... {len(text) - MAX_TRACEBACK_CHARS} characters cut ...\n"
     return first + marker + text[-(MAX_TRACEBACK_CHARS - len(first) - len(marker)) :]
+
+
+def deduplicated(job: Job, created: bool, idempotency_key: str | None, unique_key: str | None) -> bool:
+    """Whether ``create_job`` answered the job already holding ``unique_key`` (rather than a new
+    job, or the job of an idempotent replay, which carries the request's idempotency key)."""
+    return not created and unique_key is not None and (idempotency_key is None or job.idempotency_key != idempotency_key)
+
+
+def _dependencies(depends_on: Sequence[str] | None, on_failure: str | None) -> Dependencies | None:
+    if depends_on is None:
+        if on_failure is not None:
+            raise ValidationFailed("on_dependency_failure needs depends_on", "on_dependency_failure")
+        return None
+    if isinstance(depends_on, str):
+        depends_on = [depends_on]  # one id, not its characters
+    ids = list(dict.fromkeys(depends_on))
+    if not 1 <= len(ids) <= MAX_DEPENDENCIES:
+        raise ValidationFailed(f"depends_on must name 1 to {MAX_DEPENDENCIES} jobs", "depends_on")
+    if any(not isinstance(job_id, str) or not 1 <= len(job_id) <= 64 for job_id in ids):
+        raise ValidationFailed("depends_on must hold job ids (1 to 64 characters)", "depends_on")
+    policy = on_failure or "cancel"
+    if policy not in ("cancel", "run"):
+        raise ValidationFailed(
+            f"on_dependency_failure must be cancel or run, got {policy!r}", "on_dependency_failure"
+        )
+    return Dependencies(ids, policy)
+
+
+def _unique_key(unique_key: str | None, debounce: float | None, scheduled: bool) -> UniqueKey | None:
+    if debounce is not None:
+        if unique_key is None:
+            raise ValidationFailed("debounce needs unique_key (the key a repeat is recognised by)", "debounce")
+        if scheduled:
+            raise ValidationFailed("debounce sets when the job runs: give it without run_at or delay", "debounce")
+        if not 0 < debounce <= MAX_DEBOUNCE_SECONDS:
+            raise ValidationFailed(f"debounce must be above 0 and at most {MAX_DEBOUNCE_SECONDS} seconds", "debounce")
+    if unique_key is None:
+        return None
+    if not 1 <= len(unique_key) <= 200:
+        raise ValidationFailed("unique_key must be 1 to 200 characters", "unique_key")
+    return UniqueKey(unique_key, debounce is not None)
 
 
 def _status(value: JobStatus | str) -> JobStatus:

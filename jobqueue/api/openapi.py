@@ -235,7 +235,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 location="header",
             ),
         ),
-        extra_responses={"200": "An idempotent replay: the job the first request created"},
+        extra_responses={
+            "200": "An idempotent replay: the job the first request created; or, with header "
+            "Jobqueue-Deduplicated: true, the unfinished job already holding the unique_key (a "
+            "debounced request replaced its request_data and run_at if it was still waiting)"
+        },
     ),
     ("GET", "/api/jobs"): Operation(
         "List jobs, newest first",

@@ -39,7 +39,7 @@ from jobqueue.models import (
     ProgressUpdate,
     WorkerId,
 )
-from jobqueue.service import MAX_PAGE_SIZE, JobQueueService
+from jobqueue.service import MAX_PAGE_SIZE, JobQueueService, deduplicated
 from jobqueue.worker import Registry
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -48,6 +48,8 @@ T = TypeVar("T", bound=msgspec.Struct)
 MAX_CLAIM_WAIT = 60.0
 #: Largest ``offset`` of a job listing.
 MAX_OFFSET = 2**62
+#: Response header of a create answered with the unfinished job holding its ``unique_key``.
+DEDUPLICATED_HEADER = "Jobqueue-Deduplicated"
 
 
 def get_job_queue_service(request: Request) -> JobQueueService:
@@ -249,6 +251,7 @@ async def create_job(request: Request) -> Response:
     # The handler's limits hold here too, not only on its own route (/api/generate).
     check_request_data(request, body.job_type, body.request_data)
     service = get_job_queue_service(request)
+    idempotency_key = _idempotency_key(request, body.idempotency_key)
     job, created = await service.create_job(
         body.job_type,
         body.request_data,
@@ -257,10 +260,17 @@ async def create_job(request: Request) -> Response:
         timeout=body.timeout,
         run_at=body.run_at,
         delay=body.delay,
-        idempotency_key=_idempotency_key(request, body.idempotency_key),
+        idempotency_key=idempotency_key,
         concurrency_key=body.concurrency_key,
+        depends_on=body.depends_on,
+        on_dependency_failure=body.on_dependency_failure,
+        unique_key=body.unique_key,
+        debounce=body.debounce,
     )
-    return JSONResponse(job, status_code=201 if created else 200)
+    headers = None
+    if deduplicated(job, created, idempotency_key, body.unique_key):
+        headers = {DEDUPLICATED_HEADER: "true"}
+    return JSONResponse(job, status_code=201 if created else 200, headers=headers)
 
 
 @requires(KeyScope.READ, KeyScope.ENQUEUE)

@@ -27,6 +27,7 @@ from jobqueue.models import (
     TypeControls,
     TypeControlsUpdate,
 )
+from jobqueue.storage.rules import Dependencies, UniqueKey
 
 #: Called with the events of each committed write, on the event loop, in commit order.
 EventListener = Callable[[list[JobEvent]], None]
@@ -59,8 +60,16 @@ class Store(Protocol):
         timeout: float | None,
         idempotency_key: str | None,
         concurrency_key: str | None = None,
+        dependencies: Dependencies | None = None,
+        unique: UniqueKey | None = None,
     ) -> tuple[Job, bool]:
-        """Store a new job; returns it and whether it was created (False: idempotent replay)."""
+        """Store a new job; returns it and whether it was created (False: an idempotent replay,
+        or the unfinished job holding ``unique``'s key, which a debounced request updated).
+
+        With ``dependencies`` (all must exist, else ``ValidationFailed`` naming the unknown
+        ones) the job starts ``blocked`` until they finished, and each of them is flagged
+        ``has_dependents``; finishing a flagged job, by any path, settles its dependents in
+        the same transaction (see ``rules.initial_status`` and the stores' ``_record``)."""
 
     async def get_job(self, job_id: str) -> Job | None: ...
 
@@ -99,7 +108,7 @@ class Store(Protocol):
         changes only with its claim token, or with ``force``, which fences its holder out."""
 
     async def cancel(self, job_id: str, message: str | None) -> Job:
-        """Cancel a waiting job at once, or ask the holder of a running one to stop."""
+        """Cancel a waiting or blocked job at once, or ask the holder of a running one to stop."""
 
     async def retry(self, job_id: str) -> Job: ...
 

@@ -9,6 +9,7 @@ What a change means (allowed moves, event kinds, refusals) is decided in
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Container, Sequence
@@ -20,6 +21,7 @@ import msgspec
 
 from jobqueue.errors import ApiKeyExists, ApiKeyNotFound, DatabaseError, JobNotFound, LeaseLost
 from jobqueue.models import (
+    TERMINAL_EVENT_KINDS,
     ApiKey,
     Attempt,
     ApiSession,
@@ -56,6 +58,10 @@ EventedOp = Callable[[Transaction, list[EventValues]], Awaitable[T]]
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
+
+#: Inserts of a job with a unique key before giving up, each after the key's job finished
+#: between the insert and the read of that job (by another transaction).
+UNIQUE_INSERT_TRIES = 5
 
 
 def _ts(value: float) -> datetime:
@@ -109,6 +115,9 @@ def job_from_row(row: Row) -> Job:
         event_seq=row["event_seq"],
         concurrency_key=row["concurrency_key"],
         attempt_started_at=_utc(row["attempt_started_at"]),
+        depends_on=row["depends_on"],
+        on_dependency_failure=row["on_dependency_failure"],
+        unique_key=row["unique_key"],
     )
 
 
@@ -167,7 +176,13 @@ def _event_from_values(values: EventValues) -> JobEvent:
 
 
 def _record(tx: Transaction, events: list[EventValues], row: Row | Job, kind: EventKind, data: Any = None) -> None:
-    """Record the event of the change that produced ``row`` (``data``: the decoded payload)."""
+    """Record the event of the change that produced ``row`` (``data``: the decoded payload).
+
+    Every change of a job passes here, so this is where a job that others depend on and that
+    just finished has its dependents settled, in the same transaction (at its end, see
+    ``Transaction.before_finish``), whichever path finished it. A job without dependents
+    (nearly all) pays one column read for it.
+    """
     if isinstance(row, Job):
         values: EventValues = [
             0, row.id, row.event_seq, row.job_type, kind.value, row.status.value,
@@ -178,8 +193,26 @@ def _record(tx: Transaction, events: list[EventValues], row: Row | Job, kind: Ev
             0, row["id"], row["event_seq"], row["job_type"], kind.value, row["status"],
             row["progress"], row["message"], _json_or_none(data), row["updated_at"],
         ]
+        if kind in TERMINAL_EVENT_KINDS and row["has_dependents"]:
+            tx.before_finish.append(functools.partial(_settle_dependents, finished=row, events=events))
     tx.events.append(values)
     events.append(values)
+
+
+async def _settle_dependents(tx: Transaction, *, finished: Row, events: list[EventValues]) -> None:
+    """``finished`` (a job others depend on) finished: its blocked dependents whose
+    dependencies have now all finished join the queue; if it did not complete, those whose
+    policy is ``cancel`` end cancelled, naming it (their own dependents are settled in turn:
+    recording their end defers that too). Their events go with those of the op that finished it."""
+    params = {"id": finished["id"], "now": finished["updated_at"]}
+    if not await tx.fetch_all(QUERIES["lock_dependents"], params):
+        return
+    if finished["status"] != JobStatus.COMPLETED.value:
+        reason = rules.dependency_failure_message(finished["id"], finished["status"])
+        for row in await tx.fetch_all(QUERIES["cancel_dependents"], {**params, "reason": reason}):
+            _record(tx, events, row, EventKind.CANCELLED)
+    for row in await tx.fetch_all(QUERIES["release_dependents"], params):
+        _record(tx, events, row, EventKind.STATUS)
 
 
 def _event_data(kind: EventKind, row: Row) -> Any:
@@ -194,9 +227,19 @@ def _keyed_job_params(
     now: float,
     due: float,
     timeout: float | None,
-    idempotency_key: str,
+    idempotency_key: str | None,
     concurrency_key: str | None = None,
+    dependencies: rules.Dependencies | None = None,
+    unique: rules.UniqueKey | None = None,
 ) -> dict[str, Any]:
+    """The ``insert_job`` parameters of a job that may conflict (an idempotency or unique key)
+    or has dependencies."""
+    fingerprint = None
+    if idempotency_key is not None:
+        fingerprint = rules.fingerprint(
+            job_type, request_data, priority, max_attempts, timeout,
+            concurrency_key=concurrency_key, extras=rules.create_extras(dependencies, unique),
+        )
     return {
         "id": str(uuid.uuid4()),
         "job_type": job_type,
@@ -207,8 +250,9 @@ def _keyed_job_params(
         "run_at": _ts(due),
         "timeout": timeout,
         "idempotency_key": idempotency_key,
-        "fingerprint": rules.fingerprint(job_type, request_data, priority, max_attempts, timeout, concurrency_key),
+        "fingerprint": fingerprint,
         "concurrency_key": concurrency_key,
+        **rules.option_columns(dependencies, unique),
     }
 
 
@@ -317,27 +361,76 @@ class PostgresStore:
         timeout: float | None,
         idempotency_key: str | None,
         concurrency_key: str | None = None,
+        dependencies: rules.Dependencies | None = None,
+        unique: rules.UniqueKey | None = None,
     ) -> tuple[Job, bool]:
-        """Store a new job; returns it and whether it was created (False: idempotent replay)."""
+        """Store a new job; returns it and whether it was created (False: an idempotent replay,
+        or the unfinished job that holds ``unique``'s key)."""
         now = time.time()
         due = now if run_at is None else run_at
         timeout = None if timeout is None else float(timeout)  # the driver wants a float8 a float
-        if idempotency_key is None:
+        if idempotency_key is None and dependencies is None and unique is None:
             return await self._insert_new_job(
                 job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key
             )
         params = _keyed_job_params(
-            job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key, concurrency_key
+            job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key,
+            concurrency_key, dependencies, unique,
         )
         fingerprint = params["fingerprint"]
 
         async def op(tx: Transaction, events: list[EventValues]) -> tuple[Row, bool]:
-            row, created = await _insert_keyed(tx, events, params)
-            if not created:
-                rules.check_idempotent_replay(
-                    idempotency_key, row["id"], row["idempotency_fingerprint"], fingerprint
+            cancel_reason = None
+            if dependencies is not None:
+                ids = {"ids": dependencies.ids}
+                error = rules.unknown_dependencies(
+                    dependencies.ids, {row["id"] for row in await tx.fetch_all(QUERIES["known_jobs"], ids)}
                 )
-            return row, created
+                if error is not None:
+                    raise error  # before anything is written
+                statuses = {row["id"]: row["status"] for row in await tx.fetch_all(QUERIES["mark_dependencies"], ids)}
+                params["status"], cancel_reason = rules.initial_status(dependencies, statuses)
+            # A conflicting unique key's job may finish between the insert and the read of it
+            # (another transaction): then the insert is tried again.
+            for _ in range(UNIQUE_INSERT_TRIES):
+                row = await tx.fetch_one(QUERIES["insert_job"], params)
+                if row is not None:
+                    _record(tx, events, row, EventKind.CREATED)
+                    if dependencies is not None:
+                        await tx.fetch_all(QUERIES["insert_dependencies"], params)
+                    if cancel_reason is not None:
+                        row = await tx.fetch_one(
+                            QUERIES["cancel_blocked_job"],
+                            {"id": row["id"], "now": params["now"], "reason": cancel_reason},
+                        )
+                        assert row is not None
+                        _record(tx, events, row, EventKind.CANCELLED)
+                    return row, True
+                if idempotency_key is not None:
+                    existing = await tx.fetch_one(QUERIES["get_job_by_idempotency_key"], {"key": idempotency_key})
+                    if existing is not None:
+                        rules.check_idempotent_replay(
+                            idempotency_key, existing["id"], existing["idempotency_fingerprint"], fingerprint
+                        )
+                        return existing, False
+                assert unique is not None
+                if unique.debounced:
+                    debounced = await tx.fetch_one(
+                        QUERIES["debounce_job"],
+                        {
+                            "key": unique.key,
+                            "request_data": params["request_data"],
+                            "run_at": params["run_at"],
+                            "now": params["now"],
+                        },
+                    )
+                    if debounced is not None:
+                        _record(tx, events, debounced, EventKind.UPDATED)
+                        return debounced, False
+                existing = await tx.fetch_one(QUERIES["get_unfinished_job_by_unique_key"], {"key": unique.key})
+                if existing is not None:
+                    return existing, False
+            raise DatabaseError(f"unique key {unique.key!r}: its jobs kept finishing while a new one was inserted")
 
         row, created = await self._write(op)
         return job_from_row(row), created
@@ -465,7 +558,7 @@ class PostgresStore:
         return job_from_row(await self._write(op))
 
     async def cancel(self, job_id: str, message: str | None) -> Job:
-        """Cancel a waiting job at once, or ask the holder of a running one to stop."""
+        """Cancel a waiting or blocked job at once, or ask the holder of a running one to stop."""
         params = {"id": job_id, "now": _ts(time.time()), "message": message}
 
         async def op(tx: Transaction, events: list[EventValues]) -> Row:

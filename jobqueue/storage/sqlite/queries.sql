@@ -4,13 +4,75 @@
 -- lease_expires_at IS NOT NULL, and the holder is whoever presents claim_token.
 
 -- name: insert_job
--- Create a job; with an idempotency key already in use nothing is written and no row returns.
+-- Create a job; with an idempotency key already used, or a unique key held by an unfinished job,
+-- nothing is written and no row returns. :status is 'queued', or 'blocked' for a job whose
+-- dependencies (:depends_on, a JSON array) have not all finished.
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
                   max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint, event_seq,
-                  concurrency_key)
-VALUES (:id, 'queued', 0, :job_type, :priority, :request_data, :now, :now,
-        :max_attempts, :run_at, :timeout, :idempotency_key, :fingerprint, 1, :concurrency_key)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                  concurrency_key, depends_on, on_dependency_failure, unique_key)
+VALUES (:id, :status, 0, :job_type, :priority, :request_data, :now, :now,
+        :max_attempts, :run_at, :timeout, :idempotency_key, :fingerprint, 1,
+        :concurrency_key, :depends_on, :on_dependency_failure, :unique_key)
+ON CONFLICT DO NOTHING
+RETURNING *;
+
+-- name: insert_dependencies
+-- Record a new job's dependencies (the JSON array :depends_on), indexed by the job depended on.
+INSERT INTO job_dependencies (job_id, depends_on)
+SELECT :id, value FROM json_each(:depends_on);
+
+-- name: known_jobs
+-- Which of the ids in the JSON array :ids exist (a new job's dependencies must).
+SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: mark_dependencies
+-- Flag the jobs a new job depends on, so finishing them looks for their dependents; returns
+-- their statuses, which decide the new job's own.
+UPDATE jobs SET has_dependents = 1
+WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING id, status;
+
+-- name: cancel_dependents
+-- A job that did not complete cancels its blocked dependents whose policy is 'cancel'; :reason
+-- names it. (Their own dependents follow: the store walks the cascade.)
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = :now,
+    updated_at = :now, message = :reason, error = :reason
+WHERE status = 'blocked' AND on_dependency_failure = 'cancel'
+  AND id IN (SELECT job_id FROM job_dependencies WHERE depends_on = :id)
+RETURNING *;
+
+-- name: cancel_blocked_job
+-- A new job whose dependency had already failed (policy 'cancel'): cancelled at once.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = :now,
+    updated_at = :now, message = :reason, error = :reason
+WHERE id = :id
+RETURNING *;
+
+-- name: release_dependents
+-- Blocked dependents of a job that just finished, whose dependencies have all finished now
+-- (all completed, under the policy 'cancel'), join the queue. A deleted dependency counts as
+-- finished. run_at is kept: a dependent created with a delay still waits for it.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'queued', updated_at = :now
+WHERE status = 'blocked'
+  AND id IN (SELECT job_id FROM job_dependencies WHERE depends_on = :id)
+  AND NOT EXISTS (
+      SELECT 1 FROM job_dependencies d JOIN jobs j ON j.id = d.depends_on
+      WHERE d.job_id = jobs.id
+        AND (j.status NOT IN ('completed', 'failed', 'cancelled')
+             OR (j.status <> 'completed' AND jobs.on_dependency_failure = 'cancel'))
+  )
+RETURNING *;
+
+-- name: get_unfinished_job_by_unique_key
+-- The unfinished job holding a unique key.
+SELECT * FROM jobs WHERE unique_key = :key AND status NOT IN ('completed', 'failed', 'cancelled');
+
+-- name: debounce_job
+-- A debounced repeat of a unique key while its job still waits (not claimed): the newer request
+-- data replaces the old, and the job waits :run_at again.
+UPDATE jobs SET event_seq = event_seq + 1, request_data = :request_data, run_at = :run_at,
+    updated_at = :now
+WHERE unique_key = :key AND status IN ('queued', 'pending', 'blocked')
 RETURNING *;
 
 -- name: insert_new_jobs
@@ -232,10 +294,10 @@ WHERE id = :id AND claim_token = :token AND lease_expires_at IS NOT NULL
 RETURNING *;
 
 -- name: cancel_waiting_job
--- Cancel a job no worker holds: it ends at once.
+-- Cancel a job no worker holds (waiting or blocked): it ends at once.
 UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = :now, updated_at = :now,
     message = coalesce(:message, message)
-WHERE id = :id AND status IN ('queued', 'pending')
+WHERE id = :id AND status IN ('queued', 'pending', 'blocked')
 RETURNING *;
 
 -- name: request_cancel
