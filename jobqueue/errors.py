@@ -103,3 +103,20 @@ class ApiKeyExists(JobQueueError):
     """A key in use already has this name (HTTP 409); revoke it first or pick another name."""
 
     code = "key_exists"
+
+
+class BatchRefused(JobQueueError):
+    """An all-or-nothing batch with invalid items (HTTP 422): nothing was stored.
+
+    ``errors`` holds each refused item's index in the batch and why it was refused.
+    """
+
+    code = "batch_refused"
+
+    def __init__(self, errors: list[tuple[int, JobQueueError]], size: int) -> None:
+        super().__init__(batch_refused_detail(len(errors), size))
+        self.errors = errors
+
+
+def batch_refused_detail(refused: int, size: int) -> str:
+    return f"{refused} of {size} jobs of the batch were refused, so none was stored (atomic batch); see items"
