@@ -457,13 +457,18 @@ class JobQueueService:
         self, worker_id: str, *, host: str, pid: int, job_types: Sequence[str], concurrency: int, ttl: float
     ) -> Worker:
         """Register a worker pool, or renew its registration for ``ttl`` seconds (its heartbeat)."""
-        return await self.store.register_worker(
+        worker = await self.store.register_worker(
             worker_id=worker_id, host=host, pid=pid, job_types=job_types, concurrency=concurrency, ttl=ttl
         )
+        if self._live_types is not None and not self._live_types[1].issuperset(job_types):
+            self._live_types = None  # this process's own change shows at once
+        return worker
 
     async def unregister_worker(self, worker_id: str) -> bool:
         """A pool stopped: it is no longer listed. False when it was not registered."""
-        return await self.store.unregister_worker(worker_id)
+        removed = await self.store.unregister_worker(worker_id)
+        self._live_types = None  # this process's own change shows at once
+        return removed
 
     async def delete_lapsed_workers(self) -> int:
         return await self.store.delete_lapsed_workers()
