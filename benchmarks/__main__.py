@@ -24,7 +24,7 @@ from benchmarks.common import ROOT, Context, Outcome
 from benchmarks.databases import ADMIN_URL, BACKENDS, Databases, redacted
 from benchmarks.targets import Figures, comparisons, evaluate
 
-SCENARIOS = ("http", "processing", "latency", "fanout", "scale", "peers", "workers", "memory")
+SCENARIOS = ("http", "processing", "latency", "fanout", "scale", "peers", "workers", "memory", "limits")
 #: What a bare run does on each backend. memory (200k jobs through one worker) alone takes
 #: minutes, so it runs with ``--only memory`` or ``--all``; each default pass stays under ten.
 DEFAULT = {

@@ -92,6 +92,12 @@ TARGETS += tuple(
     for name, key in (("x1", "claim x1"), (f"x{BATCH}", f"claim x{BATCH}"))
 )
 
+# Flow control (issue 12): processing with a concurrency limit on the type that does not bind.
+TARGETS += tuple(
+    Target(backend, "processing with max_running / without >= 0.8", 0.8, lambda f: f("limits", "limited / unlimited"))
+    for backend in ("sqlite", "postgresql")
+)
+
 
 def comparisons(backend: str, figures: Figures) -> list[dict[str, Any]]:
     """jobqueue's row, then one per peer measured, with jobqueue / peer ratios."""

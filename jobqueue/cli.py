@@ -68,7 +68,12 @@ def _pool_options(parser: argparse.ArgumentParser) -> None:
         "--registry",
         metavar="MODULE:ATTR",
         default=os.environ.get("WORKER_REGISTRY"),
-        help="a jobqueue.worker.Registry with your handlers, added to the examples [env WORKER_REGISTRY]",
+        help="a jobqueue.worker.Registry with your handlers; the pool claims only its types [env WORKER_REGISTRY]",
+    )
+    parser.add_argument(
+        "--with-examples",
+        action="store_true",
+        help="with --registry, also claim the example types (generation)",
     )
     parser.add_argument(
         "--lease-seconds", metavar="S", help="claim lease without heartbeat (default 30) [env LEASE_SECONDS]"
@@ -203,18 +208,31 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(overrides=overrides)
 
 
-def _load_registry(spec: str | None) -> Any:
+def _load_registry(spec: str | None, with_examples: bool = False) -> Any:
+    """The example handlers, or the registry named by ``spec`` (plus the examples only when
+    asked): a user's worker must not claim ``generation`` jobs it was never meant to run."""
     from jobqueue.handlers import default_registry
+    from jobqueue.worker import Registry
 
-    registry = default_registry()
-    if spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-            extra = getattr(module, attr or "registry")
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"cannot load registry {spec!r}: {exc}") from None
-        registry.merge(extra)
+    examples = default_registry()
+    if not spec:
+        return examples
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        extra = getattr(module, attr or "registry")
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load registry {spec!r}: {exc}") from None
+    if not isinstance(extra, Registry):
+        raise ConfigError(f"cannot load registry {spec!r}: it is a {type(extra).__name__}, not a jobqueue Registry")
+    registry = Registry()
+    registry.merge(extra)
+    if with_examples:
+        registry.merge(examples)
+    else:
+        # Not claimed, but a server still validates the examples' request data (/api/generate).
+        for job_type, request_type in examples.request_types.items():
+            registry.request_types.setdefault(job_type, request_type)
     return registry
 
 
@@ -328,25 +346,31 @@ async def _prune(settings: Settings) -> int:
 
 
 async def _run_worker(settings: Settings, registry: Any, burst: bool, metrics_port: int | None = None) -> None:
+    from jobqueue.scheduler import Scheduler
     from jobqueue.service import JobQueueService
     from jobqueue.worker import Reaper, WorkerPool
 
     async with JobQueueService.open(settings) as service:
         pool = WorkerPool(service, registry, job_types=settings.job_types)
+        await service.declare_schedules(registry.schedules)
         if metrics_port is not None:
             _serve_worker_metrics(service, pool, settings.host, metrics_port)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, pool.stop)
-        reaper = asyncio.create_task(Reaper(service).run(), name="jobqueue-reaper")
+        background = [
+            asyncio.create_task(Reaper(service).run(), name="jobqueue-reaper"),
+            asyncio.create_task(Scheduler(service).run(), name="jobqueue-scheduler"),
+        ]
         logger.info(
             "worker %s: concurrency %d, job types %s", pool.worker_id, pool.concurrency, ",".join(pool.job_types)
         )
         try:
             await pool.run(burst=burst)
         finally:
-            reaper.cancel()
-            await asyncio.gather(reaper, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
         logger.info("worker %s stopped after %d jobs", pool.worker_id, pool.processed)
 
 
@@ -440,9 +464,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command == "keys":
             return _run(_keys(settings, args))
         elif command == "worker":
-            _run(_run_worker(settings, _load_registry(args.registry), args.burst, args.metrics_port))
+            _run(_run_worker(settings, _load_registry(args.registry, args.with_examples), args.burst, args.metrics_port))
         else:
-            _serve(settings, _load_registry(args.registry), args.log_level)
+            _serve(settings, _load_registry(args.registry, args.with_examples), args.log_level)
     except JobQueueError as exc:
         print(f"jobqueue: error: {exc}", file=sys.stderr)
         return 2

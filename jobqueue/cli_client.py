@@ -1,5 +1,6 @@
-"""Client commands of the CLI: ``jobqueue enqueue|get|list|stats|cancel|retry|wait``, the
-worker pools (``workers``) and the bulk operations (``enqueue-batch|retry-failed|cancel-waiting|purge``).
+"""Client commands of the CLI: ``jobqueue enqueue|get|list|stats|cancel|retry|wait|schedules|schedule``,
+the flow controls of job types (``types|pause|resume|limit``), the worker pools (``workers``) and
+the bulk operations (``enqueue-batch|retry-failed|cancel-waiting|purge``).
 
 They talk to a running server over HTTP through ``jobqueue.client`` (``--url``, env
 ``JOBQUEUE_URL``, default http://127.0.0.1:8000; ``--api-key``, env ``JOBQUEUE_API_KEY``). ``--json`` prints the API's JSON for scripts.
@@ -38,7 +39,7 @@ from jobqueue.client import (
     JobQueueClient,
     WaitTimeout,
 )
-from jobqueue.models import Job, JobEvent, JobStatus
+from jobqueue.models import Attempt, Job, JobEvent, JobStatus, TypeControls
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -123,6 +124,31 @@ def _configure_enqueue(parser: argparse.ArgumentParser) -> None:
         help="a repeat with the same key returns the first job instead of queueing another "
         "[env JOBQUEUE_IDEMPOTENCY_KEY]",
     )
+    parser.add_argument(
+        "--concurrency-key",
+        metavar="KEY",
+        help="a tenant, user or other partition: the type's max_running_per_key counts jobs per key",
+    )
+    parser.add_argument(
+        "--depends-on",
+        action="append",
+        metavar="ID",
+        help="wait until this job completed (repeat for several)",
+    )
+    parser.add_argument(
+        "--on-dependency-failure",
+        choices=("cancel", "run"),
+        help="when a dependency fails or is cancelled: cancel this job (default) or run it anyway",
+    )
+    parser.add_argument(
+        "--unique-key", metavar="KEY", help="while a job with this key is unfinished, return it instead"
+    )
+    parser.add_argument(
+        "--debounce",
+        type=float,
+        metavar="S",
+        help="with --unique-key: run S seconds after the last repeat, with its data",
+    )
 
 
 def _request_data(raw: str | None) -> dict[str, Any] | None:
@@ -154,6 +180,11 @@ async def _enqueue(client: JobQueueClient, args: argparse.Namespace, out: TextIO
         timeout=args.timeout,
         delay=args.delay,
         idempotency_key=args.idempotency_key,
+        concurrency_key=args.concurrency_key,
+        depends_on=args.depends_on,
+        on_dependency_failure=args.on_dependency_failure,
+        unique_key=args.unique_key,
+        debounce=args.debounce,
     )
     if args.json:
         _print_json(job, out)
@@ -170,9 +201,28 @@ async def _get(client: JobQueueClient, args: argparse.Namespace, out: TextIO) ->
     job = await client.get(args.job_id)
     if args.json:
         _print_json(job, out)
-    else:
-        _print_job(job, out)
+        return EXIT_OK
+    _print_job(job, out)
+    attempts = (await client.attempts(job.id)).attempts
+    if attempts:
+        out.write("attempts:\n")
+    traced = [a for a in attempts if a.traceback]
+    for attempt in attempts:
+        _print_attempt(attempt, out, with_traceback=bool(traced) and attempt is traced[-1])
     return EXIT_OK
+
+
+def _print_attempt(attempt: Attempt, out: TextIO, *, with_traceback: bool) -> None:
+    """One line per attempt; the traceback (indented) only of the last one that has one, where
+    the cause of the job's current state is (the others: ``GET /api/jobs/{id}/attempts``)."""
+    took = ""
+    if attempt.started_at is not None and attempt.ended_at is not None:
+        took = f" in {(attempt.ended_at - attempt.started_at).total_seconds():.3g}s"
+    started = "" if attempt.started_at is None else f" started {attempt.started_at.isoformat(timespec='seconds')}"
+    line = f"  #{attempt.attempt} {attempt.outcome}{took} on {attempt.worker_id or '-'}{started}"
+    out.write(line + ("" if attempt.error is None else f": {attempt.error}") + "\n")
+    if with_traceback and attempt.traceback:
+        out.write("".join(f"      {row}\n" for row in attempt.traceback.rstrip().splitlines()))
 
 
 def _configure_list(parser: argparse.ArgumentParser) -> None:
@@ -320,10 +370,6 @@ async def _wait(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -
 # -- worker pools and bulk operations ---------------------------------------------------------
 
 
-def _configure_nothing(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
 async def _workers(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
     listing = await client.workers()
     if args.json:
@@ -436,6 +482,214 @@ async def _purge(client: JobQueueClient, args: argparse.Namespace, out: TextIO) 
     return _bulk_done(result, "deleted", args, out)
 
 
+# -- periodic jobs ---------------------------------------------------------------------------------
+
+
+def _no_options(parser: argparse.ArgumentParser) -> None:
+    """A command with only the common options."""
+
+
+def _every(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"every {seconds:g}s"
+
+
+async def _schedules(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    schedules = await client.schedules()
+    if args.json:
+        _print_json(schedules, out)
+        return EXIT_OK
+    if not schedules:
+        out.write("no schedules (jobqueue schedule add NAME TYPE --cron EXPR | --every SECONDS)\n")
+        return EXIT_OK
+    rows = [["NAME", "TYPE", "WHEN", "TZ", "NEXT RUN (UTC)", "LAST RUN (UTC)", "STATE"]]
+    for item in schedules:
+        rows.append(
+            [
+                item.name,
+                item.job_type,
+                item.cron or _every(item.every),
+                item.timezone,
+                _when(item.next_run_at),
+                _when(item.last_run_at),
+                "paused" if item.paused else "active",
+            ]
+        )
+    _table(rows, out)
+    return EXIT_OK
+
+
+def _configure_schedule(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="schedule_command", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="create or replace a schedule")
+    add.add_argument("name", metavar="NAME", help="the schedule's name")
+    add.add_argument("job_type", metavar="TYPE", help="the job type of its jobs")
+    when = add.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", metavar="EXPR", help="a cron expression: 5 fields, or 6 with seconds first")
+    when.add_argument("--every", type=float, metavar="SECONDS", help="an interval in seconds")
+    add.add_argument("--tz", default="UTC", metavar="ZONE", help="IANA time zone of --cron (default UTC)")
+    add.add_argument("--data", metavar="JSON", help="request data of its jobs: a JSON object, @file, - for stdin")
+    add.add_argument(
+        "--missed",
+        choices=["skip", "catch_up"],
+        default="skip",
+        help="ticks missed while no scheduler ran: skip them (default) or catch up with one job",
+    )
+    add.add_argument("--priority", type=int, default=0, metavar="N", help="priority of its jobs (default 0)")
+    for action, text in (
+        ("remove", "delete a schedule (its jobs stay)"),
+        ("pause", "stop making jobs until resumed"),
+        ("resume", "make jobs again from the next tick"),
+        ("run", "queue one job of the schedule now"),
+    ):
+        actions.add_parser(action, help=text).add_argument("name", metavar="NAME")
+    for action_parser in actions.choices.values():
+        _connection_options(action_parser, defaults=False)
+
+
+async def _schedule(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    action = args.schedule_command
+    if action == "add":
+        schedule = await client.put_schedule(
+            args.name,
+            args.job_type,
+            cron=args.cron,
+            every=args.every,
+            timezone=args.tz,
+            request_data=_request_data(args.data),
+            missed=args.missed,
+            priority=args.priority,
+        )
+        result: Any = schedule
+        text = f"schedule {schedule.name}: next run {_when(schedule.next_run_at)} UTC"
+    elif action == "remove":
+        await client.delete_schedule(args.name)
+        result, text = {"deleted": args.name}, f"schedule {args.name} removed"
+    elif action == "run":
+        result = await client.run_schedule(args.name)
+        text = result.id
+    else:
+        call = client.pause_schedule if action == "pause" else client.resume_schedule
+        result = await call(args.name)
+        text = f"schedule {args.name} {action}d" + (
+            "" if result.paused else f": next run {_when(result.next_run_at)} UTC"
+        )
+    if args.json:
+        _print_json(result, out)
+    else:
+        out.write(text + "\n")
+    return EXIT_OK
+
+
+# -- flow control per job type ---------------------------------------------------------------------
+
+#: Seconds per unit of a rate period (``--rate 100/1m``).
+_PERIOD_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _limit_value(raw: str) -> int | None:
+    """A limit argument: a whole number, or ``none`` to clear the limit."""
+    if raw.lower() == "none":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or none, got {raw!r}") from None
+
+
+def _rate_value(raw: str) -> tuple[int, float] | None:
+    """``N/PERIOD`` (PERIOD: seconds, or a number with s, m, h or d, e.g. 100/1m), or ``none``."""
+    if raw.lower() == "none":
+        return None
+    count, _, period = raw.partition("/")
+    unit = _PERIOD_UNITS.get(period[-1:].lower()) if period else None
+    number = period[:-1] if unit is not None else period
+    try:
+        return int(count), float(number or "1") * (unit or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N/PERIOD like 10/1s, 100/1m or 5/30, got {raw!r}") from None
+
+
+def _configure_job_type(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job_type", metavar="TYPE", help="the job type")
+
+
+def _configure_limit(parser: argparse.ArgumentParser) -> None:
+    _configure_job_type(parser)
+    parser.add_argument(
+        "--max-running", type=_limit_value, metavar="N|none", default=msgspec.UNSET,
+        help="at most N jobs of the type running at once, across all workers",
+    )
+    parser.add_argument(
+        "--max-running-per-key", type=_limit_value, metavar="N|none", default=msgspec.UNSET,
+        help="at most N running per concurrency key (set at enqueue with --concurrency-key)",
+    )
+    parser.add_argument(
+        "--rate", type=_rate_value, metavar="N/PERIOD|none", default=msgspec.UNSET,
+        help="at most N starts in any window of PERIOD (30 = seconds, or 1s, 5m, 1h, 1d)",
+    )
+
+
+def _rate_text(controls: TypeControls) -> str:
+    return "-" if controls.rate is None else f"{controls.rate.limit}/{controls.rate.period:g}s"
+
+
+def _print_controls(items: list[TypeControls], out: TextIO) -> None:
+    rows = [["TYPE", "STATE", "RUNNING", "WAITING", "MAX", "PER KEY", "RATE", "NEXT START"]]
+    for item in items:
+        waiting = item.by_status.get("queued", 0) + item.by_status.get("pending", 0)
+        rows.append(
+            [
+                item.job_type,
+                "paused" if item.paused else "active",
+                str(item.running),
+                str(waiting),
+                "-" if item.max_running is None else str(item.max_running),
+                "-" if item.max_running_per_key is None else str(item.max_running_per_key),
+                _rate_text(item),
+                "now" if item.next_start_at is None else _when(item.next_start_at),
+            ]
+        )
+    _table(rows, out)
+
+
+async def _types(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    items = await client.job_types()
+    if args.json:
+        _print_json(items, out)
+    elif not items:
+        out.write("no job types yet\n")
+    else:
+        _print_controls(items, out)
+    return EXIT_OK
+
+
+async def _show_controls(controls: TypeControls, args: argparse.Namespace, out: TextIO) -> int:
+    if args.json:
+        _print_json(controls, out)
+    else:
+        _print_controls([controls], out)
+    return EXIT_OK
+
+
+async def _pause(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    return await _show_controls(await client.pause(args.job_type), args, out)
+
+
+async def _resume(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    return await _show_controls(await client.resume(args.job_type), args, out)
+
+
+async def _limit(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    if args.max_running is msgspec.UNSET and args.max_running_per_key is msgspec.UNSET and args.rate is msgspec.UNSET:
+        raise UsageError("give --max-running, --max-running-per-key or --rate (none clears one)")
+    controls = await client.set_limits(
+        args.job_type, max_running=args.max_running, max_running_per_key=args.max_running_per_key, rate=args.rate
+    )
+    return await _show_controls(controls, args, out)
+
+
 #: Every client command: name -> how to parse it and how to run it.
 CLIENT_COMMANDS: dict[str, ClientCommand] = {
     "enqueue": ClientCommand("queue a job and print its id", _configure_enqueue, _enqueue),
@@ -449,7 +703,23 @@ CLIENT_COMMANDS: dict[str, ClientCommand] = {
         _configure_wait,
         _wait,
     ),
-    "workers": ClientCommand("list the live worker pools and the job types none serves", _configure_nothing, _workers),
+    "schedules": ClientCommand("list the schedules of periodic jobs", _no_options, _schedules),
+    "schedule": ClientCommand(
+        "add (or replace), remove, pause, resume or run a schedule", _configure_schedule, _schedule
+    ),
+    "types": ClientCommand(
+        "job types: paused or not, limits, running and waiting jobs, next allowed start",
+        _no_options,
+        _types,
+    ),
+    "pause": ClientCommand(
+        "stop claiming jobs of a type in every worker (running ones finish)", _configure_job_type, _pause
+    ),
+    "resume": ClientCommand("claim jobs of a paused type again", _configure_job_type, _resume),
+    "limit": ClientCommand(
+        "set or clear a job type's concurrency and rate limits (none clears one)", _configure_limit, _limit
+    ),
+    "workers": ClientCommand("list the live worker pools and the job types none serves", _no_options, _workers),
     "enqueue-batch": ClientCommand(
         "queue many jobs in one request (JSON lines or a JSON array) and print their ids",
         _configure_enqueue_batch,
@@ -461,20 +731,32 @@ CLIENT_COMMANDS: dict[str, ClientCommand] = {
 }
 
 
+def _connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--url, --api-key and --json. Without ``defaults`` (the actions of a command with actions,
+    which accept them after the action too) an option left out does not override the command's."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--url",
+        default=default(os.environ.get("JOBQUEUE_URL") or DEFAULT_URL),
+        help=f"the jobqueue server (default {DEFAULT_URL}) [env JOBQUEUE_URL]",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=default(os.environ.get("JOBQUEUE_API_KEY")),
+        help="API key sent as Authorization: Bearer (when the server asks for one) [env JOBQUEUE_API_KEY]",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="print the API's JSON instead of text"
+    )
+
+
 def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the client commands to the CLI's subparsers."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--url",
-        default=os.environ.get("JOBQUEUE_URL") or DEFAULT_URL,
-        help=f"the jobqueue server (default {DEFAULT_URL}) [env JOBQUEUE_URL]",
-    )
-    common.add_argument(
-        "--api-key",
-        default=os.environ.get("JOBQUEUE_API_KEY"),
-        help="API key sent as Authorization: Bearer (when the server asks for one) [env JOBQUEUE_API_KEY]",
-    )
-    common.add_argument("--json", action="store_true", help="print the API's JSON instead of text")
+    _connection_options(common, defaults=True)
     for name, command in CLIENT_COMMANDS.items():
         sub = commands.add_parser(name, help=command.help, description=command.help, parents=[common])
         command.configure(sub)

@@ -18,6 +18,7 @@ first attempt created). ``cancel``, ``retry`` and an enqueue without a key are s
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import os
 import time
@@ -25,15 +26,18 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from jobqueue.models import (
     TERMINAL_EVENT_KINDS,
     TERMINAL_STATUSES,
     BatchResult,
     BulkResult,
+    AttemptList,
     ErrorBody,
     Job,
     JobEvent,
@@ -42,6 +46,11 @@ from jobqueue.models import (
     JobStatus,
     Worker,
     WorkerList,
+    Schedule,
+    ScheduleList,
+    RateLimit,
+    TypeControls,
+    TypeControlsList,
 )
 
 T = TypeVar("T")
@@ -232,8 +241,20 @@ class JobQueueClient:
         run_at: datetime | None = None,
         delay: float | None = None,
         idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: str | None = None,
+        unique_key: str | None = None,
+        debounce: float | None = None,
     ) -> Job:
-        """Queue a job. With ``idempotency_key`` a repeat returns the job the first call created."""
+        """Queue a job. With ``idempotency_key`` a repeat returns the job the first call created.
+
+        ``concurrency_key`` (a tenant, a user) is what the type's ``max_running_per_key`` counts.
+        ``depends_on``: the job is ``blocked`` until these jobs completed (see
+        ``on_dependency_failure``). ``unique_key``: while a job with this key is unfinished, a
+        repeat returns that job; ``debounce`` seconds: the job runs that long after the last
+        repeat, with the last repeat's request_data.
+        """
         body: dict[str, Any] = {"job_type": job_type, "priority": priority}
         optional = {
             "request_data": request_data,
@@ -242,6 +263,11 @@ class JobQueueClient:
             "run_at": run_at,
             "delay": delay,
             "idempotency_key": idempotency_key,
+            "concurrency_key": concurrency_key,
+            "depends_on": None if depends_on is None else list(depends_on),
+            "on_dependency_failure": on_dependency_failure,
+            "unique_key": unique_key,
+            "debounce": debounce,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return await self._call(
@@ -250,6 +276,10 @@ class JobQueueClient:
 
     async def get(self, job_id: str) -> Job:
         return await self._call("GET", f"/api/jobs/{job_id}", Job, job_id=job_id)
+
+    async def attempts(self, job_id: str) -> AttemptList:
+        """The job's attempts, oldest first, with the error and traceback of each that failed."""
+        return await self._call("GET", f"/api/jobs/{job_id}/attempts", AttemptList, job_id=job_id)
 
     async def list(
         self,
@@ -345,6 +375,91 @@ class JobQueueClient:
     async def unregister_worker(self, worker_id: str) -> None:
         """A remote pool stopped: it is no longer listed."""
         await self._call("DELETE", f"/api/workers/{worker_id}", type(None), safe=True)
+    # -- periodic jobs ------------------------------------------------------------------------------
+
+    async def schedules(self) -> list[Schedule]:
+        """Every schedule, with its next and last tick."""
+        return (await self._call("GET", "/api/schedules", ScheduleList)).items
+
+    async def schedule(self, name: str) -> Schedule:
+        return await self._call("GET", f"/api/schedules/{name}", Schedule)
+
+    async def put_schedule(
+        self,
+        name: str,
+        job_type: str,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        timezone: str = "UTC",
+        request_data: dict[str, Any] | None = None,
+        missed: str = "skip",
+        priority: int = 0,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+    ) -> Schedule:
+        """Create or replace a schedule (admin): a ``cron`` expression or ``every`` N seconds."""
+        body: dict[str, Any] = {"job_type": job_type, "timezone": timezone, "missed": missed, "priority": priority}
+        optional = {
+            "cron": cron,
+            "every": every,
+            "request_data": request_data,
+            "max_attempts": max_attempts,
+            "timeout": timeout,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        # Safe to repeat: the same body replaces the schedule with itself.
+        return await self._call("PUT", f"/api/schedules/{name}", Schedule, json=body, safe=True)
+
+    async def delete_schedule(self, name: str) -> None:
+        await self._call("DELETE", f"/api/schedules/{name}", type(None))
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        return await self._call("POST", f"/api/schedules/{name}/pause", Schedule, safe=True)
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        return await self._call("POST", f"/api/schedules/{name}/resume", Schedule)
+
+    async def run_schedule(self, name: str) -> Job:
+        """Queue one job of the schedule now."""
+        return await self._call("POST", f"/api/schedules/{name}/run", Job)
+
+    # -- flow control per job type ----------------------------------------------------------------
+
+    async def job_types(self) -> builtins.list[TypeControls]:  # ``list`` is a method here
+        """Every job type with controls or jobs: pause, limits, running jobs, next start."""
+        return (await self._call("GET", "/api/job-types", TypeControlsList)).items
+
+    async def job_type(self, job_type: str) -> TypeControls:
+        return await self._call("GET", _type_path(job_type), TypeControls)
+
+    async def pause(self, job_type: str) -> TypeControls:
+        """Stop every worker from claiming jobs of the type; running jobs finish (``admin``)."""
+        return await self._call("POST", _type_path(job_type, "/pause"), TypeControls, safe=True)
+
+    async def resume(self, job_type: str) -> TypeControls:
+        return await self._call("POST", _type_path(job_type, "/resume"), TypeControls, safe=True)
+
+    async def set_limits(
+        self,
+        job_type: str,
+        *,
+        max_running: int | None | UnsetType = UNSET,
+        max_running_per_key: int | None | UnsetType = UNSET,
+        rate: tuple[int, float] | RateLimit | None | UnsetType = UNSET,
+    ) -> TypeControls:
+        """Set the limits given, or clear them with None; the others keep their values (``admin``).
+        ``rate`` is ``(limit, period_seconds)``: at most ``limit`` starts in any such window."""
+        body: dict[str, Any] = {}
+        if max_running is not UNSET:
+            body["max_running"] = max_running
+        if max_running_per_key is not UNSET:
+            body["max_running_per_key"] = max_running_per_key
+        if isinstance(rate, tuple):
+            body["rate"] = {"limit": rate[0], "period": rate[1]}
+        elif rate is not UNSET:
+            body["rate"] = rate
+        return await self._call("PATCH", _type_path(job_type), TypeControls, json=body, safe=True)
 
     # -- waiting and events -----------------------------------------------------------------------
 
@@ -543,6 +658,8 @@ class JobQueueClient:
             logger.warning("%s %s: %s", method, path, response.headers["warning"])
         if response.status_code == 204:
             return None  # type: ignore[return-value]
+        if response.status_code == 204:
+            return None  # type: ignore[return-value]  # only asked with kind None
         try:
             return msgspec.json.decode(response.content, type=kind)
         except msgspec.DecodeError as exc:
@@ -565,6 +682,8 @@ class JobQueueClient:
 
 def _limit(limit: int | None) -> list[tuple[str, str | int]]:
     return [] if limit is None else [("limit", limit)]
+def _type_path(job_type: str, action: str = "") -> str:
+    return f"/api/job-types/{quote(job_type, safe='')}{action}"
 
 
 def _describe(exc: httpx.TransportError, base_url: str) -> str:

@@ -120,3 +120,11 @@ class BatchRefused(JobQueueError):
 
 def batch_refused_detail(refused: int, size: int) -> str:
     return f"{refused} of {size} jobs of the batch were refused, so none was stored (atomic batch); see items"
+
+
+class ScheduleNotFound(JobQueueError):
+    code = "schedule_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} does not exist")
+        self.name = name

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 
 class JobStatus(str, enum.Enum):
@@ -34,8 +35,11 @@ class JobStatus(str, enum.Enum):
     COMPLETED = "completed"
     #: Finished unsuccessfully; ``error`` says why.
     FAILED = "failed"
-    #: Stopped on request before it finished.
+    #: Stopped on request before it finished, or because a job it depends on did not complete.
     CANCELLED = "cancelled"
+    #: Waiting for the jobs it depends on (``depends_on``) to finish; not claimable until then,
+    #: when it becomes ``queued`` (or ``cancelled`` when one of them failed).
+    BLOCKED = "blocked"
 
 
 #: Statuses of a job that waits for a worker; both are claimable once the job is due.
@@ -52,6 +56,8 @@ ACTIVE_STATUSES: frozenset[JobStatus] = frozenset(
         JobStatus.RENDERING,
     }
 )
+#: Statuses of a job not started yet: the claimable ones and ``blocked``.
+NOT_STARTED_STATUSES: frozenset[JobStatus] = WAITING_STATUSES | {JobStatus.BLOCKED}
 #: Statuses a job never leaves except through an explicit retry.
 TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
@@ -86,6 +92,15 @@ Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 24 * 3600)]
 Delay = Annotated[float, msgspec.Meta(ge=0, le=365 * 24 * 3600)]
 Message = Annotated[str, msgspec.Meta(max_length=10_000)]
 WorkerId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+ConcurrencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+#: Most jobs one job may depend on.
+MAX_DEPENDENCIES = 100
+#: What a job does when a job it depends on fails or is cancelled: end ``cancelled`` with a
+#: message naming that job (the default), or run anyway once all of them finished.
+DependencyFailurePolicy = Literal["cancel", "run"]
+UniqueKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+#: Longest debounce window, in seconds.
+MAX_DEBOUNCE_SECONDS = 24 * 3600
 
 
 class Job(msgspec.Struct, kw_only=True):
@@ -114,6 +129,16 @@ class Job(msgspec.Struct, kw_only=True):
     idempotency_key: str | None
     #: Sequence number of the job's latest event (resume its event stream after this).
     event_seq: int = 0
+    #: The partition (a tenant, a user) the type's ``max_running_per_key`` counts it in.
+    concurrency_key: str | None = None
+    #: When the current (or last) attempt started; ``started_at`` is the first attempt's start.
+    attempt_started_at: datetime | None = None
+    #: The ids of the jobs it waits for (null: none); see ``JobCreate.depends_on``.
+    depends_on: list[str] | None = None
+    #: What it does when one of ``depends_on`` fails or is cancelled (null: no dependencies).
+    on_dependency_failure: DependencyFailurePolicy | None = None
+    #: At most one unfinished job has this key; see ``JobCreate.unique_key``.
+    unique_key: str | None = None
 
 
 class ClaimedJob(msgspec.Struct, kw_only=True):
@@ -137,6 +162,20 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Do not run before this many seconds from now (exclusive with ``run_at``).
     delay: Delay | None = None
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    #: A tenant, user or other partition of the type's jobs: with the type's
+    #: ``max_running_per_key``, at most that many jobs of one key run at once.
+    concurrency_key: ConcurrencyKey | None = None
+    #: Jobs that must finish first: the job is ``blocked`` until all of them completed.
+    depends_on: Annotated[list[JobId], msgspec.Meta(min_length=1, max_length=MAX_DEPENDENCIES)] | None = None
+    #: When one of ``depends_on`` fails or is cancelled: ``cancel`` this job too (default), or
+    #: ``run`` it anyway once all of them finished.
+    on_dependency_failure: DependencyFailurePolicy | None = None
+    #: At most one unfinished job per key: a repeat answers the existing job (200, header
+    #: ``Jobqueue-Deduplicated: true``) instead of queueing another.
+    unique_key: UniqueKey | None = None
+    #: Seconds to wait for a repeat (requires ``unique_key``): the job runs this long after the
+    #: last request, and a repeat while it still waits replaces its ``request_data``.
+    debounce: Annotated[float, msgspec.Meta(gt=0, le=MAX_DEBOUNCE_SECONDS)] | None = None
 
 
 class JobUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -161,6 +200,30 @@ class ProgressUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     status: RunningStatus | None = None
     #: When given, the update is fenced: it is refused unless this is the current claim.
     claim_token: str | None = None
+
+
+#: Longest traceback kept with an attempt, in characters; a longer one keeps its first line and
+#: its end (the innermost frames and the exception), which is where the cause is.
+MAX_TRACEBACK_CHARS = 16_000
+
+
+class Attempt(msgspec.Struct, kw_only=True):
+    """One attempt at a job, as ``GET /api/jobs/{id}/attempts`` lists it."""
+
+    attempt: int
+    worker_id: str | None
+    started_at: datetime | None
+    #: None while the attempt runs.
+    ended_at: datetime | None
+    #: ``running``, ``completed``, ``failed`` (retried or not: see the job) or ``cancelled``.
+    outcome: Literal["running", "completed", "failed", "cancelled"]
+    error: str | None = None
+    traceback: str | None = None
+
+
+class AttemptList(msgspec.Struct, kw_only=True):
+    job_id: str
+    attempts: list[Attempt]
 
 
 class JobList(msgspec.Struct, kw_only=True):
@@ -308,7 +371,8 @@ class EventKind(str, enum.Enum):
 
     #: The job was enqueued.
     CREATED = "created"
-    #: A worker claimed it, or it moved to another running status.
+    #: A worker claimed it, or it moved to another running status, or (status ``queued``) the
+    #: jobs it depended on finished and it left ``blocked`` for the queue.
     STATUS = "status"
     #: Progress or message changed (status unchanged).
     PROGRESS = "progress"
@@ -318,7 +382,8 @@ class EventKind(str, enum.Enum):
     CANCEL_REQUESTED = "cancel_requested"
     #: A finished job was put back in the queue by a retry request.
     RETRIED = "retried"
-    #: Some other field changed through ``PUT`` (result, error, worker).
+    #: Some other field changed through ``PUT`` (result, error, worker), or a debounced repeat
+    #: replaced its request_data and run_at.
     UPDATED = "updated"
     #: Terminal events: the stream of the job ends after one of these.
     COMPLETED = "completed"
@@ -405,3 +470,114 @@ class ApiSession(msgspec.Struct, kw_only=True):
     key: ApiKey | None
     bootstrap_proof: str | None
     expires_at: datetime
+
+
+# -- periodic jobs -------------------------------------------------------------------------------
+
+
+class MissedTicks(str, enum.Enum):
+    """What a scheduler does with the ticks of a schedule that no scheduler fired in time (all
+    schedulers were down, or the schedule's clock lay in the past when it was written)."""
+
+    #: No job for them: the next tick is the next future one.
+    SKIP = "skip"
+    #: One job for all of them, once, then on as usual.
+    CATCH_UP = "catch_up"
+
+
+#: A schedule's name: part of URLs and of its jobs' idempotency keys.
+ScheduleName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")]
+#: Seconds between the ticks of an interval schedule (at least one second, at most a year).
+Every = Annotated[float, msgspec.Meta(ge=1, le=366 * 24 * 3600)]
+
+
+class ScheduleSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a schedule does: the body of ``PUT /api/schedules/{name}`` and of
+    ``Registry.schedule``. Exactly one of ``cron`` and ``every``."""
+
+    job_type: JobType
+    #: A cron expression of 5 fields (minute hour day month weekday), or 6 with seconds first,
+    #: read in ``timezone``.
+    cron: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    #: Seconds between ticks, counted from the Unix epoch (``every: 3600`` ticks on the hour, UTC).
+    every: Every | None = None
+    #: An IANA time zone name (``Europe/Paris``): the zone the cron expression is read in.
+    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "UTC"
+    request_data: dict[str, JSONData] | None = None
+    priority: Priority = 0
+    max_attempts: Attempts | None = None
+    timeout: Seconds | None = None
+    missed: MissedTicks = MissedTicks.SKIP
+
+
+class Schedule(ScheduleSpec, kw_only=True, forbid_unknown_fields=False):
+    """A stored schedule, as the API returns it. Timestamps are UTC."""
+
+    name: str
+    #: ``code`` (declared with ``Registry.schedule``, written when a worker starts) or ``api``.
+    source: str
+    #: Paused schedules make no jobs; resuming continues with the next future tick.
+    paused: bool
+    #: The tick the next job is for.
+    next_run_at: datetime
+    #: The tick of the latest job a scheduler made.
+    last_run_at: datetime | None
+    last_job_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ScheduleList(msgspec.Struct, kw_only=True):
+    items: list[Schedule]
+
+
+# -- flow control per job type -------------------------------------------------------------------
+
+#: Longest rate-limit period, in seconds (a day): the claim keeps one row per start of the window.
+MAX_RATE_PERIOD = 24 * 3600.0
+
+
+class RateLimit(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """At most ``limit`` starts (claims) of the type in any window of ``period`` seconds."""
+
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+    period: Annotated[float, msgspec.Meta(gt=0, le=MAX_RATE_PERIOD)]
+
+
+class TypeControls(msgspec.Struct, kw_only=True):
+    """The flow controls of one job type (``GET /api/job-types/{type}``), enforced by the claim
+    in every process; a type nobody set controls for has none (all null, not paused)."""
+
+    job_type: str
+    #: Not claimed while paused; running jobs finish.
+    paused: bool = False
+    #: At most this many jobs of the type running at once, across all workers; null: no limit.
+    max_running: int | None = None
+    #: At most this many running jobs per ``concurrency_key``; null: no limit.
+    max_running_per_key: int | None = None
+    rate: RateLimit | None = None
+    #: Jobs of the type held by a worker now.
+    running: int = 0
+    #: Jobs of the type per status (every status with at least one job).
+    by_status: dict[str, int] = {}
+    #: When the rate limit allows the next start; null: a start is allowed now (as far as the
+    #: rate limit goes; ``max_running`` may still hold it back until a job finishes).
+    next_start_at: datetime | None = None
+    #: When the controls last changed; null: never set.
+    updated_at: datetime | None = None
+
+
+class TypeControlsList(msgspec.Struct, kw_only=True):
+    """``GET /api/job-types``: every type with controls or with jobs, by name."""
+
+    items: list[TypeControls]
+
+
+class TypeControlsUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``PATCH /api/job-types/{type}``: the fields sent change, null clears a limit."""
+
+    paused: bool | UnsetType = UNSET
+    max_running: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None | UnsetType = UNSET
+    max_running_per_key: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None | UnsetType = UNSET
+    #: ``{"limit": N, "period": seconds}``, or null for no rate limit.
+    rate: RateLimit | None | UnsetType = UNSET

@@ -10,17 +10,25 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from jobqueue.errors import BatchRefused, JobNotFound, JobQueueError, ValidationFailed
+import msgspec
+
+from jobqueue.errors import BatchRefused, JobNotFound, JobQueueError, ScheduleNotFound, ValidationFailed
 from jobqueue.events import EventHub, ListenerCutOff
 from jobqueue.models import (
+    ACTIVE_STATUSES,
     HELD_JOB_IDS_SHOWN,
     MAX_BULK_JOBS,
+    MAX_DEBOUNCE_SECONDS,
+    MAX_DEPENDENCIES,
+    MAX_TRACEBACK_CHARS,
     TERMINAL_STATUSES,
+    Attempt,
+    AttemptList,
     ClaimedJob,
     JobCreate,
     EventKind,
@@ -30,10 +38,18 @@ from jobqueue.models import (
     JobStatus,
     JobUpdate,
     Worker,
+    Schedule,
+    ScheduleName,
+    ScheduleSpec,
+    RateLimit,
+    TypeControls,
+    TypeControlsUpdate,
 )
+from jobqueue.scheduler import check_spec, next_tick
 from jobqueue.settings import Settings
 from jobqueue.storage import Store, open_store
 from jobqueue.storage.base import BatchOutcome, NewJob
+from jobqueue.storage.rules import Dependencies, UniqueKey
 
 #: Largest page ``list_jobs`` returns.
 MAX_PAGE_SIZE = 500
@@ -61,6 +77,12 @@ def backoff_seconds(attempts: int, base: float) -> float:
 
 #: Events that make a job claimable: idle worker pools wake up on them.
 _NEW_WORK_EVENTS = frozenset({EventKind.CREATED, EventKind.RETRIED, EventKind.REQUEUED})
+
+
+def _unblocked(event: JobEvent) -> bool:
+    """A blocked job joined the queue: its dependencies finished (a ``status`` event, since it
+    enters the queue for the first time rather than going back to it)."""
+    return event.kind is EventKind.STATUS and event.status is JobStatus.QUEUED
 
 
 class JobQueueService:
@@ -98,7 +120,7 @@ class JobQueueService:
         self._wakeups.discard(event)
 
     def _on_event(self, event: JobEvent) -> None:
-        if event.kind in _NEW_WORK_EVENTS:
+        if event.kind in _NEW_WORK_EVENTS or _unblocked(event):
             for wakeup in self._wakeups:
                 wakeup.set()
 
@@ -115,8 +137,14 @@ class JobQueueService:
         run_at: datetime | None = None,
         delay: float | None = None,
         idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: str | None = None,
+        unique_key: str | None = None,
+        debounce: float | None = None,
     ) -> str:
-        """Queue a job and return its id."""
+        """Queue a job and return its id (with ``unique_key``, maybe the id of the job already
+        holding the key)."""
         job, _ = await self.create_job(
             job_type,
             request_data,
@@ -126,6 +154,11 @@ class JobQueueService:
             run_at=run_at,
             delay=delay,
             idempotency_key=idempotency_key,
+            concurrency_key=concurrency_key,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
+            unique_key=unique_key,
+            debounce=debounce,
         )
         return job.id
 
@@ -140,11 +173,26 @@ class JobQueueService:
         run_at: datetime | None = None,
         delay: float | None = None,
         idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: str | None = None,
+        unique_key: str | None = None,
+        debounce: float | None = None,
     ) -> tuple[Job, bool]:
-        """Queue a job; returns it and whether it is new (False: an idempotent replay)."""
+        """Queue a job; returns it and whether it is new (False: an idempotent replay, or the
+        unfinished job already holding ``unique_key``: see ``deduplicated``).
+
+        ``concurrency_key`` (a tenant, a user) is what the type's ``max_running_per_key`` counts.
+
+        ``depends_on``: the job is ``blocked`` until these jobs completed (``on_dependency_failure``
+        ``"run"``: until they finished, however). ``unique_key``: at most one unfinished job per
+        key. ``debounce`` (needs ``unique_key``): run this many seconds from now, and a repeat
+        while the job still waits replaces its request_data and pushes its run_at again.
+        """
         new = self._new_job(
-            job_type, request_data, priority, max_attempts, timeout, run_at, delay, idempotency_key
-        )
+            job_type, request_data, priority, max_attempts, timeout, run_at, delay, idempotency_key,
+            concurrency_key, depends_on, on_dependency_failure, unique_key, debounce,
+        )  # fmt: skip
         return await self.store.insert_job(**new._asdict())
 
     def _new_job(
@@ -157,17 +205,26 @@ class JobQueueService:
         run_at: datetime | None,
         delay: float | None,
         idempotency_key: str | None,
+        concurrency_key: str | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: str | None = None,
+        unique_key: str | None = None,
+        debounce: float | None = None,
     ) -> NewJob:
         """A create request checked and with its defaults, as the store takes it."""
         if not job_type or len(job_type) > 100:
             raise ValidationFailed("job_type must be 1 to 100 characters", "job_type")
         if run_at is not None and delay is not None:
             raise ValidationFailed("give either run_at or delay, not both", "delay")
+        dependencies = _dependencies(depends_on, on_dependency_failure)
+        unique = _unique_key(unique_key, debounce, run_at is not None or delay is not None)
         due: float | None = None
         if run_at is not None:
             due = (run_at if run_at.tzinfo else run_at.replace(tzinfo=UTC)).timestamp()
         elif delay is not None:
             due = time.time() + delay
+        elif debounce is not None:
+            due = time.time() + debounce
         return NewJob(
             job_type=job_type,
             request_data=request_data,
@@ -176,6 +233,9 @@ class JobQueueService:
             run_at=due,
             timeout=timeout,
             idempotency_key=idempotency_key,
+            concurrency_key=concurrency_key,
+            dependencies=dependencies,
+            unique=unique,
         )
 
     async def get_job(self, job_id: str) -> Job | None:
@@ -335,12 +395,71 @@ class JobQueueService:
         )
 
     async def cancel_job(self, job_id: str, message: str | None = None) -> Job:
-        """Cancel: a waiting job at once; a running one is stopped by its worker shortly."""
+        """Cancel: a waiting or blocked job at once; a running one is stopped by its worker shortly.
+
+        Its blocked dependents under the ``cancel`` policy are cancelled with it (by the store)."""
         return await self.store.cancel(job_id, message or "cancelled on request")
 
     async def retry_job(self, job_id: str) -> Job:
-        """Put a failed or cancelled job back in the queue with a fresh set of attempts."""
+        """Put a failed or cancelled job back in the queue with a fresh set of attempts.
+
+        Dependencies are not looked at again: a retried dependent is queued at once, and a
+        retried dependency does not bring back the dependents its failure cancelled."""
         return await self.store.retry(job_id)
+
+    # -- flow control per job type -------------------------------------------------------------
+
+    async def job_types(self) -> list[TypeControls]:
+        """Every type with controls or with jobs: its controls, running jobs and counts."""
+        return await self.store.list_type_controls()
+
+    async def type_controls(self, job_type: str) -> TypeControls:
+        return await self.store.get_type_controls(_check_job_type(job_type))
+
+    async def set_type_controls(self, job_type: str, update: TypeControlsUpdate) -> TypeControls:
+        """Change the controls ``update`` sends (null clears a limit); every process's next
+        claim obeys them. A limit lowered below the jobs running stops new starts; it does not
+        stop running jobs."""
+        controls = await self.store.set_type_controls(_check_job_type(job_type), update)
+        # A resumed type or a raised limit may have work for this process's idle pools now
+        # (pools of other processes see it at their next poll).
+        for wakeup in self._wakeups:
+            wakeup.set()
+        return controls
+
+    async def set_limits(
+        self,
+        job_type: str,
+        *,
+        max_running: int | None = _UNSET,
+        max_running_per_key: int | None = _UNSET,
+        rate: RateLimit | tuple[int, float] | None = _UNSET,
+    ) -> TypeControls:
+        """Set (or with None, clear) the limits given; those not given keep their values.
+        ``rate`` is ``(limit, period_seconds)`` or a ``RateLimit``."""
+        values: dict[str, Any] = {}
+        if max_running is not _UNSET:
+            values["max_running"] = max_running
+        if max_running_per_key is not _UNSET:
+            values["max_running_per_key"] = max_running_per_key
+        if rate is not _UNSET:
+            values["rate"] = rate if rate is None or isinstance(rate, RateLimit) else RateLimit(
+                limit=rate[0], period=rate[1]
+            )
+        try:
+            # The HTTP body's own validation (limits, ranges), for Python callers too.
+            update = msgspec.convert(msgspec.to_builtins(values), TypeControlsUpdate)
+        except msgspec.ValidationError as exc:
+            raise ValidationFailed(str(exc), _field_of(exc)) from None
+        return await self.set_type_controls(job_type, update)
+
+    async def pause(self, job_type: str) -> TypeControls:
+        """Stop claiming jobs of the type, in every process, until ``resume``; running jobs
+        finish. The pause is stored: it survives restarts."""
+        return await self.set_type_controls(job_type, TypeControlsUpdate(paused=True))
+
+    async def resume(self, job_type: str) -> TypeControls:
+        return await self.set_type_controls(job_type, TypeControlsUpdate(paused=False))
 
     # -- the holder's operations (fenced) -------------------------------------------------------
 
@@ -362,12 +481,41 @@ class JobQueueService:
         retry: bool = True,
         attempts: int = 1,
         message: str | None = None,
+        traceback: str | None = None,
+        retry_delay: float | None = None,
     ) -> Job:
-        """Record a failed attempt: retried after a backoff while attempts remain, else failed."""
-        retry_at = time.time() + backoff_seconds(attempts, self.settings.retry_base_delay)
+        """Record a failed attempt: retried after a backoff while attempts remain, else failed.
+        ``traceback`` is kept with the attempt (cut to ``MAX_TRACEBACK_CHARS``); ``retry_delay``
+        replaces the settings' base of the backoff (a typed task's own)."""
+        base = self.settings.retry_base_delay if retry_delay is None else retry_delay
+        retry_at = time.time() + backoff_seconds(attempts, base)
         return await self.store.fail(
-            job_id, claim_token, error=error, retry=retry, retry_at=retry_at, message=message
+            job_id,
+            claim_token,
+            error=error,
+            retry=retry,
+            retry_at=retry_at,
+            message=message,
+            traceback=bounded_traceback(traceback),
         )
+
+    async def attempts(self, job_id: str) -> AttemptList:
+        """The job's attempts, oldest first: those that ended badly (stored), then the running
+        or completed one (read from the job itself)."""
+        job = await self.require_job(job_id)
+        attempts = await self.store.ended_attempts(job_id)
+        numbered = {(a.attempt, a.started_at) for a in attempts}
+        if job.status in ACTIVE_STATUSES or job.status is JobStatus.COMPLETED:
+            current = Attempt(
+                attempt=job.attempts,
+                worker_id=job.worker_id,
+                started_at=job.attempt_started_at,
+                ended_at=job.completed_at,
+                outcome="completed" if job.status is JobStatus.COMPLETED else "running",
+            )
+            if (current.attempt, current.started_at) not in numbered:
+                attempts.append(current)
+        return AttemptList(job_id=job_id, attempts=attempts)
 
     async def acknowledge_cancel(self, job_id: str, claim_token: str) -> Job:
         return await self.store.acknowledge_cancel(job_id, claim_token, "cancelled on request")
@@ -384,6 +532,69 @@ class JobQueueService:
 
     async def ping(self) -> None:
         await self.store.ping()
+
+    # -- periodic jobs (jobqueue.scheduler makes their jobs) --------------------------------------
+
+    async def put_schedule(self, name: str, spec: ScheduleSpec, *, source: str = "api") -> tuple[Schedule, bool]:
+        """Create or replace the schedule ``name``; returns it and whether it is new.
+
+        ``ValidationFailed`` names the field of a bad definition. A replacement that ticks at the
+        same instants keeps its next tick; any other starts at the next tick from now.
+        """
+        check_schedule_name(name)
+        check_spec(spec)
+        if spec.max_attempts is None:
+            spec = msgspec.structs.replace(spec, max_attempts=self.settings.default_max_attempts)
+        return await self.store.put_schedule(
+            name, spec, source=source, next_run_at=next_tick(spec, time.time())
+        )
+
+    async def declare_schedules(self, schedules: Mapping[str, ScheduleSpec]) -> None:
+        """Write the schedules declared in code (``Registry.schedule``), as a worker starts."""
+        for name, spec in schedules.items():
+            await self.put_schedule(name, spec, source="code")
+
+    async def list_schedules(self) -> list[Schedule]:
+        return await self.store.list_schedules()
+
+    async def require_schedule(self, name: str) -> Schedule:
+        schedule = await self.store.get_schedule(name)
+        if schedule is None:
+            raise ScheduleNotFound(name)
+        return schedule
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; the jobs it made stay. A schedule declared in code comes back
+        when a worker declaring it starts."""
+        if not await self.store.delete_schedule(name):
+            raise ScheduleNotFound(name)
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        """Stop making jobs for the schedule (in every process) until it is resumed."""
+        schedule = await self.store.set_schedule_paused(name, True, None)
+        if schedule is None:
+            raise ScheduleNotFound(name)
+        return schedule
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        """Make jobs again from the next future tick: ticks that fell in the pause get none."""
+        current = await self.require_schedule(name)
+        schedule = await self.store.set_schedule_paused(name, False, next_tick(current, time.time()))
+        if schedule is None:
+            raise ScheduleNotFound(name)
+        return schedule
+
+    async def run_schedule(self, name: str) -> Job:
+        """Queue one job of the schedule now, besides its ticks (which stay as they are)."""
+        schedule = await self.require_schedule(name)
+        job, _ = await self.create_job(
+            schedule.job_type,
+            schedule.request_data,
+            schedule.priority,
+            max_attempts=schedule.max_attempts,
+            timeout=schedule.timeout,
+        )
+        return job
 
     # -- events and retention --------------------------------------------------------------------
 
@@ -516,10 +727,12 @@ class JobQueueService:
         errors: list[tuple[int, JobQueueError]] = []
         for index, item in enumerate(items):
             try:
+                _batchable(item)
                 checked.append(
                     self._new_job(
                         item.job_type, item.request_data, item.priority, item.max_attempts,
                         item.timeout, item.run_at, item.delay, item.idempotency_key,
+                        item.concurrency_key,
                     )
                 )  # fmt: skip
                 positions.append(index)
@@ -569,10 +782,73 @@ class JobQueueService:
         return await self.store.purge(wanted, job_type, cutoff, _bulk_limit(limit))
 
 
+def _batchable(item: JobCreate) -> None:
+    """Dependencies and unique keys decide a job's fate from other jobs' rows, locked one job at
+    a time; a batch item with them is refused (enqueue it with ``POST /api/jobs``)."""
+    for field in ("depends_on", "on_dependency_failure", "unique_key", "debounce"):
+        if getattr(item, field) is not None:
+            raise ValidationFailed(
+                f"{field} is not taken in a batch: enqueue jobs with dependencies or a unique key "
+                "one by one (POST /api/jobs)",
+                field,
+            )
+
+
 def _bulk_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_BULK_JOBS:
         raise ValidationFailed(f"limit must be between 1 and {MAX_BULK_JOBS}", "limit")
     return limit
+
+
+def bounded_traceback(text: str | None) -> str | None:
+    """``text`` cut to ``MAX_TRACEBACK_CHARS``: its first line, a marker, then its end."""
+    if text is None or len(text) <= MAX_TRACEBACK_CHARS:
+        return text
+    first, _, _ = text.partition("\n")
+    first = first[:200]
+    marker = f"\n  ... {len(text) - MAX_TRACEBACK_CHARS} characters cut ...\n"
+    return first + marker + text[-(MAX_TRACEBACK_CHARS - len(first) - len(marker)) :]
+
+
+def deduplicated(job: Job, created: bool, idempotency_key: str | None, unique_key: str | None) -> bool:
+    """Whether ``create_job`` answered the job already holding ``unique_key`` (rather than a new
+    job, or the job of an idempotent replay, which carries the request's idempotency key)."""
+    return not created and unique_key is not None and (idempotency_key is None or job.idempotency_key != idempotency_key)
+
+
+def _dependencies(depends_on: Sequence[str] | None, on_failure: str | None) -> Dependencies | None:
+    if depends_on is None:
+        if on_failure is not None:
+            raise ValidationFailed("on_dependency_failure needs depends_on", "on_dependency_failure")
+        return None
+    if isinstance(depends_on, str):
+        depends_on = [depends_on]  # one id, not its characters
+    ids = list(dict.fromkeys(depends_on))
+    if not 1 <= len(ids) <= MAX_DEPENDENCIES:
+        raise ValidationFailed(f"depends_on must name 1 to {MAX_DEPENDENCIES} jobs", "depends_on")
+    if any(not isinstance(job_id, str) or not 1 <= len(job_id) <= 64 for job_id in ids):
+        raise ValidationFailed("depends_on must hold job ids (1 to 64 characters)", "depends_on")
+    policy = on_failure or "cancel"
+    if policy not in ("cancel", "run"):
+        raise ValidationFailed(
+            f"on_dependency_failure must be cancel or run, got {policy!r}", "on_dependency_failure"
+        )
+    return Dependencies(ids, policy)
+
+
+def _unique_key(unique_key: str | None, debounce: float | None, scheduled: bool) -> UniqueKey | None:
+    if debounce is not None:
+        if unique_key is None:
+            raise ValidationFailed("debounce needs unique_key (the key a repeat is recognised by)", "debounce")
+        if scheduled:
+            raise ValidationFailed("debounce sets when the job runs: give it without run_at or delay", "debounce")
+        if not 0 < debounce <= MAX_DEBOUNCE_SECONDS:
+            raise ValidationFailed(f"debounce must be above 0 and at most {MAX_DEBOUNCE_SECONDS} seconds", "debounce")
+    if unique_key is None:
+        return None
+    if not 1 <= len(unique_key) <= 200:
+        raise ValidationFailed("unique_key must be 1 to 200 characters", "unique_key")
+    return UniqueKey(unique_key, debounce is not None)
 
 
 def _status(value: JobStatus | str) -> JobStatus:
@@ -583,6 +859,31 @@ def _status(value: JobStatus | str) -> JobStatus:
         raise ValidationFailed(f"unknown status {value!r}; expected one of: {known}", "status") from None
 
 
+def _check_job_type(job_type: str) -> str:
+    if not isinstance(job_type, str) or not 1 <= len(job_type) <= 100:
+        raise ValidationFailed("job_type must be 1 to 100 characters", "job_type")
+    return job_type
+
+
+def _field_of(exc: msgspec.ValidationError) -> str | None:
+    """The field a msgspec validation error names (``... - at `$.rate.limit` ``)."""
+    text = str(exc)
+    if "`$." not in text:
+        return None
+    return text.split("`$.", 1)[1].split("`", 1)[0].split(".", 1)[0].split("[", 1)[0]
+
+
 def _check_progress(progress: int) -> None:
     if not isinstance(progress, int) or not 0 <= progress <= 100:
         raise ValidationFailed("progress must be an integer from 0 to 100", "progress")
+
+
+
+def check_schedule_name(name: str) -> None:
+    """The rule of ``models.ScheduleName``, for names that do not come through the API."""
+    try:
+        msgspec.convert(name, ScheduleName)
+    except msgspec.ValidationError:
+        raise ValidationFailed(
+            "a schedule name is 1 to 100 letters, digits and _.:@- starting with a letter or digit", "name"
+        ) from None

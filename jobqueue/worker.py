@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import socket
@@ -24,15 +25,26 @@ import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from jobqueue.errors import JobQueueError, LeaseLost
-from jobqueue.models import ACTIVE_STATUSES, ClaimedJob, Job, JobStatus
-from jobqueue.service import JobQueueService
+import msgspec
+
+from jobqueue.errors import JobQueueError, LeaseLost, ValidationFailed
+from jobqueue.jsonlimits import unstorable_result
+from jobqueue.models import ACTIVE_STATUSES, ClaimedJob, Job, JobStatus, MissedTicks, ScheduleSpec
+from jobqueue.scheduler import check_spec
+from jobqueue.service import JobQueueService, check_schedule_name
+
+if TYPE_CHECKING:
+    from jobqueue.client import JobQueueClient
+    from jobqueue.tasks import RetryPolicy, Task
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[["JobContext"], Awaitable[Any]]
+#: ``async def handler(ctx)``; a plain ``def handler(ctx)`` is accepted too and runs in a thread.
+Handler = Callable[["JobContext"], Any]
+T = TypeVar("T")
 
 #: Seconds between progress writes of one job; reports in between are coalesced (the latest
 #: wins), and the last one is always written before the job finishes.
@@ -70,6 +82,14 @@ class Registry:
     def __init__(self) -> None:
         self.handlers: dict[str, Handler] = {}
         self.request_types: dict[str, Any] = {}
+        #: Types whose handler is a plain ``def``: the pool calls it in a thread (see WorkerPool).
+        self.threaded: set[str] = set()
+        #: Which failures of a typed task are retried, and the base of its backoff.
+        self.retry_policies: dict[str, RetryPolicy] = {}
+        #: Where this registry's tasks enqueue (``connect``); inside a handler, the job's service.
+        self.target: JobQueueClient | JobQueueService | None = None
+        #: Schedules declared in code, by name: written when a worker (or server) starts.
+        self.schedules: dict[str, ScheduleSpec] = {}
 
     def handler(self, job_type: str, *, request_data: Any = None) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
@@ -81,13 +101,121 @@ class Registry:
     def add(self, job_type: str, fn: Handler, *, request_data: Any = None) -> None:
         if job_type in self.handlers:
             raise ValueError(f"a handler for job type {job_type!r} is already registered")
+        is_async = _check_handler(job_type, fn)
         self.handlers[job_type] = fn
+        if not is_async:
+            self.threaded.add(job_type)
         if request_data is not None:
             self.request_types[job_type] = request_data
+
+    def task(
+        self,
+        job_type: str,
+        *,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        priority: int = 0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        retry_delay: float | None = None,
+    ) -> Callable[[Callable[..., Awaitable[Any]]], Task[Any]]:
+        """Register a typed task (``async def f(ctx, a: int, b: str = "x")``); see jobqueue.tasks."""
+        from jobqueue.tasks import Task
+
+        def register(fn: Callable[..., Awaitable[Any]]) -> Task[Any]:
+            task: Task[Any] = Task(
+                self,
+                job_type,
+                fn,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                priority=priority,
+                retry_on=retry_on,
+                retry_delay=retry_delay,
+            )
+            self.add(job_type, task.run, request_data=task.params)
+            self.retry_policies[job_type] = task.retry
+            return task
+
+        return register
+
+    def connect(self, target: JobQueueClient | JobQueueService) -> None:
+        """Send the jobs this registry's tasks enqueue to ``target`` (a client or a service)."""
+        self.target = target
+
+    def schedule(
+        self,
+        name: str,
+        job_type: str,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        request_data: dict[str, Any] | None = None,
+        timezone: str = "UTC",
+        missed: MissedTicks | str = MissedTicks.SKIP,
+        priority: int = 0,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Declare a periodic job: a ``cron`` expression (read in ``timezone``) or ``every`` N
+        seconds; ``missed`` is ``skip`` or ``catch_up`` (see ``jobqueue.scheduler``)::
+
+            registry.schedule("nightly-report", "report", cron="0 3 * * *", timezone="Europe/Paris")
+
+        Written to the database (``source: code``) when a worker or server with this registry
+        starts; a changed definition replaces the stored one, keeping its next tick when the
+        timing is the same. A bad definition raises ``ValidationFailed`` here, at import.
+        """
+        if name in self.schedules:
+            raise ValueError(f"a schedule named {name!r} is already declared")
+        try:
+            spec = msgspec.convert(
+                {
+                    "job_type": job_type,
+                    "cron": cron,
+                    "every": every,
+                    "request_data": request_data,
+                    "timezone": timezone,
+                    "missed": MissedTicks(missed),
+                    "priority": priority,
+                    "max_attempts": max_attempts,
+                    "timeout": timeout,
+                },
+                ScheduleSpec,
+            )
+        except msgspec.ValidationError as exc:
+            raise ValidationFailed(f"schedule {name!r}: {exc}") from None
+        check_schedule_name(name)
+        check_spec(spec)
+        self.schedules[name] = spec
 
     def merge(self, other: Registry) -> None:
         for job_type, fn in other.handlers.items():
             self.add(job_type, fn, request_data=other.request_types.get(job_type))
+        self.retry_policies.update(other.retry_policies)
+        for name, spec in other.schedules.items():
+            if name in self.schedules:
+                raise ValueError(f"a schedule named {name!r} is already declared")
+            self.schedules[name] = spec
+
+
+def _check_handler(job_type: str, fn: Any) -> bool:
+    """Refuse at registration, in one line, a handler the pool could not call (found at import
+    time, not when the first job of the type fails); returns whether it is a coroutine function.
+    """
+    name = getattr(fn, "__qualname__", repr(fn))
+    if not callable(fn):
+        raise TypeError(f"handler for job type {job_type!r} is not callable: {fn!r}")
+    try:
+        inspect.signature(fn).bind(object())
+    except TypeError:
+        raise TypeError(
+            f"handler {name} for job type {job_type!r} must take exactly one argument, the job "
+            "context: async def handler(ctx)"
+        ) from None
+    except ValueError:
+        pass  # no signature to inspect (some builtins): called as it is
+    target = fn if inspect.isroutine(fn) or inspect.isclass(fn) else getattr(fn, "__call__", fn)
+    return inspect.iscoroutinefunction(inspect.unwrap(target))
 
 
 class JobContext:
@@ -101,6 +229,20 @@ class JobContext:
         self._last_write = 0.0
         self._pending: tuple[int, str | None] | None = None
         self._flush_task: asyncio.Task[None] | None = None
+        #: The pool's loop, set when a plain ``def`` handler runs in a thread.
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def from_thread(self, awaitable: Awaitable[T]) -> T:
+        """Run one of this context's coroutines from a plain ``def`` handler's thread and
+        return its result: ``ctx.from_thread(ctx.progress(50, "half way"))``."""
+        if self._loop is None:
+            raise RuntimeError("from_thread is for plain def handlers, which run in a thread")
+        return asyncio.run_coroutine_threadsafe(awaitable, self._loop).result()  # type: ignore[arg-type]
+
+    @property
+    def service(self) -> JobQueueService:
+        """The service the job came from (a handler may enqueue follow-up jobs through it)."""
+        return self._service
 
     @property
     def request_data(self) -> Any:
@@ -218,6 +360,7 @@ class WorkerPool:
         self._wakeup = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._threads: ThreadPoolExecutor | None = None
 
     def stop(self) -> None:
         """Stop claiming; ``run`` then drains and returns."""
@@ -260,6 +403,10 @@ class WorkerPool:
             registration.cancel()
             await asyncio.gather(keeper, registration, return_exceptions=True)
             self.service.remove_wakeup(self._wakeup)
+            if self._threads is not None:
+                # Threads still running were already given up on (their jobs were handed
+                # back or ended); do not wait for them.
+                self._threads.shutdown(wait=False, cancel_futures=True)
             await self._unregister()
 
     async def _register(self) -> None:
@@ -351,6 +498,8 @@ class WorkerPool:
             outcome = "completed"
             result: Any = None
             error = ""
+            trace: str | None = None
+            retry, retry_delay = True, None
             # The handler runs in this task (not a task of its own: one task per job halves
             # the scheduling per job). The pool interrupts it by cancelling this task while
             # in_handler is set, after saying why in stop_reason.
@@ -359,7 +508,10 @@ class WorkerPool:
                 # asyncio.timeout(None) never expires; on expiry it cancels this task inside
                 # the handler and raises TimeoutError here.
                 async with asyncio.timeout(job.timeout) as deadline:
-                    result = await handler(context)
+                    if job.job_type in self.registry.threaded:
+                        result = await self._run_in_thread(handler, context)
+                    else:
+                        result = await handler(context)
             except asyncio.CancelledError:
                 if running.stop_reason is None:
                     raise  # this task itself is being cancelled, not by the pool
@@ -377,9 +529,18 @@ class WorkerPool:
             except Exception as exc:
                 outcome = "failed"
                 error = "".join(traceback.format_exception_only(exc)).strip()
+                trace = "".join(traceback.format_exception(exc))
+                if (policy := self.registry.retry_policies.get(job.job_type)) is not None:
+                    retry, retry_delay = policy.retries(exc), policy.retry_delay
                 logger.info("job %s (%s) attempt %d failed: %s", job.id, job.job_type, job.attempts, error)
             finally:
                 running.in_handler = False
+            if outcome == "completed" and (problem := unstorable_result(result)) is not None:
+                # Found here, the attempt fails at once with the reason; left to the store, the
+                # write would raise outside any handler and the job would sit until its lease lapsed.
+                outcome = "failed"
+                error = f"the handler's return value cannot be stored as result_data: {problem}"
+                logger.info("job %s (%s) attempt %d failed: %s", job.id, job.job_type, job.attempts, error)
             if outcome == "lease_lost":
                 logger.warning("job %s: claim lost; its result is discarded", job.id)
                 return
@@ -388,7 +549,9 @@ class WorkerPool:
             if outcome == "completed":
                 await service.complete_job(job.id, token, result)
             elif outcome == "failed":
-                await service.fail_job(job.id, token, error, attempts=job.attempts)
+                await service.fail_job(
+                    job.id, token, error, attempts=job.attempts, traceback=trace, retry=retry, retry_delay=retry_delay
+                )
             elif outcome == "cancel":
                 await service.acknowledge_cancel(job.id, token)
             elif outcome == "shutdown":
@@ -401,6 +564,22 @@ class WorkerPool:
                 # A coalesced progress write must not land after the job was handed on.
                 context._flush_task.cancel()
             self.running.pop(job.id, None)
+
+    async def _run_in_thread(self, handler: Callable[[JobContext], Any], context: JobContext) -> Any:
+        """Run a plain ``def`` handler in the pool's threads (at most ``concurrency`` at once).
+
+        A thread cannot be interrupted: on a timeout, cancel or stop the attempt ends as for an
+        async handler, but the function runs on until it returns and its result is dropped.
+        A plain function that returns an awaitable (``lambda ctx: coro(ctx)``) has it awaited
+        here, on the loop.
+        """
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"jobqueue-{self.worker_id}")
+        context._loop = asyncio.get_running_loop()
+        result = await context._loop.run_in_executor(self._threads, handler, context)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
 
     def _interrupt(self, running: _Running, reason: str) -> None:
         # Only inside the handler: after it, the task is writing the outcome, which a cancel

@@ -422,3 +422,16 @@ def test_secrets_from_the_environment_are_long_and_stay_out_of_reprs() -> None:
     assert load_settings({"JOBQUEUE_ADMIN_KEY": ""}).admin_key is None  # an empty line in .env: unset
     settings = load_settings({"JOBQUEUE_ADMIN_KEY": ADMIN_KEY, "METRICS_TOKEN": METRICS_TOKEN})
     assert ADMIN_KEY not in repr(settings) and METRICS_TOKEN not in repr(settings)
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+async def test_a_browser_opening_the_root_is_sent_to_the_dashboard(keyed: bool, app_client: Any) -> None:
+    browser = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    async with app_client(admin_key=ADMIN_KEY if keyed else None) as client:
+        page = await client.get("/", headers=browser)
+        assert (page.status_code, page.headers["location"]) == (303, "/dashboard")
+        if keyed:  # the dashboard then asks for the login
+            assert (await client.get("/dashboard", headers=browser)).headers["location"] == "/login?next=/dashboard"
+        for api_client in ({"accept": "*/*"}, {"accept": "application/json, text/html"}, {}):
+            answer = await client.get("/", headers={**api_client, **(bearer(ADMIN_KEY) if keyed else {})})
+            assert answer.status_code == 200 and answer.json()["name"] == "jobqueue", api_client

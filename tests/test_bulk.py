@@ -255,3 +255,34 @@ async def test_python_client_and_cli_bulk_commands(live_server: Callable[..., st
     purge = cli(url, "purge", "--status", "cancelled", "--type", "mail", "--before", datetime.now(UTC).isoformat())
     assert purge.stdout == "5 job(s) deleted\n", purge.stderr
     assert httpx.get(f"{url}/api/jobs").json()["total"] == 0
+
+
+async def test_batch_keeps_concurrency_keys_and_refuses_dependencies_and_unique_keys(
+    client: httpx.AsyncClient,
+) -> None:
+    parent = (await client.post("/api/jobs", json={"job_type": "thumb"})).json()["id"]
+    jobs = [
+        {"job_type": "thumb", "concurrency_key": "tenant-a"},
+        {"job_type": "thumb", "depends_on": [parent]},
+        {"job_type": "thumb", "unique_key": "one"},
+        {"job_type": "thumb", "concurrency_key": "tenant-b", "idempotency_key": "k-1"},
+    ]
+    response = await batch(client, jobs)
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    assert [item["job"]["concurrency_key"] for item in (items[0], items[3])] == ["tenant-a", "tenant-b"]
+    # Their fate is decided from other jobs' rows, one job at a time: one by one they go.
+    assert [(item["error"]["error"], item["error"]["field"]) for item in items[1:3]] == [
+        ("validation_error", "depends_on"),
+        ("validation_error", "unique_key"),
+    ]
+    assert response.json()["created"] == 2
+    # A replay of the keyed item alone, through the single-job route, is the same request.
+    replay = await client.post(
+        "/api/jobs", json={"job_type": "thumb", "concurrency_key": "tenant-b", "idempotency_key": "k-1"}
+    )
+    assert replay.status_code == 200 and replay.json()["id"] == items[3]["job"]["id"]
+
+    atomic = await batch(client, jobs, atomic=True)
+    assert atomic.status_code == 422 and atomic.json()["error"] == "batch_refused"
+    assert [item["index"] for item in atomic.json()["items"]] == [1, 2]

@@ -42,7 +42,7 @@ class Dashboard:
         self.base = base
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = httpx.request(method, self.base + path, timeout=10, **kwargs)
+        response = httpx.request(method, self.base + path, **{"timeout": 10, **kwargs})
         assert response.status_code < 300, response.text
         return response.json() if response.content else None
 
@@ -321,3 +321,157 @@ def test_dashboard_page_is_self_contained(live_server: Callable[..., str]) -> No
         response = httpx.get(f"{base}/dashboard/static/{asset}", timeout=10)
         assert response.status_code == 200 and kind in response.headers["content-type"]
     assert "http://" not in page.text and "https://" not in page.text
+
+
+# -- the job page ----------------------------------------------------------------------------------
+
+
+class JobPage(Dashboard):
+    def open_job(self, job_id: str, state: str = "live") -> None:
+        self.driver.get(f"{self.base}/dashboard/jobs/{job_id}")
+        self.wait_for(lambda: self.js("return document.querySelector('#connection').dataset.state") == state)
+
+    def field(self, name: str) -> str:
+        return str(self.js("return document.querySelector(`[data-field='${arguments[0]}']`).textContent", name))
+
+    def timeline(self) -> list[tuple[int, str]]:
+        rows = self.js("return [...document.querySelectorAll('#timeline tbody tr')].map(tr => [Number(tr.dataset.seq), tr.dataset.kind])")
+        return [(seq, kind) for seq, kind in rows]
+
+    def attempts(self) -> list[dict[str, Any]]:
+        return list(
+            self.js(
+                """return [...document.querySelectorAll('#attempts tbody tr')].map(tr => ({
+                    attempt: Number(tr.dataset.attempt), outcome: tr.dataset.outcome,
+                    worker: tr.cells[2].textContent, error: (tr.cells[5].querySelector('summary') || tr.cells[5]).textContent,
+                    traceback: (tr.querySelector('details pre') || {}).textContent || null,
+                }))"""
+            )
+        )
+
+    def actions(self) -> list[str]:
+        return list(self.js("return [...document.querySelectorAll('#actions button')].map(b => b.dataset.action)"))
+
+    def act(self, action: str, *, confirm: bool) -> None:
+        self.click(f"#actions button[data-action='{action}']")
+        self.wait_for(lambda: self.js("return document.querySelector('#confirm').open"))
+        self.click("#confirm-yes" if confirm else "#confirm-no")
+        self.wait_for(lambda: not self.js("return document.querySelector('#confirm').open"))
+
+
+@pytest.fixture
+def job_page(driver: Any, live_server: Callable[..., str]) -> Iterator[Callable[..., JobPage]]:
+    def start(**env: str) -> JobPage:
+        page = JobPage(driver, live_server(**env))
+        driver.get("about:blank")
+        driver.get_log("browser")
+        return page
+
+    yield start
+    driver.get("about:blank")
+
+
+@pytest.mark.browser
+def test_job_page_shows_attempts_with_tracebacks_timeline_and_deletes(
+    job_page: Callable[..., JobPage], tmp_path: Any
+) -> None:
+    page = job_page(RETRY_BASE_DELAY="0.01")
+    job_id = page.api("POST", "/api/jobs", json={"job_type": "remote", "request_data": {"n": 7}, "max_attempts": 2})["id"]
+    claim = {"worker_id": "far-away", "job_types": ["remote"], "wait": 10}
+    token = page.api("POST", "/api/workers/claim", json=claim, timeout=30)["jobs"][0]["claim_token"]
+    trace = 'Traceback (most recent call last):\n  File "w.py", line 3, in run\nKeyError: \'n\'\n'
+    page.api("POST", f"/api/jobs/{job_id}/fail", json={"claim_token": token, "error": "KeyError: 'n'", "traceback": trace})
+    token = page.api("POST", "/api/workers/claim", json=claim, timeout=30)["jobs"][0]["claim_token"]
+    page.api("POST", f"/api/jobs/{job_id}/complete", json={"claim_token": token, "result_data": {"doubled": 14}})
+
+    page.open_job(job_id, state="done")
+    assert page.js("return document.querySelector('#title').textContent") == f"Job {job_id}"
+    assert page.field("status") == "completed"
+    assert json.loads(page.field("request_data")) == {"n": 7}
+    assert json.loads(page.field("result_data")) == {"doubled": 14}
+    assert page.field("waited") != "—" and page.field("ran") != "—"
+    assert page.field("created_at").endswith(" ago")
+    page.wait_for(lambda: len(page.attempts()) == 2)
+    first, second = page.attempts()
+    assert (first["attempt"], first["outcome"], first["worker"], first["error"]) == (1, "failed", "far-away", "KeyError: 'n'")
+    assert first["traceback"] == trace
+    assert (second["attempt"], second["outcome"], second["traceback"]) == (2, "completed", None)
+    expected = page.api("GET", f"/api/jobs/{job_id}")["event_seq"]
+    page.wait_for(lambda: len(page.timeline()) == expected)
+    assert [seq for seq, _ in page.timeline()] == list(range(1, expected + 1))
+    assert page.timeline()[0][1] == "created" and page.timeline()[-1][1] == "completed"
+    assert page.actions() == ["delete"]
+
+    page.click("button[data-copy='result_data']")
+    page.wait_for(lambda: page.js("return document.querySelector(\"button[data-copy='result_data']\").textContent") != "Copy")
+
+    screenshot = tmp_path / "job-page.png"
+    assert page.driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+
+    page.act("delete", confirm=True)
+    page.wait_for(lambda: "was deleted" in page.js("return document.querySelector('#notice').textContent"))
+    assert httpx.get(f"{page.base}/api/jobs/{job_id}").status_code == 404
+    assert page.console_errors() == []
+
+
+@pytest.mark.browser
+def test_job_page_is_live_and_its_actions_ask_first(job_page: Callable[..., JobPage]) -> None:
+    page = job_page()
+    job_id = page.enqueue("nobody-runs-this", step=1)
+    page.open_job(job_id)
+    assert page.field("status") == "queued" and page.actions() == ["cancel"]
+
+    # A change made elsewhere reaches the page through the job's event stream.
+    page.api("PUT", f"/api/jobs/{job_id}", json={"status": "rendering", "progress": 40, "message": "frame 12"})
+    page.wait_for(lambda: page.field("status") == "rendering" and page.field("progress") == "40")
+    assert page.field("message") == "frame 12"
+
+    page.act("cancel", confirm=False)  # "No": nothing happens
+    assert page.api("GET", f"/api/jobs/{job_id}")["cancel_requested"] is False
+    page.api("PUT", f"/api/jobs/{job_id}", json={"status": "queued"})
+    page.wait_for(lambda: page.field("status") == "queued")
+    page.act("cancel", confirm=True)
+    page.wait_for(lambda: page.field("status") == "cancelled")
+    page.wait_for(lambda: page.timeline()[-1][1] == "cancelled")
+    assert page.actions() == ["retry", "delete"]
+    page.act("retry", confirm=True)
+    page.wait_for(lambda: page.field("status") == "queued")
+    page.wait_for(lambda: page.timeline()[-1][1] == "retried")
+
+    page.driver.get(f"{page.base}/dashboard/jobs/no-such-job")
+    page.wait_for(lambda: "Could not load job no-such-job" in page.js("return document.querySelector('#notice').textContent"))
+
+
+@pytest.mark.browser
+def test_the_job_dialog_links_to_the_job_page(dashboard: Callable[..., Dashboard]) -> None:
+    page = dashboard()
+    job_id = page.enqueue("linked")
+    page.open()
+    page.wait_for_row(job_id, lambda row: row["status"] == "queued")
+    page.click(f"tr[data-job-id='{job_id}'] th button")
+    page.wait_for(lambda: page.js("return document.querySelector('#detail').open"))
+    href = page.js("return document.querySelector('#detail-page').getAttribute('href')")
+    assert href == f"/dashboard/jobs/{job_id}"
+
+
+@pytest.mark.browser
+def test_counts_collapse_zero_statuses_and_group_the_running_ones(dashboard: Callable[..., Dashboard]) -> None:
+    page = dashboard()
+    rendering = page.enqueue("counted")
+    loading = page.enqueue("counted")
+    page.enqueue("counted")
+    page.api("PUT", f"/api/jobs/{rendering}", json={"status": "rendering"})
+    page.api("PUT", f"/api/jobs/{loading}", json={"status": "loading_model"})
+    page.open()
+    visible = "return [...document.querySelectorAll('#status-counts li:not([hidden]) .count-card')].map(c => c.dataset.label)"
+    page.wait_for(lambda: page.js(visible) == ["total", "queued", "running"])
+    card = ".count-card[data-label='running']"
+    assert page.js(f"return document.querySelector(\"{card} .count\").textContent") == "2"
+    title = page.js(f"return document.querySelector(\"{card}\").title")
+    assert "rendering: 1" in title and "loading model: 1" in title and "processing" not in title
+
+    page.api("PUT", f"/api/jobs/{rendering}", json={"status": "completed"})
+    page.wait_for(lambda: page.js(visible) == ["total", "queued", "running", "completed"])
+    page.click(card)  # the running card filters the table by every running status
+    page.wait_for(lambda: [row["id"] for row in page.rows()] == [loading])
+    assert page.console_errors() == []

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -140,8 +141,8 @@ async def test_claims_use_their_index_on_a_fresh_unanalysed_table(pg: JobQueueSe
         params: dict[str, Any] = {"worker_id": "w", "now": now, "lease_until": "infinity", "limit": 1}
         plans = {}
         for name, extra in (("claim_jobs", {}), ("claim_jobs_of_types", {"job_types": ["a", "c"]})):
-            async with conn.transaction():  # as the store claims: claim_plan, then the claim
-                await conn.execute(QUERIES["claim_plan"])
+            async with conn.transaction():  # as the store claims: claim_controls, then the claim
+                await conn.execute(QUERIES["claim_controls"], {"job_types": None})
                 cur = await conn.execute("EXPLAIN " + QUERIES[name], {**params, **extra})
                 plans[name] = "\n".join(row[0] for row in await cur.fetchall())
     assert "Index Scan using jobs_claim on" in plans["claim_jobs"], plans["claim_jobs"]
@@ -249,3 +250,29 @@ def test_enqueue_claim_progress_complete_and_stream_through_pgbouncer(
             job = httpx.get(f"{base}/api/jobs/{job_id}").json()
         assert job["status"] == "completed" and job["result_data"] == {"ok": True}
         assert job["progress"] == 100
+
+
+async def test_the_limited_claim_plan_walks_the_indexes(pg: JobQueueService, database_url: str) -> None:
+    """PostgreSQL, no ANALYZE: the claim of a limited type counts its held jobs through
+    jobs_held_by_type and walks its waiting jobs through jobs_claim_by_type, behind 20,000
+    finished jobs of the type (the bitmap scan it would otherwise pick reads all of them)."""
+    import psycopg
+
+    await pg.set_limits("r", max_running=5, rate=(100, 60))
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO jobs (id, job_type, status, created_at, updated_at, run_at, completed_at) "
+            "SELECT 'done-' || n, 'r', 'completed', now(), now(), now(), now() FROM generate_series(1, 20000) AS n"
+        )
+        now = datetime.now(UTC)
+        params = {
+            "worker_id": "w", "now": now, "lease_until": now, "limit": 3, "job_types": ["r", "x"],
+            "any_type": False, "excluded": ["r"], "keyed_ids": [],
+        }  # fmt: skip
+        async with conn.transaction():
+            await conn.execute(QUERIES["claim_controls"], {"job_types": ["r", "x"]})
+            cursor = await conn.execute("EXPLAIN " + QUERIES["claim_jobs_controlled"], params)
+            plan = "\n".join(row[0] for row in await cursor.fetchall())
+    assert "Index Only Scan using jobs_held_by_type on jobs" in plan, plan
+    assert "Index Scan using jobs_claim_by_type on jobs" in plan, plan
+    assert "Bitmap" not in plan and "Seq Scan on jobs" not in plan, plan

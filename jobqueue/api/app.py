@@ -1,6 +1,6 @@
 """The application factory: ``create_app(settings)`` composes routes, error handlers and lifespan.
 
-All state (database, service, worker pool, reaper) is created in the lifespan and reached from
+All state (database, service, worker pool, reaper, scheduler) is created in the lifespan and reached from
 requests as ``request.state.service``; nothing lives in module globals, so tests and embedding
 applications can run several apps side by side.
 """
@@ -29,11 +29,13 @@ from jobqueue.api.errors import (
     internal_error_handler,
 )
 from jobqueue.api.hosts import SameOriginMiddleware, TrustedHostMiddleware, trusted_hosts
+from jobqueue.api.job_types import routes as job_type_routes
 from jobqueue.api.keys import routes as key_routes
 from jobqueue.api.limits import BodyLimitMiddleware
 from jobqueue.api.openapi import routes as openapi_routes
 from jobqueue.api.ops import routes as ops_routes
 from jobqueue.api.routes import routes
+from jobqueue.api.schedules import routes as schedule_routes
 from jobqueue.api.sse import StreamSlots
 from jobqueue.api.sse import routes as stream_routes
 from jobqueue.api.workers import routes as worker_routes
@@ -41,6 +43,7 @@ from jobqueue.errors import JobQueueError
 from jobqueue.handlers import default_registry
 from jobqueue.keys import KeyRing
 from jobqueue.metrics import JobMetrics
+from jobqueue.scheduler import Scheduler
 from jobqueue.service import JobQueueService
 from jobqueue.settings import Settings, load_settings
 from jobqueue.worker import Reaper, Registry, WorkerPool
@@ -59,8 +62,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         async with JobQueueService.open(settings) as service:
             metrics = JobMetrics()  # per app, so apps side by side keep separate counts
             metrics.attach(service)
+            await service.declare_schedules(registry.schedules)
             background: list[asyncio.Task[Any]] = [
-                asyncio.create_task(Reaper(service).run(), name="jobqueue-reaper")
+                asyncio.create_task(Reaper(service).run(), name="jobqueue-reaper"),
+                asyncio.create_task(Scheduler(service).run(), name="jobqueue-scheduler"),
             ]
             if settings.prune_interval > 0:
                 background.append(asyncio.create_task(_prune_loop(service), name="jobqueue-prune"))
@@ -97,6 +102,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             *worker_routes,
             *stream_routes,
             *key_routes,
+            *schedule_routes,
+            *job_type_routes,
             *login_routes,
             *dashboard_routes,
             *ops_routes,

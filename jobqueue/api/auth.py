@@ -21,6 +21,7 @@ import html
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, quote, urlsplit
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -41,6 +42,7 @@ OPEN_PATHS = frozenset({"/health", "/login", "/logout"})
 OPEN_PREFIXES = ("/dashboard/static/", "/docs/")
 #: Pages a browser opens: without credentials they redirect to the login form.
 BROWSER_PAGES = frozenset({"/dashboard", "/docs"})
+BROWSER_PAGE_PREFIXES = ("/dashboard/jobs/",)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Largest login form accepted, in bytes.
 MAX_LOGIN_BODY = 4096
@@ -55,6 +57,11 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         path = _route_path(scope)
+        if path == "/" and scope["method"] in ("GET", "HEAD") and _wants_a_page(Headers(scope=scope)):
+            # A browser opening the service's address gets the dashboard (which asks for a
+            # login itself, when keys are on); API clients still get the JSON index.
+            await RedirectResponse("/dashboard", status_code=303)(scope, receive, send)
+            return
         if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
@@ -96,12 +103,19 @@ async def _authenticate(keyring: KeyRing, request: Request, path: str) -> Princi
                     ),
                 )
             return principal
-    if request.method == "GET" and path in BROWSER_PAGES:
+    if request.method == "GET" and (path in BROWSER_PAGES or path.startswith(BROWSER_PAGE_PREFIXES)):
         return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
     detail = "this API needs a key: send Authorization: Bearer <key>"
     if cookie:
         detail += " (the login session has ended: log in again)"
     return _unauthorized(detail)
+
+
+def _wants_a_page(headers: Headers) -> bool:
+    """Whether the client asks for HTML before JSON, as browsers do (``text/html,...``); curl's
+    ``*/*``, httpx's and an explicit ``application/json`` do not."""
+    accept = headers.get("accept", "")
+    return "text/html" in accept and "application/json" not in accept.split("text/html")[0]
 
 
 def _unauthorized(detail: str) -> Response:

@@ -33,13 +33,24 @@ _SECURITY_HEADERS = {
 }
 
 
+def _page(name: str) -> Response:
+    page = files(_ASSETS[0]).joinpath(_ASSETS[1], name).read_bytes()
+    return Response(page, media_type="text/html; charset=utf-8", headers=_SECURITY_HEADERS)
+
+
 @requires(KeyScope.READ)
 async def dashboard(request: Request) -> Response:
-    page = files(_ASSETS[0]).joinpath(_ASSETS[1], "index.html").read_bytes()
-    return Response(page, media_type="text/html; charset=utf-8", headers=_SECURITY_HEADERS)
+    return _page("index.html")
+
+
+@requires(KeyScope.READ)
+async def job_page(request: Request) -> Response:
+    """One job's page, at a URL to share: the page reads the job's id from its own path."""
+    return _page("job.html")
 
 
 routes: list[BaseRoute] = [
     Route("/dashboard", dashboard, methods=["GET"]),
+    Route("/dashboard/jobs/{job_id}", job_page, methods=["GET"]),
     Mount("/dashboard/static", StaticFiles(packages=[_ASSETS]), name="dashboard-static"),
 ]

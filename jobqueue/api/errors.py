@@ -24,6 +24,7 @@ from jobqueue.errors import (
     JobNotFound,
     JobQueueError,
     LeaseLost,
+    ScheduleNotFound,
     Unauthorized,
     ValidationFailed,
 )
@@ -44,6 +45,7 @@ STATUS_CODES: dict[type[JobQueueError], int] = {
     Forbidden: 403,
     ApiKeyNotFound: 404,
     ApiKeyExists: 409,
+    ScheduleNotFound: 404,
 }
 
 _HTTP_CODES = {

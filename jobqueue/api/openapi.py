@@ -48,6 +48,7 @@ from jobqueue.models import (
     ApiKey,
     ApiKeyCreate,
     ApiKeyList,
+    AttemptList,
     BatchCreate,
     BatchRefusedBody,
     BatchResult,
@@ -66,6 +67,14 @@ from jobqueue.models import (
     Worker,
     WorkerList,
     WorkerRegistration,
+    Schedule,
+    ScheduleList,
+    ScheduleName,
+    ScheduleSpec,
+    RateLimit,
+    TypeControls,
+    TypeControlsList,
+    TypeControlsUpdate,
 )
 from jobqueue.service import MAX_PAGE_SIZE
 
@@ -101,13 +110,21 @@ SCHEMA_TYPES: tuple[type, ...] = (
     Worker,
     WorkerList,
     WorkerRegistration,
+    RateLimit,
+    TypeControls,
+    TypeControlsList,
+    TypeControlsUpdate,
+    AttemptList,
+    ScheduleSpec,
+    Schedule,
+    ScheduleList,
 )
 
 _ERROR_TEXT = {
     400: "Malformed request: JSON that does not parse or nests deeper than 64 levels, or a bad Last-Event-ID",
     401: "No API key, or an unknown or revoked one",
     403: "The key lacks the scope or the job type this needs, or the request came from another origin",
-    404: "The job does not exist",
+    404: "The job (or schedule) does not exist",
     409: "Not allowed in the job's current status, the job is held by a worker, or the claim is no longer current",
     413: "Body too large",
     415: "Body is not JSON",
@@ -188,6 +205,16 @@ def _last_event_id_params(description: str) -> tuple[Param, ...]:
     )
 
 
+_SCHEDULE_NAME = (
+    Param(
+        "name",
+        msgspec.json.schema(ScheduleName),
+        "The schedule's name: letters, digits and _.:@-, starting with a letter or digit",
+        location="path",
+        required=True,
+    ),
+)
+
 #: (METHOD, path) -> what the endpoint does. Paths are Starlette's, which OpenAPI shares.
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/"): Operation("Service name, version and links", "service", response=_FREE_OBJECT),
@@ -209,6 +236,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/openapi.json"): Operation("This document", "service", response=_FREE_OBJECT),
     ("GET", "/docs"): Operation("Interactive API documentation (HTML)", "service", media_type="text/html"),
     ("GET", "/dashboard"): Operation("The live dashboard (HTML)", "service", media_type="text/html"),
+    ("GET", "/dashboard/jobs/{job_id}"): Operation(
+        "One job's live page (HTML): timeline, attempts with tracebacks, request and result, actions",
+        "service",
+        media_type="text/html",
+    ),
     ("POST", "/api/jobs"): Operation(
         "Queue a job",
         "jobs",
@@ -224,7 +256,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 location="header",
             ),
         ),
-        extra_responses={"200": "An idempotent replay: the job the first request created"},
+        extra_responses={
+            "200": "An idempotent replay: the job the first request created; or, with header "
+            "Jobqueue-Deduplicated: true, the unfinished job already holding the unique_key (a "
+            "debounced request replaced its request_data and run_at if it was still waiting)"
+        },
         description="When no live worker serves the job's type, the response carries "
         "`Warning: 199 jobqueue \"no live worker serves job type 'x'\"` (the body is unchanged).",
     ),
@@ -262,6 +298,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ),
         description="A job a worker holds changes only with its `claim_token` (else 409 `job_held`) "
         "or with `force=true`. Without a `claim_token`, or with `force`, the `admin` scope is needed.",
+    ),
+    ("GET", "/api/jobs/{job_id}/attempts"): Operation(
+        "The job's attempts: worker, start, end, outcome, error and traceback of each",
+        "jobs",
+        response=AttemptList,
+        errors=(404,),
+        description="Oldest first. Attempts that failed or were cancelled are kept (the last 100); "
+        "the running or completed attempt comes from the job itself. A retried job numbers its "
+        "attempts from 1 again.",
     ),
     ("DELETE", "/api/jobs/{job_id}"): Operation(
         "Delete a finished job", "jobs", status=204, errors=(404, 409)
@@ -437,6 +482,83 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "keys",
         response=ApiKey,
         errors=(404,),
+    ),
+    ("GET", "/api/schedules"): Operation(
+        "List periodic jobs' schedules, with their next and last tick", "schedules", response=ScheduleList
+    ),
+    ("GET", "/api/schedules/{name}"): Operation(
+        "Get a schedule", "schedules", response=Schedule, errors=(404,), params=_SCHEDULE_NAME
+    ),
+    ("PUT", "/api/schedules/{name}"): Operation(
+        "Create or replace a schedule (a cron expression or an interval)",
+        "schedules",
+        request=ScheduleSpec,
+        response=Schedule,
+        status=201,
+        errors=_BODY_ERRORS,
+        extra_responses={"200": "Replaced an existing schedule"},
+        params=_SCHEDULE_NAME,
+        description="Exactly one of `cron` (5 fields, or 6 with seconds first, read in `timezone`, "
+        "an IANA name) and `every` (seconds, counted from the Unix epoch). A replacement that "
+        "ticks at the same instants keeps its next tick; a pause stays. `missed` says what "
+        "happens to ticks no scheduler fired within 5 seconds: `skip` them, or `catch_up` with "
+        "one job.",
+    ),
+    ("DELETE", "/api/schedules/{name}"): Operation(
+        "Delete a schedule (the jobs it made stay)", "schedules", status=204, errors=(404,), params=_SCHEDULE_NAME
+    ),
+    ("POST", "/api/schedules/{name}/pause"): Operation(
+        "Pause a schedule: no jobs until it is resumed",
+        "schedules",
+        response=Schedule,
+        errors=(404,),
+        params=_SCHEDULE_NAME,
+    ),
+    ("POST", "/api/schedules/{name}/resume"): Operation(
+        "Resume a schedule from its next future tick",
+        "schedules",
+        response=Schedule,
+        errors=(404,),
+        params=_SCHEDULE_NAME,
+    ),
+    ("POST", "/api/schedules/{name}/run"): Operation(
+        "Queue one job of the schedule now (its ticks stay as they are)",
+        "schedules",
+        response=Job,
+        status=201,
+        errors=(404,),
+        params=_SCHEDULE_NAME,
+    ),
+    ("GET", "/api/job-types"): Operation(
+        "Every job type with controls or jobs: its pause, limits, running jobs, counts by status "
+        "and next allowed start",
+        "job types",
+        response=TypeControlsList,
+    ),
+    ("GET", "/api/job-types/{job_type}"): Operation(
+        "A job type's flow controls (a type never configured has none)",
+        "job types",
+        response=TypeControls,
+    ),
+    ("PATCH", "/api/job-types/{job_type}"): Operation(
+        "Set or clear a job type's limits (fields sent change, null clears); every process's next "
+        "claim obeys them",
+        "job types",
+        request=TypeControlsUpdate,
+        response=TypeControls,
+        errors=_BODY_ERRORS,
+        description="`max_running`: at most N jobs of the type running at once across all workers "
+        "(0 stops new starts). `max_running_per_key`: at most N running per `concurrency_key` (set at "
+        "enqueue). `rate`: `{\"limit\": N, \"period\": seconds}`, at most N starts in any window of "
+        "that many seconds; jobs over a limit stay queued without using an attempt.",
+    ),
+    ("POST", "/api/job-types/{job_type}/pause"): Operation(
+        "Pause a job type: no job of it is claimed until resumed; running jobs finish; survives restarts",
+        "job types",
+        response=TypeControls,
+    ),
+    ("POST", "/api/job-types/{job_type}/resume"): Operation(
+        "Resume a paused job type", "job types", response=TypeControls
     ),
     ("GET", "/login"): Operation("The login form of the browser pages (HTML)", "keys", media_type="text/html"),
     ("POST", "/login"): Operation(
@@ -638,6 +760,7 @@ def build_openapi(routes: list[BaseRoute]) -> dict[str, Any]:
             {"name": "generation", "description": "The example generation job type"},
             {"name": "service", "description": "Health, readiness, metrics and documentation"},
             {"name": "keys", "description": "API keys (admin) and the browser's login"},
+            {"name": "schedules", "description": "Periodic jobs: cron expressions and intervals"},
         ],
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},

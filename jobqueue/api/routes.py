@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import re
 import time
 from collections.abc import Iterable
@@ -41,7 +40,7 @@ from jobqueue.models import (
     ProgressUpdate,
     WorkerId,
 )
-from jobqueue.service import MAX_PAGE_SIZE, JobQueueService
+from jobqueue.service import MAX_PAGE_SIZE, JobQueueService, deduplicated
 from jobqueue.worker import Registry
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -50,6 +49,8 @@ T = TypeVar("T", bound=msgspec.Struct)
 MAX_CLAIM_WAIT = 60.0
 #: Largest ``offset`` of a job listing.
 MAX_OFFSET = 2**62
+#: Response header of a create answered with the unfinished job holding its ``unique_key``.
+DEDUPLICATED_HEADER = "Jobqueue-Deduplicated"
 
 
 def get_job_queue_service(request: Request) -> JobQueueService:
@@ -84,6 +85,17 @@ def get_registry(request: Request) -> Registry:
     return request.state.registry  # type: ignore[no-any-return]
 
 
+def check_request_data(request: Request, job_type: str, request_data: Any) -> None:
+    """422 naming the field when the app's registry declares what ``request_data`` a job of this
+    type accepts and this is not it."""
+    request_type = get_registry(request).request_types.get(job_type)
+    if request_type is not None:
+        try:
+            msgspec.convert(request_data, request_type)
+        except msgspec.ValidationError as exc:
+            raise validation_error(exc, within="request_data") from None
+
+
 # -- request parsing ------------------------------------------------------------------------------
 
 
@@ -113,7 +125,7 @@ def _decode(body: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
-        if "Expected `int`, got `float`" not in str(exc):
+        if not _INT_GOT_FLOAT.search(str(exc)):
             raise
     return convert_fields(msgspec.json.decode(body), kind)  # an object: only a struct's field expects an int
 
@@ -121,23 +133,27 @@ def _decode(body: bytes, kind: type[T]) -> T:
 def convert_fields(fields: dict[str, Any], kind: type[T]) -> T:
     """A decoded JSON object as ``kind``, its integral floats of integer fields as integers."""
     # JSON has one number type: to JSON Schema (and so to OpenAPI clients) 3.0 is the integer 3,
-    # which msgspec refuses. Integral floats of integer fields become integers; 3.5 still fails,
-    # and free-form fields (request_data, result_data) are left exactly as sent.
-    integers = _integer_fields(kind)
-    for name, item in fields.items():
-        if name in integers and isinstance(item, float) and item.is_integer():
-            fields[name] = int(item)
+    # which msgspec refuses. Integral floats of integer fields (nested structs' too) become
+    # integers; 3.5 still fails, and free-form fields (request_data, result_data) are left
+    # exactly as sent.
+    _integral_floats_as_ints(fields, kind)
     return msgspec.convert(fields, kind)
 
 
-@functools.cache
-def _integer_fields(kind: type[msgspec.Struct]) -> frozenset[str]:
-    names = set()
+#: msgspec's complaint about a float where an integer (or an optional one) belongs.
+_INT_GOT_FLOAT = re.compile(r"Expected `int[^`]*`, got `float`")
+
+
+def _integral_floats_as_ints(value: dict[str, Any], kind: type[msgspec.Struct]) -> None:
     for field in msgspec.inspect.type_info(kind).fields:  # type: ignore[attr-defined]
         types = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
-        if any(isinstance(t, msgspec.inspect.IntType) for t in types):
-            names.add(field.encode_name)
-    return frozenset(names)
+        item = value.get(field.encode_name)
+        if isinstance(item, float) and item.is_integer() and any(isinstance(t, msgspec.inspect.IntType) for t in types):
+            value[field.encode_name] = int(item)
+        elif isinstance(item, dict):
+            for nested in types:
+                if isinstance(nested, msgspec.inspect.StructType):
+                    _integral_floats_as_ints(item, nested.cls)
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -237,13 +253,8 @@ def check_create(request: Request, body: JobCreate) -> None:
     """What a create request must pass besides its shape: the key's job types, and the
     ``request_data`` the type's handler accepts."""
     principal(request).require_type(body.job_type)
-    request_type = get_registry(request).request_types.get(body.job_type)
-    if request_type is not None:
-        # The handler's limits hold here too, not only on its own route (/api/generate).
-        try:
-            msgspec.convert(body.request_data, request_type)
-        except msgspec.ValidationError as exc:
-            raise validation_error(exc, within="request_data") from None
+    # The handler's limits hold here too, not only on its own route (/api/generate).
+    check_request_data(request, body.job_type, body.request_data)
 
 
 async def unserved_warning(service: JobQueueService, job_types: Iterable[str]) -> dict[str, str]:
@@ -267,6 +278,7 @@ async def create_job(request: Request) -> Response:
     body = await read_json(request, JobCreate)
     check_create(request, body)
     service = get_job_queue_service(request)
+    idempotency_key = _idempotency_key(request, body.idempotency_key)
     job, created = await service.create_job(
         body.job_type,
         body.request_data,
@@ -275,10 +287,17 @@ async def create_job(request: Request) -> Response:
         timeout=body.timeout,
         run_at=body.run_at,
         delay=body.delay,
-        idempotency_key=_idempotency_key(request, body.idempotency_key),
+        idempotency_key=idempotency_key,
+        concurrency_key=body.concurrency_key,
+        depends_on=body.depends_on,
+        on_dependency_failure=body.on_dependency_failure,
+        unique_key=body.unique_key,
+        debounce=body.debounce,
     )
-    warning = await unserved_warning(service, [job.job_type])
-    return JSONResponse(job, status_code=201 if created else 200, headers=warning)
+    headers = await unserved_warning(service, [job.job_type])
+    if deduplicated(job, created, idempotency_key, body.unique_key):
+        headers[DEDUPLICATED_HEADER] = "true"
+    return JSONResponse(job, status_code=201 if created else 200, headers=headers)
 
 
 @requires(KeyScope.READ, KeyScope.ENQUEUE)
@@ -423,6 +442,9 @@ class FailRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: False fails the job for good even when attempts remain.
     retry: bool = True
     message: str | None = None
+    #: The failure's traceback or stack, kept with the attempt (cut to its first line and last
+    #: 16,000 characters).
+    traceback: Annotated[str, msgspec.Meta(max_length=200_000)] | None = None
 
 
 class HeartbeatResponse(msgspec.Struct, kw_only=True):
@@ -509,8 +531,17 @@ async def fail_job(request: Request) -> Response:
         retry=body.retry,
         attempts=current.attempts,
         message=body.message,
+        traceback=body.traceback,
     )
     return JSONResponse(job)
+
+
+@requires(KeyScope.READ, KeyScope.ENQUEUE)
+async def job_attempts(request: Request) -> Response:
+    service = get_job_queue_service(request)
+    job_id = request.path_params["job_id"]
+    principal(request).require_type((await service.require_job(job_id)).job_type)
+    return JSONResponse(await service.attempts(job_id))
 
 
 @requires(KeyScope.WORKER)
@@ -560,6 +591,7 @@ routes: list[Route] = [
     Route("/api/jobs/{job_id}", get_job, methods=["GET"]),
     Route("/api/jobs/{job_id}", update_job, methods=["PUT"]),
     Route("/api/jobs/{job_id}", delete_job, methods=["DELETE"]),
+    Route("/api/jobs/{job_id}/attempts", job_attempts, methods=["GET"]),
     Route("/api/jobs/{job_id}/progress", report_progress, methods=["POST"]),
     Route("/api/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
     Route("/api/jobs/{job_id}/retry", retry_job, methods=["POST"]),

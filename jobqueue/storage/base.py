@@ -14,7 +14,22 @@ from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
 from jobqueue.errors import JobQueueError
-from jobqueue.models import ApiKey, ApiSession, ClaimedJob, Job, JobEvent, JobStatus, JobUpdate, Worker
+from jobqueue.models import (
+    ApiKey,
+    ApiSession,
+    Attempt,
+    ClaimedJob,
+    Job,
+    JobEvent,
+    JobStatus,
+    JobUpdate,
+    Schedule,
+    ScheduleSpec,
+    TypeControls,
+    TypeControlsUpdate,
+    Worker,
+)
+from jobqueue.storage.rules import Dependencies, UniqueKey
 
 #: Called with the events of each committed write, on the event loop, in commit order.
 EventListener = Callable[[list[JobEvent]], None]
@@ -30,6 +45,9 @@ class NewJob(NamedTuple):
     run_at: float | None
     timeout: float | None
     idempotency_key: str | None
+    concurrency_key: str | None = None
+    dependencies: Dependencies | None = None
+    unique: UniqueKey | None = None
 
 
 #: The outcome of one job of a batch: the job and whether it was created, or why it was refused.
@@ -62,8 +80,17 @@ class Store(Protocol):
         run_at: float | None,
         timeout: float | None,
         idempotency_key: str | None,
+        concurrency_key: str | None = None,
+        dependencies: Dependencies | None = None,
+        unique: UniqueKey | None = None,
     ) -> tuple[Job, bool]:
-        """Store a new job; returns it and whether it was created (False: idempotent replay)."""
+        """Store a new job; returns it and whether it was created (False: an idempotent replay,
+        or the unfinished job holding ``unique``'s key, which a debounced request updated).
+
+        With ``dependencies`` (all must exist, else ``ValidationFailed`` naming the unknown
+        ones) the job starts ``blocked`` until they finished, and each of them is flagged
+        ``has_dependents``; finishing a flagged job, by any path, settles its dependents in
+        the same transaction (see ``rules.initial_status`` and the stores' ``_record``)."""
 
     async def get_job(self, job_id: str) -> Job | None: ...
 
@@ -102,7 +129,7 @@ class Store(Protocol):
         changes only with its claim token, or with ``force``, which fences its holder out."""
 
     async def cancel(self, job_id: str, message: str | None) -> Job:
-        """Cancel a waiting job at once, or ask the holder of a running one to stop."""
+        """Cancel a waiting or blocked job at once, or ask the holder of a running one to stop."""
 
     async def retry(self, job_id: str) -> Job: ...
 
@@ -133,7 +160,10 @@ class Store(Protocol):
     async def claim(
         self, *, worker_id: str, job_types: Sequence[str] | None, limit: int, lease: float
     ) -> list[ClaimedJob]:
-        """Claim up to ``limit`` due jobs in claim order (best priority, then oldest)."""
+        """Claim up to ``limit`` due jobs in claim order (best priority, then oldest), within the
+        flow controls of their types (``job_type_controls``): none of a paused type, and of a
+        limited type only what its limits allow, counted atomically with the claim against
+        every other process's claims."""
 
     async def heartbeat(self, job_id: str, token: str, lease: float) -> bool:
         """Extend the lease; True when a cancel was requested."""
@@ -154,8 +184,21 @@ class Store(Protocol):
         result) answers the job again, anything else refused is ``LeaseLost``."""
 
     async def fail(
-        self, job_id: str, token: str, *, error: str, retry: bool, retry_at: float, message: str | None
-    ) -> Job: ...
+        self,
+        job_id: str,
+        token: str,
+        *,
+        error: str,
+        retry: bool,
+        retry_at: float,
+        message: str | None,
+        traceback: str | None = None,
+    ) -> Job:
+        """End the held attempt as failed; its error and traceback join the attempt history."""
+
+    async def ended_attempts(self, job_id: str, limit: int = 100) -> list[Attempt]:
+        """The job's attempts that ended other than by completing, oldest first (the last
+        ``limit`` of them)."""
 
     async def acknowledge_cancel(self, job_id: str, token: str, message: str | None) -> Job: ...
 
@@ -163,6 +206,18 @@ class Store(Protocol):
 
     async def reap_expired(self, limit: int = 500) -> list[Job]:
         """Requeue (or fail, or cancel) jobs whose lease lapsed; returns them."""
+
+    # -- flow control per job type --------------------------------------------------------------
+
+    async def get_type_controls(self, job_type: str) -> TypeControls:
+        """The type's controls (none when never set), running jobs, counts and next start."""
+
+    async def list_type_controls(self) -> list[TypeControls]:
+        """Every type with controls or with jobs, by name."""
+
+    async def set_type_controls(self, job_type: str, update: TypeControlsUpdate) -> TypeControls:
+        """Change the controls ``update`` sends (the others keep their values); every process's
+        next claim obeys them."""
 
     # -- API keys and browser sessions (jobqueue.keys decides what they mean) -----------------
 
@@ -236,3 +291,46 @@ class Store(Protocol):
     ) -> tuple[list[str], bool]:
         """Delete up to ``limit`` finished jobs (with their events); their ids, and whether
         more match."""
+
+    # -- periodic jobs (jobqueue.scheduler decides when a schedule ticks) ----------------------
+
+    async def put_schedule(
+        self, name: str, spec: ScheduleSpec, *, source: str, next_run_at: float
+    ) -> tuple[Schedule, bool]:
+        """Create or replace a schedule; returns it and whether it was created. A replacement
+        with the same timing (cron, interval, zone) keeps its ``next_run_at``; a pause stays."""
+
+    async def get_schedule(self, name: str) -> Schedule | None: ...
+
+    async def list_schedules(self) -> list[Schedule]: ...
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Delete a schedule; False when there was none."""
+
+    async def set_schedule_paused(self, name: str, paused: bool, next_run_at: float | None) -> Schedule | None:
+        """Pause or resume (``next_run_at``: the next tick, None keeps it); None when there is none."""
+
+    async def due_schedules(self, until: float, limit: int) -> list[Schedule]:
+        """Unpaused schedules whose next tick is at or before ``until``, soonest first."""
+
+    async def fire_schedule(
+        self,
+        name: str,
+        due: datetime,
+        next_run_at: float,
+        *,
+        job_type: str,
+        request_data: Any,
+        priority: int,
+        max_attempts: int,
+        timeout: float | None,
+        idempotency_key: str,
+    ) -> tuple[Job, bool] | None:
+        """In one write transaction: move the schedule's ``next_run_at`` from ``due`` (as read)
+        to ``next_run_at`` (compare-and-set) and, when it moved, insert the tick's job, as
+        ``insert_job`` does; returns the job and whether it was created (False: a job already
+        held the key, and is taken as the tick's job). None when another scheduler moved it
+        first."""
+
+    async def skip_schedule_ticks(self, name: str, due: datetime, next_run_at: float) -> bool:
+        """The compare-and-set of ``fire_schedule`` without a job; False when it lost."""

@@ -17,7 +17,7 @@ import hashlib
 import re
 from contextlib import AbstractAsyncContextManager
 from importlib import resources
-from importlib.abc import Traversable
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Protocol
 

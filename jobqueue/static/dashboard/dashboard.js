@@ -6,9 +6,10 @@
 "use strict";
 
 (() => {
-  // Mirrors WAITING_STATUSES and TERMINAL_STATUSES in jobqueue/models.py; every other status is a
-  // running one, so new running statuses need no change here.
-  const WAITING = ["queued", "pending"];
+  // Mirrors NOT_STARTED_STATUSES (waiting, and blocked on dependencies) and TERMINAL_STATUSES in
+  // jobqueue/models.py; every other status is a running one, so new running statuses need no
+  // change here.
+  const WAITING = ["queued", "pending", "blocked"];
   const TERMINAL = ["completed", "failed", "cancelled"];
   const RETRYABLE = ["failed", "cancelled"];
   // EventSource only delivers named events to listeners registered by name.
@@ -137,7 +138,15 @@
   function renderStatusCounts(stats) {
     const list = $("#status-counts");
     if (list.children.length === 0) {
-      const cards = [["", "total"], ...state.statuses.map((s) => [s, label(s)])];
+      // The running statuses (processing and the generators' own) share one card, whose title
+      // lists those that have jobs; the card filters the table by all of them.
+      const running = state.statuses.filter(isRunning);
+      const cards = [
+        ["", "total"],
+        ...state.statuses.filter((s) => !isRunning(s) && !TERMINAL.includes(s)).map((s) => [s, label(s)]),
+        [running.join(","), "running"],
+        ...TERMINAL.map((s) => [s, label(s)]),
+      ];
       list.append(
         ...cards.map(([status, text]) => {
           const button = el(
@@ -154,10 +163,15 @@
     }
     for (const button of list.querySelectorAll(".count-card")) {
       const status = button.dataset.status;
-      const count = status === "all" ? stats.total : stats.by_status[status] || 0;
+      const members = status === "all" ? [] : status.split(",");
+      const count = status === "all" ? stats.total : members.reduce((n, s) => n + (stats.by_status[s] || 0), 0);
       $(".count", button).textContent = String(count);
       button.setAttribute("aria-label", `${count} ${button.dataset.label}: show these jobs`);
-      button.parentElement.classList.toggle("zero", count === 0 && status !== "all");
+      if (members.length > 1) {
+        button.title = members.filter((s) => stats.by_status[s]).map((s) => `${label(s)}: ${stats.by_status[s]}`).join(", ");
+      }
+      // Statuses with no job collapse out of the way; the total always shows.
+      button.parentElement.hidden = count === 0 && status !== "all";
     }
   }
 
@@ -460,6 +474,7 @@
     detail.job = job;
     const dialog = $("#detail");
     $("#detail-title").textContent = `Job ${job.id}`;
+    $("#detail-page").href = `/dashboard/jobs/${encodeURIComponent(job.id)}`;
     for (const node of dialog.querySelectorAll("[data-field]")) {
       const name = node.dataset.field;
       const value = job[name];
@@ -467,6 +482,10 @@
       else if (name.endsWith("_at")) node.replaceChildren(timeElement(value));
       else if (name.endsWith("_data")) node.textContent = formatJson(value);
       else if (name === "attempts") node.textContent = `${value} / ${job.max_attempts}`;
+      else if (name === "depends_on" && value) {
+        const policy = job.on_dependency_failure === "run" ? " (runs even if one fails)" : "";
+        node.textContent = value.join(", ") + policy;
+      }
       else node.textContent = value === null || value === undefined || value === "" ? "—" : String(value);
     }
     $("#detail-progress").value = job.progress;

@@ -6,12 +6,90 @@
 -- compare leases and run_at against the same clock.
 
 -- name: insert_job
--- Create a job; with an idempotency key already in use nothing is written and no row returns.
+-- Create a job; with an idempotency key already used, or a unique key held by an unfinished job,
+-- nothing is written and no row returns (a concurrent insert of the same key is waited for).
+-- %(status)s is 'queued', or 'blocked' for a job whose dependencies (%(depends_on)s, a JSON
+-- array) have not all finished.
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
-                  max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint, event_seq)
-VALUES (%(id)s, 'queued', 0, %(job_type)s, %(priority)s, %(request_data)s::jsonb, %(now)s, %(now)s,
-        %(max_attempts)s, %(run_at)s, %(timeout)s, %(idempotency_key)s, %(fingerprint)s, 1)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                  max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint, event_seq,
+                  concurrency_key, depends_on, on_dependency_failure, unique_key)
+VALUES (%(id)s, %(status)s, 0, %(job_type)s, %(priority)s, %(request_data)s::jsonb, %(now)s, %(now)s,
+        %(max_attempts)s, %(run_at)s, %(timeout)s, %(idempotency_key)s, %(fingerprint)s, 1,
+        %(concurrency_key)s, %(depends_on)s::jsonb, %(on_dependency_failure)s, %(unique_key)s)
+ON CONFLICT DO NOTHING
+RETURNING *;
+
+-- name: insert_dependencies
+-- Record a new job's dependencies (the JSON array %(depends_on)s), indexed by the job depended on.
+INSERT INTO job_dependencies (job_id, depends_on)
+SELECT %(id)s, value FROM jsonb_array_elements_text(%(depends_on)s::jsonb);
+
+-- name: known_jobs
+-- Which of the ids in %(ids)s exist (a new job's dependencies must).
+SELECT id FROM jobs WHERE id = ANY(%(ids)s::text[]);
+
+-- name: mark_dependencies
+-- Flag the jobs a new job depends on, so finishing them looks for their dependents; returns
+-- their statuses, which decide the new job's own. The update locks them until the new job is
+-- committed: a dependency finishing meanwhile waits, then sees its flag and the new dependent.
+-- Locked in id order, so two inserts naming the same dependencies cannot deadlock.
+UPDATE jobs SET has_dependents = true
+WHERE id IN (SELECT id FROM jobs WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE)
+RETURNING id, status;
+
+-- name: lock_dependents
+-- Lock the blocked dependents of a job that just finished, in id order, before deciding on them:
+-- of two transactions finishing two dependencies of one job, the second to lock it decides after
+-- the first committed, and so sees both dependencies finished (READ COMMITTED: each statement
+-- reads what was committed when it started).
+SELECT j.id FROM job_dependencies d JOIN jobs j ON j.id = d.job_id
+WHERE d.depends_on = %(id)s AND j.status = 'blocked'
+ORDER BY j.id
+FOR UPDATE OF j;
+
+-- name: cancel_dependents
+-- A job that did not complete cancels its blocked dependents whose policy is 'cancel';
+-- %(reason)s names it. (Their own dependents follow: the store walks the cascade.)
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = %(now)s,
+    updated_at = %(now)s, message = %(reason)s, error = %(reason)s
+WHERE status = 'blocked' AND on_dependency_failure = 'cancel'
+  AND id IN (SELECT job_id FROM job_dependencies WHERE depends_on = %(id)s)
+RETURNING *;
+
+-- name: cancel_blocked_job
+-- A new job whose dependency had already failed (policy 'cancel'): cancelled at once.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = %(now)s,
+    updated_at = %(now)s, message = %(reason)s, error = %(reason)s
+WHERE id = %(id)s
+RETURNING *;
+
+-- name: release_dependents
+-- Blocked dependents of a job that just finished, whose dependencies have all finished now
+-- (all completed, under the policy 'cancel'), join the queue. A deleted dependency counts as
+-- finished. run_at is kept: a dependent created with a delay still waits for it.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'queued', updated_at = %(now)s
+WHERE status = 'blocked'
+  AND id IN (SELECT job_id FROM job_dependencies WHERE depends_on = %(id)s)
+  AND NOT EXISTS (
+      SELECT 1 FROM job_dependencies d JOIN jobs j ON j.id = d.depends_on
+      WHERE d.job_id = jobs.id
+        AND (j.status NOT IN ('completed', 'failed', 'cancelled')
+             OR (j.status <> 'completed' AND jobs.on_dependency_failure = 'cancel'))
+  )
+RETURNING *;
+
+-- name: get_unfinished_job_by_unique_key
+-- The unfinished job holding a unique key.
+SELECT * FROM jobs
+WHERE unique_key = %(key)s AND status NOT IN ('completed', 'failed', 'cancelled');
+
+-- name: debounce_job
+-- A debounced repeat of a unique key while its job still waits (not claimed): the newer request
+-- data replaces the old, and the job waits until %(run_at)s again. A job claimed meanwhile does
+-- not match once its claim committed (the row lock is waited for, then re-checked).
+UPDATE jobs SET event_seq = event_seq + 1, request_data = %(request_data)s::jsonb,
+    run_at = %(run_at)s, updated_at = %(now)s
+WHERE unique_key = %(key)s AND status IN ('queued', 'pending', 'blocked')
 RETURNING *;
 
 -- name: insert_new_jobs
@@ -20,12 +98,12 @@ RETURNING *;
 -- call, where a parameter per column cost the driver more than the statement). Nothing can
 -- conflict (fresh ids), so nothing needs to come back: the store builds the returned jobs.
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
-                  max_attempts, run_at, timeout, event_seq)
+                  max_attempts, run_at, timeout, event_seq, concurrency_key)
 SELECT n.id, 'queued', 0, n.job_type, n.priority, n.request_data::jsonb, n.now, n.now,
-       n.max_attempts, n.run_at, n.timeout, 1
+       n.max_attempts, n.run_at, n.timeout, 1, n.concurrency_key
 FROM json_to_recordset(%(rows)s::json)
      AS n(id text, job_type text, priority integer, request_data json, now timestamptz,
-          max_attempts integer, run_at timestamptz, timeout double precision);
+          max_attempts integer, run_at timestamptz, timeout double precision, concurrency_key text);
 
 -- name: get_job
 -- One job by id.
@@ -58,6 +136,8 @@ UPDATE jobs SET
     worker_id = CASE WHEN %(worker_set)s THEN %(worker_id)s
                      WHEN %(becomes_waiting)s THEN NULL ELSE worker_id END,
     started_at = CASE WHEN %(becomes_active)s THEN coalesce(started_at, %(now)s::timestamptz) ELSE started_at END,
+    attempt_started_at = CASE WHEN %(becomes_active)s THEN %(now)s::timestamptz ELSE attempt_started_at END,
+    traceback = CASE WHEN %(leaves_active)s THEN NULL ELSE traceback END,
     completed_at = CASE WHEN %(becomes_terminal)s THEN %(now)s::timestamptz ELSE completed_at END,
     lease_expires_at = CASE WHEN %(becomes_active)s THEN %(lease_until)s::timestamptz
                             WHEN %(leaves_active)s THEN NULL
@@ -90,6 +170,7 @@ UPDATE jobs SET
     claim_token = replace(gen_random_uuid()::text, '-', ''),
     lease_expires_at = %(lease_until)s,
     started_at = coalesce(started_at, %(now)s),
+    attempt_started_at = %(now)s,
     updated_at = %(now)s
 FROM picked
 WHERE jobs.id = picked.id
@@ -120,6 +201,7 @@ UPDATE jobs SET
     claim_token = replace(gen_random_uuid()::text, '-', ''),
     lease_expires_at = %(lease_until)s,
     started_at = coalesce(started_at, %(now)s),
+    attempt_started_at = %(now)s,
     updated_at = %(now)s
 FROM picked
 WHERE jobs.id = picked.id
@@ -143,6 +225,7 @@ UPDATE jobs SET
     claim_token = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE claim_token END,
     worker_id = CASE WHEN %(retry)s AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE worker_id END,
     error = %(error)s,
+    traceback = %(traceback)s,
     message = coalesce(%(message)s, message),
     updated_at = %(now)s::timestamptz,
     lease_expires_at = NULL
@@ -154,6 +237,7 @@ RETURNING *;
 UPDATE jobs SET
     event_seq = event_seq + 1,
     status = 'cancelled',
+    traceback = NULL,
     message = coalesce(%(message)s, message),
     completed_at = %(now)s,
     updated_at = %(now)s,
@@ -177,10 +261,10 @@ WHERE id = %(id)s AND claim_token = %(token)s AND lease_expires_at IS NOT NULL
 RETURNING *;
 
 -- name: cancel_waiting_job
--- Cancel a job no worker holds: it ends at once.
+-- Cancel a job no worker holds (waiting or blocked): it ends at once.
 UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = %(now)s,
     updated_at = %(now)s, message = coalesce(%(message)s, message)
-WHERE id = %(id)s AND status IN ('queued', 'pending')
+WHERE id = %(id)s AND status IN ('queued', 'pending', 'blocked')
 RETURNING *;
 
 -- name: request_cancel
@@ -226,6 +310,7 @@ UPDATE jobs SET
     worker_id = CASE WHEN cancel_requested OR attempts >= max_attempts THEN worker_id ELSE NULL END,
     claim_token = NULL,
     lease_expires_at = NULL,
+    traceback = NULL,
     updated_at = %(now)s
 FROM expired
 WHERE jobs.id = expired.id
@@ -400,13 +485,178 @@ FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(lease_untils)s::timestamptz[]
 WHERE jobs.id = v.id AND jobs.claim_token = v.token AND jobs.lease_expires_at IS NOT NULL
 RETURNING jobs.id, jobs.cancel_requested;
 
--- name: claim_plan
--- Before a claim, for the rest of its transaction: no bitmap scans. Without statistics (a
--- table never ANALYZEd, autovacuum off) the planner underestimates the waiting jobs of a type
--- and reads all of them through a bitmap, then sorts them, to return the first few: 12.6 ms
--- against 0.2 ms for the ordered index scan with 20,000 waiting (EXPLAIN ANALYZE). The claim
--- must walk its index in order whatever the statistics say.
-SET LOCAL enable_bitmapscan = off;
+-- name: claim_controls
+-- The first statement of every claim. It sets, for the rest of its transaction, no bitmap scans:
+-- without statistics (a table never ANALYZEd, autovacuum off) the planner underestimates the
+-- waiting jobs of a type and reads all of them through a bitmap, then sorts them, to return the
+-- first few: 12.6 ms against 0.2 ms for the ordered index scan with 20,000 waiting (EXPLAIN
+-- ANALYZE). The claim must walk its index in order whatever the statistics say.
+-- And it returns the controls that change how the claim of %(job_types)s (NULL: any type)
+-- goes. The rows of limited types are locked, in job_type order (claims of the same types lock
+-- in the same order): claims of a limited type from every process take turns, and the claim
+-- statement that follows, whose snapshot is taken after the lock was granted, counts the jobs
+-- the previous holder claimed. (Counting in the statement that waits for the lock would count
+-- as of before the wait, in READ COMMITTED.) Paused types are read, not locked; a type without
+-- a row takes no lock. One row of NULLs when no type has controls. The lock lasts until the
+-- write batch commits, so claims of one limited type take turns at the rate of batches; two
+-- claims of one batch locking other types in the other order than another process's batch can
+-- deadlock: PostgreSQL then aborts one batch, whose writes are retried one by one.
+WITH locked AS (
+    SELECT * FROM job_type_controls
+    WHERE (%(job_types)s::text[] IS NULL OR job_type = ANY(%(job_types)s::text[]))
+      AND (max_running IS NOT NULL OR max_running_per_key IS NOT NULL OR rate_limit IS NOT NULL)
+    ORDER BY job_type
+    FOR UPDATE
+), paused AS (
+    SELECT * FROM job_type_controls
+    WHERE (%(job_types)s::text[] IS NULL OR job_type = ANY(%(job_types)s::text[]))
+      AND paused AND max_running IS NULL AND max_running_per_key IS NULL AND rate_limit IS NULL
+), plan AS (
+    SELECT set_config('enable_bitmapscan', 'off', true) AS bitmapscan
+)
+SELECT controls.* FROM plan LEFT JOIN (SELECT * FROM locked UNION ALL SELECT * FROM paused) AS controls ON true;
+
+-- name: claim_jobs_controlled
+-- The claim when some of its types are paused or limited (their rows locked by claim_controls).
+-- Each type of %(job_types)s is one arm, as in claim_jobs_of_types, taking at most what its
+-- limits allow now: max_running less its held jobs (through jobs_held_by_type), the rate limit
+-- less its starts in the window; paused types take nothing. With %(any_type)s, one more arm
+-- walks jobs_claim for every type but %(excluded)s (the controlled ones), past their waiting
+-- jobs. Types with max_running_per_key are not arms: the store chose their jobs in claim order
+-- (%(keyed_ids)s), in this transaction, after the lock. Starts of rate-limited types are
+-- recorded, and those that left their window deleted, in the same statement.
+WITH wanted AS (
+    SELECT w.job_type,
+           least(
+               %(limit)s,
+               coalesce(c.max_running - (SELECT count(*) FROM jobs AS h
+                                         WHERE h.job_type = w.job_type AND h.lease_expires_at IS NOT NULL),
+                        %(limit)s),
+               coalesce(c.rate_limit - (SELECT count(*) FROM job_type_starts AS s
+                                        WHERE s.job_type = w.job_type
+                                          AND s.at > %(now)s::timestamptz - make_interval(secs => c.rate_period)),
+                        %(limit)s)
+           ) AS allowed
+    FROM unnest(%(job_types)s::text[]) AS w(job_type)
+    LEFT JOIN job_type_controls AS c ON c.job_type = w.job_type
+    WHERE c.job_type IS NULL OR (NOT c.paused AND c.max_running_per_key IS NULL)
+), arms AS MATERIALIZED (
+    SELECT arm.id, arm.priority, arm.created_at FROM wanted
+    CROSS JOIN LATERAL (
+        SELECT id, priority, created_at FROM jobs
+        WHERE jobs.job_type = wanted.job_type
+          AND status IN ('queued', 'pending') AND run_at <= %(now)s
+        ORDER BY priority DESC, created_at
+        LIMIT greatest(wanted.allowed, 0)
+        FOR UPDATE SKIP LOCKED
+    ) AS arm
+), others AS MATERIALIZED (
+    SELECT id, priority, created_at FROM jobs
+    WHERE %(any_type)s AND status IN ('queued', 'pending') AND run_at <= %(now)s
+      AND job_type <> ALL(%(excluded)s::text[])
+    ORDER BY priority DESC, created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), keyed AS MATERIALIZED (
+    SELECT id, priority, created_at FROM jobs
+    WHERE id = ANY(%(keyed_ids)s::text[]) AND status IN ('queued', 'pending')
+    FOR UPDATE SKIP LOCKED
+), picked AS MATERIALIZED (
+    SELECT id FROM (SELECT * FROM arms UNION ALL SELECT * FROM others UNION ALL SELECT * FROM keyed) AS c
+    ORDER BY priority DESC, created_at
+    LIMIT %(limit)s
+), claimed AS (
+    UPDATE jobs SET
+        event_seq = event_seq + 1,
+        status = 'processing',
+        worker_id = %(worker_id)s,
+        attempts = attempts + 1,
+        claim_token = replace(gen_random_uuid()::text, '-', ''),
+        lease_expires_at = %(lease_until)s,
+        started_at = coalesce(started_at, %(now)s),
+        attempt_started_at = %(now)s,
+        updated_at = %(now)s
+    FROM picked
+    WHERE jobs.id = picked.id
+    RETURNING jobs.*
+), forgotten AS (
+    DELETE FROM job_type_starts AS s USING job_type_controls AS c
+    WHERE s.job_type = c.job_type AND c.rate_limit IS NOT NULL
+      AND c.job_type IN (SELECT job_type FROM claimed)
+      AND s.at <= %(now)s::timestamptz - make_interval(secs => c.rate_period)
+), started AS (
+    INSERT INTO job_type_starts (job_type, at)
+    SELECT claimed.job_type, %(now)s FROM claimed
+    JOIN job_type_controls AS c ON c.job_type = claimed.job_type
+    WHERE c.rate_limit IS NOT NULL
+)
+SELECT * FROM claimed;
+
+-- name: type_usage
+-- What the limits of one type count: its held jobs (through jobs_held_by_type) and its starts
+-- after %(since)s (the rate window; NULL counts none).
+SELECT (SELECT count(*) FROM jobs WHERE job_type = %(job_type)s AND lease_expires_at IS NOT NULL) AS held,
+       (SELECT count(*) FROM job_type_starts
+        WHERE job_type = %(job_type)s AND at > %(since)s::timestamptz) AS starts;
+
+-- name: held_by_key
+-- Held jobs of one type per concurrency key (jobs without a key count only against max_running).
+SELECT concurrency_key, count(*) AS held FROM jobs
+WHERE job_type = %(job_type)s AND lease_expires_at IS NOT NULL AND concurrency_key IS NOT NULL
+GROUP BY concurrency_key;
+
+-- name: waiting_of_type
+-- Every due waiting job of one type in claim order, with its concurrency key: read through a
+-- cursor by the claim of a type with max_running_per_key, which stops as soon as it has what it
+-- may start. No row locks: claims of the type take turns on its controls row.
+SELECT id, concurrency_key FROM jobs
+WHERE job_type = %(job_type)s AND status IN ('queued', 'pending') AND run_at <= %(now)s
+ORDER BY priority DESC, created_at;
+
+-- name: type_control
+-- The controls of one job type.
+SELECT * FROM job_type_controls WHERE job_type = %(job_type)s;
+
+-- name: all_type_controls
+-- Every type's controls.
+SELECT * FROM job_type_controls ORDER BY job_type;
+
+-- name: count_by_type_and_status
+-- Jobs per type and status (the list of job types; it reads every job, as the stats do).
+SELECT job_type, status, count(*) AS jobs FROM jobs GROUP BY job_type, status;
+
+-- name: starts_after
+-- The starts of one type after %(since)s, oldest first (when the rate limit allows the next one).
+SELECT at FROM job_type_starts WHERE job_type = %(job_type)s AND at > %(since)s ORDER BY at;
+
+-- name: forget_starts
+-- Every start of a type (its rate limit was removed).
+DELETE FROM job_type_starts WHERE job_type = %(job_type)s;
+
+-- name: set_type_controls
+-- Change the controls of a type: a field whose *_set flag is false keeps its value (a new row
+-- takes the defaults), so two operators changing different fields do not undo each other.
+INSERT INTO job_type_controls (job_type, paused, max_running, max_running_per_key, rate_limit,
+                               rate_period, updated_at)
+VALUES (%(job_type)s, coalesce(%(paused)s::boolean, false), %(max_running)s::integer,
+        %(max_running_per_key)s::integer, %(rate_limit)s::integer, %(rate_period)s::double precision,
+        %(now)s)
+ON CONFLICT (job_type) DO UPDATE SET
+    paused = CASE WHEN %(paused_set)s THEN %(paused)s::boolean ELSE job_type_controls.paused END,
+    max_running = CASE WHEN %(max_running_set)s THEN %(max_running)s::integer
+                       ELSE job_type_controls.max_running END,
+    max_running_per_key = CASE WHEN %(per_key_set)s THEN %(max_running_per_key)s::integer
+                               ELSE job_type_controls.max_running_per_key END,
+    rate_limit = CASE WHEN %(rate_set)s THEN %(rate_limit)s::integer ELSE job_type_controls.rate_limit END,
+    rate_period = CASE WHEN %(rate_set)s THEN %(rate_period)s::double precision
+                       ELSE job_type_controls.rate_period END,
+    updated_at = %(now)s;
+
+-- name: drop_empty_type_controls
+-- A type whose controls were all cleared has no row: its claims take no lock again.
+DELETE FROM job_type_controls
+WHERE job_type = %(job_type)s AND NOT paused AND max_running IS NULL AND max_running_per_key IS NULL
+  AND rate_limit IS NULL;
 
 -- name: insert_api_key
 -- A new API key; nothing when a key in use already has the name (api_keys_active_name).
@@ -465,8 +715,7 @@ WHERE s.token_hash = %(token_hash)s AND s.expires_at > %(now)s::timestamptz;
 -- Log out.
 DELETE FROM api_sessions WHERE token_hash = %(token_hash)s;
 
--- == Worker pools you can see (issue 12) ======================================================
-
+-- == Worker pools you can see (issue 12) ===============================================
 -- name: register_worker
 -- A pool announces itself, or renews its registration (its heartbeat); a pool whose row lapsed
 -- and was deleted comes back with a new started_at.
@@ -537,21 +786,21 @@ RETURNING *;
 SELECT EXISTS (SELECT 1 FROM jobs WHERE job_type = %(job_type)s AND status = 'failed') AS found;
 
 -- name: cancel_waiting_of_type
--- Cancel up to %(limit)s waiting jobs of one type (as cancel_waiting_job), oldest first. SKIP
+-- Cancel up to %(limit)s waiting jobs of one type (blocked ones too) (as cancel_waiting_job), oldest first. SKIP
 -- LOCKED, and the status checked again on the locked row: a job a worker is claiming right now
 -- is running, not waiting, and is left alone.
 UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = %(now)s,
     updated_at = %(now)s, message = coalesce(%(message)s, message)
 WHERE id IN (
-    SELECT id FROM jobs WHERE job_type = %(job_type)s AND status IN ('queued', 'pending')
+    SELECT id FROM jobs WHERE job_type = %(job_type)s AND status IN ('queued', 'pending', 'blocked')
     ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-) AND status IN ('queued', 'pending')
+) AND status IN ('queued', 'pending', 'blocked')
 RETURNING *;
 
 -- name: any_waiting_of_type
 -- Whether waiting jobs of the type remain (a bulk cancel says so).
 SELECT EXISTS (
-    SELECT 1 FROM jobs WHERE job_type = %(job_type)s AND status IN ('queued', 'pending')
+    SELECT 1 FROM jobs WHERE job_type = %(job_type)s AND status IN ('queued', 'pending', 'blocked')
 ) AS found;
 
 -- name: purge_jobs
@@ -578,3 +827,71 @@ SELECT EXISTS (
 -- name: any_lapsed_worker
 -- Whether a registration lapsed (a cheap read before writing).
 SELECT 1 FROM workers WHERE expires_at < %(now)s LIMIT 1;
+
+-- name: ended_attempts
+-- The last %(limit)s attempts of a job that ended other than by completing, newest first.
+SELECT * FROM job_attempts WHERE job_id = %(job_id)s ORDER BY id DESC LIMIT %(limit)s;
+
+-- Periodic jobs (jobqueue/scheduler.py), as on SQLite.
+
+-- name: upsert_schedule
+-- Create or replace a schedule. A replacement that ticks at the same instants (same cron or
+-- interval, same zone) keeps next_run_at, so rewriting it (every worker start rewrites the
+-- schedules declared in code) neither skips nor repeats a tick; pause and creation stay.
+INSERT INTO schedules (name, job_type, cron, "interval", timezone, request_data, priority,
+                       max_attempts, timeout, missed, source, next_run_at, created_at, updated_at)
+VALUES (%(name)s, %(job_type)s, %(cron)s, %(every)s, %(timezone)s, %(request_data)s::jsonb, %(priority)s,
+        %(max_attempts)s, %(timeout)s, %(missed)s, %(source)s, %(next_run_at)s, %(now)s, %(now)s)
+ON CONFLICT (name) DO UPDATE SET
+    job_type = excluded.job_type, cron = excluded.cron, "interval" = excluded."interval",
+    timezone = excluded.timezone, request_data = excluded.request_data,
+    priority = excluded.priority, max_attempts = excluded.max_attempts,
+    timeout = excluded.timeout, missed = excluded.missed, source = excluded.source,
+    next_run_at = CASE
+        WHEN schedules.cron IS NOT DISTINCT FROM excluded.cron
+             AND schedules."interval" IS NOT DISTINCT FROM excluded."interval"
+             AND schedules.timezone = excluded.timezone
+        THEN schedules.next_run_at ELSE excluded.next_run_at END,
+    updated_at = excluded.updated_at
+RETURNING *, created_at = %(now)s AS created;
+
+-- name: get_schedule
+-- One schedule by name.
+SELECT * FROM schedules WHERE name = %(name)s;
+
+-- name: list_schedules
+-- Every schedule, by name.
+SELECT * FROM schedules ORDER BY name;
+
+-- name: delete_schedule
+-- Delete a schedule (its jobs stay).
+DELETE FROM schedules WHERE name = %(name)s RETURNING name;
+
+-- name: set_schedule_paused
+-- Pause or resume; a resume also sets the next tick (%(next_run_at)s, NULL: unchanged).
+UPDATE schedules
+SET paused = %(paused)s, next_run_at = coalesce(%(next_run_at)s::timestamptz, next_run_at), updated_at = %(now)s
+WHERE name = %(name)s
+RETURNING *;
+
+-- name: due_schedules
+-- Unpaused schedules whose next tick is at or before %(until)s, soonest first (schedules_due).
+SELECT * FROM schedules WHERE NOT paused AND next_run_at <= %(until)s ORDER BY next_run_at LIMIT %(limit)s;
+
+-- name: fire_schedule
+-- The compare-and-set of a tick: move next_run_at from the tick %(due)s to %(next_run_at)s,
+-- unless another scheduler moved it first (then no row returns and no job is made). A
+-- scheduler racing this one waits for the row lock, then finds the tick moved.
+UPDATE schedules SET next_run_at = %(next_run_at)s, last_run_at = next_run_at, last_job_id = %(job_id)s
+WHERE name = %(name)s AND NOT paused AND next_run_at = %(due)s
+RETURNING name;
+
+-- name: skip_schedule_ticks
+-- The compare-and-set of missed ticks skipped: as fire_schedule, without a job.
+UPDATE schedules SET next_run_at = %(next_run_at)s
+WHERE name = %(name)s AND NOT paused AND next_run_at = %(due)s
+RETURNING name;
+
+-- name: set_schedule_last_job
+-- The job of the last tick, when the tick's job existed already (its idempotency key).
+UPDATE schedules SET last_job_id = %(job_id)s WHERE name = %(name)s;

@@ -9,6 +9,7 @@ What a change means (allowed moves, event kinds, refusals) is decided in
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Container, Sequence
@@ -28,7 +29,9 @@ from jobqueue.errors import (
     LeaseLost,
 )
 from jobqueue.models import (
+    TERMINAL_EVENT_KINDS,
     ApiKey,
+    Attempt,
     ApiSession,
     ClaimedJob,
     EventKind,
@@ -38,9 +41,14 @@ from jobqueue.models import (
     JobUpdate,
     KeyScope,
     Worker,
+    MissedTicks,
+    Schedule,
+    ScheduleSpec,
+    TypeControls,
+    TypeControlsUpdate,
 )
 from jobqueue.settings import Settings
-from jobqueue.storage import rules
+from jobqueue.storage import flow, rules
 from jobqueue.storage.base import BatchOutcome, EventListener, NewJob
 from jobqueue.storage.migrate import apply_migrations
 from jobqueue.storage.postgres.connection import (
@@ -60,6 +68,10 @@ EventedOp = Callable[[Transaction, list[EventValues]], Awaitable[T]]
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
 
+#: Inserts of a job with a unique key before giving up, each after the key's job finished
+#: between the insert and the read of that job (by another transaction).
+UNIQUE_INSERT_TRIES = 5
+
 
 def _ts(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
@@ -72,6 +84,18 @@ def _utc(value: datetime | None) -> datetime | None:
 
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else _json_encode(value).decode()
+
+
+def attempt_from_row(row: Row) -> Attempt:
+    return Attempt(
+        attempt=row["attempt"],
+        worker_id=row["worker_id"],
+        started_at=_utc(row["started_at"]),
+        ended_at=_utc(row["ended_at"]),
+        outcome=row["outcome"],
+        error=row["error"],
+        traceback=row["traceback"],
+    )
 
 
 def job_from_row(row: Row) -> Job:
@@ -98,6 +122,22 @@ def job_from_row(row: Row) -> Job:
         cancel_requested=row["cancel_requested"],
         idempotency_key=row["idempotency_key"],
         event_seq=row["event_seq"],
+        concurrency_key=row["concurrency_key"],
+        attempt_started_at=_utc(row["attempt_started_at"]),
+        depends_on=row["depends_on"],
+        on_dependency_failure=row["on_dependency_failure"],
+        unique_key=row["unique_key"],
+    )
+
+
+def limits_from_row(row: Row) -> flow.Limits:
+    return flow.Limits(
+        job_type=row["job_type"],
+        paused=row["paused"],
+        max_running=row["max_running"],
+        max_running_per_key=row["max_running_per_key"],
+        rate_limit=row["rate_limit"],
+        rate_period=row["rate_period"],
     )
 
 
@@ -160,7 +200,13 @@ def _event_from_values(values: EventValues) -> JobEvent:
 
 
 def _record(tx: Transaction, events: list[EventValues], row: Row | Job, kind: EventKind, data: Any = None) -> None:
-    """Record the event of the change that produced ``row`` (``data``: the decoded payload)."""
+    """Record the event of the change that produced ``row`` (``data``: the decoded payload).
+
+    Every change of a job passes here, so this is where a job that others depend on and that
+    just finished has its dependents settled, in the same transaction (at its end, see
+    ``Transaction.before_finish``), whichever path finished it. A job without dependents
+    (nearly all) pays one column read for it.
+    """
     if isinstance(row, Job):
         values: EventValues = [
             0, row.id, row.event_seq, row.job_type, kind.value, row.status.value,
@@ -171,12 +217,101 @@ def _record(tx: Transaction, events: list[EventValues], row: Row | Job, kind: Ev
             0, row["id"], row["event_seq"], row["job_type"], kind.value, row["status"],
             row["progress"], row["message"], _json_or_none(data), row["updated_at"],
         ]
+        if kind in TERMINAL_EVENT_KINDS and row["has_dependents"]:
+            tx.before_finish.append(functools.partial(_settle_dependents, finished=row, events=events))
     tx.events.append(values)
     events.append(values)
 
 
+async def _settle_dependents(tx: Transaction, *, finished: Row, events: list[EventValues]) -> None:
+    """``finished`` (a job others depend on) finished: its blocked dependents whose
+    dependencies have now all finished join the queue; if it did not complete, those whose
+    policy is ``cancel`` end cancelled, naming it (their own dependents are settled in turn:
+    recording their end defers that too). Their events go with those of the op that finished it."""
+    params = {"id": finished["id"], "now": finished["updated_at"]}
+    if not await tx.fetch_all(QUERIES["lock_dependents"], params):
+        return
+    if finished["status"] != JobStatus.COMPLETED.value:
+        reason = rules.dependency_failure_message(finished["id"], finished["status"])
+        for row in await tx.fetch_all(QUERIES["cancel_dependents"], {**params, "reason": reason}):
+            _record(tx, events, row, EventKind.CANCELLED)
+    for row in await tx.fetch_all(QUERIES["release_dependents"], params):
+        _record(tx, events, row, EventKind.STATUS)
+
+
 def _event_data(kind: EventKind, row: Row) -> Any:
     return rules.event_data(kind, row["result_data"], row["error"])
+
+
+def _keyed_job_params(
+    job_type: str,
+    request_data: Any,
+    priority: int,
+    max_attempts: int,
+    now: float,
+    due: float,
+    timeout: float | None,
+    idempotency_key: str | None,
+    concurrency_key: str | None = None,
+    dependencies: rules.Dependencies | None = None,
+    unique: rules.UniqueKey | None = None,
+) -> dict[str, Any]:
+    """The ``insert_job`` parameters of a job that may conflict (an idempotency or unique key)
+    or has dependencies."""
+    fingerprint = None
+    if idempotency_key is not None:
+        fingerprint = rules.fingerprint(
+            job_type, request_data, priority, max_attempts, timeout,
+            concurrency_key=concurrency_key, extras=rules.create_extras(dependencies, unique),
+        )
+    return {
+        "id": str(uuid.uuid4()),
+        "job_type": job_type,
+        "priority": priority,
+        "request_data": _json_or_none(request_data),
+        "now": _ts(now),
+        "max_attempts": max_attempts,
+        "run_at": _ts(due),
+        "timeout": timeout,
+        "idempotency_key": idempotency_key,
+        "fingerprint": fingerprint,
+        "concurrency_key": concurrency_key,
+        **rules.option_columns(dependencies, unique),
+    }
+
+
+async def _insert_keyed(tx: Transaction, events: list[EventValues], params: dict[str, Any]) -> tuple[Row, bool]:
+    """Insert a job with an idempotency key (and its 'created' event); returns it and True, or
+    the job that holds the key already and False."""
+    row = await tx.fetch_one(QUERIES["insert_job"], params)
+    if row is not None:
+        _record(tx, events, row, EventKind.CREATED)
+        return row, True
+    existing = await tx.fetch_one(QUERIES["get_job_by_idempotency_key"], {"key": params["idempotency_key"]})
+    assert existing is not None  # the conflict that suppressed the insert is this row
+    return existing, False
+
+
+def schedule_from_row(row: Row) -> Schedule:
+    return Schedule(
+        name=row["name"],
+        job_type=row["job_type"],
+        cron=row["cron"],
+        every=row["interval"],
+        timezone=row["timezone"],
+        request_data=row["request_data"],
+        priority=row["priority"],
+        max_attempts=row["max_attempts"],
+        timeout=row["timeout"],
+        missed=MissedTicks(row["missed"]),
+        source=row["source"],
+        paused=row["paused"],
+        next_run_at=_utc(row["next_run_at"]),  # type: ignore[arg-type]
+        last_run_at=_utc(row["last_run_at"]),
+        last_job_id=row["last_job_id"],
+        created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=_utc(row["updated_at"]),  # type: ignore[arg-type]
+    )
 
 
 class PostgresStore:
@@ -249,29 +384,77 @@ class PostgresStore:
         run_at: float | None,
         timeout: float | None,
         idempotency_key: str | None,
+        concurrency_key: str | None = None,
+        dependencies: rules.Dependencies | None = None,
+        unique: rules.UniqueKey | None = None,
     ) -> tuple[Job, bool]:
-        """Store a new job; returns it and whether it was created (False: idempotent replay)."""
+        """Store a new job; returns it and whether it was created (False: an idempotent replay,
+        or the unfinished job that holds ``unique``'s key)."""
         now = time.time()
         due = now if run_at is None else run_at
         timeout = None if timeout is None else float(timeout)  # the driver wants a float8 a float
-        if idempotency_key is None:
-            return await self._insert_new_job(job_type, request_data, priority, max_attempts, now, due, timeout)
-        fingerprint = rules.fingerprint(job_type, request_data, priority, max_attempts, timeout)
+        if idempotency_key is None and dependencies is None and unique is None:
+            return await self._insert_new_job(
+                job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key
+            )
         params = _keyed_job_params(
-            job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key, fingerprint
+            job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key,
+            concurrency_key, dependencies, unique,
         )
+        fingerprint = params["fingerprint"]
 
         async def op(tx: Transaction, events: list[EventValues]) -> tuple[Row, bool]:
-            row = await tx.fetch_one(QUERIES["insert_job"], params)
-            if row is not None:
-                _record(tx, events, row, EventKind.CREATED)
-                return row, True
-            existing = await tx.fetch_one(QUERIES["get_job_by_idempotency_key"], {"key": idempotency_key})
-            assert existing is not None  # the conflict that suppressed the insert is this row
-            rules.check_idempotent_replay(
-                idempotency_key, existing["id"], existing["idempotency_fingerprint"], fingerprint
-            )
-            return existing, False
+            cancel_reason = None
+            if dependencies is not None:
+                ids = {"ids": dependencies.ids}
+                error = rules.unknown_dependencies(
+                    dependencies.ids, {row["id"] for row in await tx.fetch_all(QUERIES["known_jobs"], ids)}
+                )
+                if error is not None:
+                    raise error  # before anything is written
+                statuses = {row["id"]: row["status"] for row in await tx.fetch_all(QUERIES["mark_dependencies"], ids)}
+                params["status"], cancel_reason = rules.initial_status(dependencies, statuses)
+            # A conflicting unique key's job may finish between the insert and the read of it
+            # (another transaction): then the insert is tried again.
+            for _ in range(UNIQUE_INSERT_TRIES):
+                row = await tx.fetch_one(QUERIES["insert_job"], params)
+                if row is not None:
+                    _record(tx, events, row, EventKind.CREATED)
+                    if dependencies is not None:
+                        await tx.fetch_all(QUERIES["insert_dependencies"], params)
+                    if cancel_reason is not None:
+                        row = await tx.fetch_one(
+                            QUERIES["cancel_blocked_job"],
+                            {"id": row["id"], "now": params["now"], "reason": cancel_reason},
+                        )
+                        assert row is not None
+                        _record(tx, events, row, EventKind.CANCELLED)
+                    return row, True
+                if idempotency_key is not None:
+                    existing = await tx.fetch_one(QUERIES["get_job_by_idempotency_key"], {"key": idempotency_key})
+                    if existing is not None:
+                        rules.check_idempotent_replay(
+                            idempotency_key, existing["id"], existing["idempotency_fingerprint"], fingerprint
+                        )
+                        return existing, False
+                assert unique is not None
+                if unique.debounced:
+                    debounced = await tx.fetch_one(
+                        QUERIES["debounce_job"],
+                        {
+                            "key": unique.key,
+                            "request_data": params["request_data"],
+                            "run_at": params["run_at"],
+                            "now": params["now"],
+                        },
+                    )
+                    if debounced is not None:
+                        _record(tx, events, debounced, EventKind.UPDATED)
+                        return debounced, False
+                existing = await tx.fetch_one(QUERIES["get_unfinished_job_by_unique_key"], {"key": unique.key})
+                if existing is not None:
+                    return existing, False
+            raise DatabaseError(f"unique key {unique.key!r}: its jobs kept finishing while a new one was inserted")
 
         row, created = await self._write(op)
         return job_from_row(row), created
@@ -285,10 +468,11 @@ class PostgresStore:
         now: float,
         due: float,
         timeout: float | None,
+        concurrency_key: str | None,
     ) -> tuple[Job, bool]:
         """A job without idempotency key: its row joins the transaction's one multi-row insert,
         and the job is built here from the values inserted (no row to decode)."""
-        job, values = _new_job_values(job_type, request_data, priority, max_attempts, now, due, timeout)
+        job, values = _new_job_values(job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key)
 
         async def op(tx: Transaction, events: list[EventValues]) -> tuple[Job, bool]:
             tx.new_jobs.append(values)
@@ -393,7 +577,7 @@ class PostgresStore:
         return job_from_row(await self._write(op))
 
     async def cancel(self, job_id: str, message: str | None) -> Job:
-        """Cancel a waiting job at once, or ask the holder of a running one to stop."""
+        """Cancel a waiting or blocked job at once, or ask the holder of a running one to stop."""
         params = {"id": job_id, "now": _ts(time.time()), "message": message}
 
         async def op(tx: Transaction, events: list[EventValues]) -> Row:
@@ -474,7 +658,11 @@ class PostgresStore:
     async def claim(
         self, *, worker_id: str, job_types: Sequence[str] | None, limit: int, lease: float
     ) -> list[ClaimedJob]:
-        """Claim up to ``limit`` due jobs in one statement; best priority, then oldest, first."""
+        """Claim up to ``limit`` due jobs in one statement; best priority, then oldest, first.
+
+        Its first statement (claim_controls) also reads the controls of the claimed types and
+        locks the rows of limited ones; with none, the claim is the statement it always was.
+        """
         now = time.time()
         params: dict[str, Any] = {
             "worker_id": worker_id,
@@ -482,17 +670,22 @@ class PostgresStore:
             "lease_until": _ts(now + lease),
             "limit": limit,
         }
-        if job_types is None:
+        types = None if job_types is None else list(dict.fromkeys(job_types))
+        if types is None:
             sql = QUERIES["claim_jobs"]
         else:
-            if not job_types:
+            if not types:
                 return []
             sql = QUERIES["claim_jobs_of_types"]
-            params["job_types"] = list(dict.fromkeys(job_types))
+            params["job_types"] = types
 
         async def op(tx: Transaction, events: list[EventValues]) -> list[Row]:
-            await tx.fetch_all(QUERIES["claim_plan"])
-            rows = await tx.fetch_all(sql, params)
+            found = await tx.fetch_all(QUERIES["claim_controls"], {"job_types": types})
+            controls = {row["job_type"]: limits_from_row(row) for row in found if row["job_type"] is not None}
+            if controls:
+                rows = await _claim_controlled(tx, controls, types, params, now)
+            else:
+                rows = await tx.fetch_all(sql, params)
             for row in rows:
                 _record(tx, events, row, EventKind.STATUS)
             return rows
@@ -572,15 +765,27 @@ class PostgresStore:
             return job_from_row(row)
 
     async def fail(
-        self, job_id: str, token: str, *, error: str, retry: bool, retry_at: float, message: str | None
+        self,
+        job_id: str,
+        token: str,
+        *,
+        error: str,
+        retry: bool,
+        retry_at: float,
+        message: str | None,
+        traceback: str | None = None,
     ) -> Job:
         return await self._fenced(
             "fail_job",
             job_id,
             token,
-            {"error": error, "retry": retry, "retry_at": _ts(retry_at), "message": message},
+            {"error": error, "retry": retry, "retry_at": _ts(retry_at), "message": message, "traceback": traceback},
             EventKind.FAILED,
         )
+
+    async def ended_attempts(self, job_id: str, limit: int = 100) -> list[Attempt]:
+        rows = await self.db.fetch_all(QUERIES["ended_attempts"], {"job_id": job_id, "limit": limit})
+        return [attempt_from_row(row) for row in reversed(rows)]
 
     async def acknowledge_cancel(self, job_id: str, token: str, message: str | None) -> Job:
         return await self._fenced(
@@ -672,7 +877,7 @@ class PostgresStore:
         unkeyed = {
             index: _new_job_values(
                 item.job_type, item.request_data, item.priority, item.max_attempts, now,
-                now if item.run_at is None else item.run_at, item.timeout,
+                now if item.run_at is None else item.run_at, item.timeout, item.concurrency_key,
             )
             for index, item in enumerate(items)
             if item.idempotency_key is None
@@ -697,7 +902,7 @@ class PostgresStore:
                     params = _keyed_job_params(
                         item.job_type, item.request_data, item.priority, item.max_attempts, now,
                         now if item.run_at is None else item.run_at, item.timeout,
-                        item.idempotency_key, plan.fingerprints[index],  # type: ignore[arg-type]
+                        item.idempotency_key, item.concurrency_key,
                     )  # fmt: skip
                     row = await tx.fetch_one(QUERIES["insert_job"], params)
                     if row is not None:
@@ -768,6 +973,50 @@ class PostgresStore:
             return [row["id"] for row in rows], bool(found and found["found"])
 
         return await self._write(op)
+
+    # -- flow control per job type ------------------------------------------------------------
+
+    async def get_type_controls(self, job_type: str) -> TypeControls:
+        now = time.time()
+        row = await self.db.fetch_one(QUERIES["type_control"], {"job_type": job_type})
+        limits = None if row is None else limits_from_row(row)
+        return flow.type_controls(
+            job_type, limits, await self.count_by_status(job_type), await self._window_starts(limits, now),
+            now, None if row is None else _utc(row["updated_at"]),
+        )
+
+    async def list_type_controls(self) -> list[TypeControls]:
+        now = time.time()
+        stored = {
+            row["job_type"]: (limits_from_row(row), _utc(row["updated_at"]))
+            for row in await self.db.fetch_all(QUERIES["all_type_controls"])
+        }
+        rows = await self.db.fetch_all(QUERIES["count_by_type_and_status"])
+        counts = [(row["job_type"], row["status"], row["jobs"]) for row in rows]
+        return await flow.list_type_controls(stored, counts, lambda limits: self._window_starts(limits, now), now)
+
+    async def _window_starts(self, limits: flow.Limits | None, now: float) -> list[float]:
+        if limits is None or limits.rate_period is None:
+            return []
+        rows = await self.db.fetch_all(
+            QUERIES["starts_after"], {"job_type": limits.job_type, "since": _ts(now - limits.rate_period)}
+        )
+        return [row["at"].timestamp() for row in rows]
+
+    async def set_type_controls(self, job_type: str, update: TypeControlsUpdate) -> TypeControls:
+        """Change the fields of ``update`` that were sent; a type left without any control
+        loses its row (its claims take no lock again)."""
+        change = flow.ControlsChange.of(update)
+        params = {"job_type": job_type, "now": _ts(time.time()), **change._asdict()}
+
+        async def op(tx: Transaction, events: list[EventValues]) -> None:
+            await tx.fetch_all(QUERIES["set_type_controls"], params)
+            await tx.fetch_all(QUERIES["drop_empty_type_controls"], params)
+            if change.clears_rate:
+                await tx.fetch_all(QUERIES["forget_starts"], params)
+
+        await self._write(op)
+        return await self.get_type_controls(job_type)
 
     # -- API keys and browser sessions ------------------------------------------------------
 
@@ -858,21 +1107,105 @@ class PostgresStore:
 
         await self._write(op)
 
+    # -- periodic jobs ------------------------------------------------------------------------
+
+    async def put_schedule(
+        self, name: str, spec: ScheduleSpec, *, source: str, next_run_at: float
+    ) -> tuple[Schedule, bool]:
+        params = {
+            "name": name,
+            "job_type": spec.job_type,
+            "cron": spec.cron,
+            "every": None if spec.every is None else float(spec.every),
+            "timezone": spec.timezone,
+            "request_data": _json_or_none(spec.request_data),
+            "priority": spec.priority,
+            "max_attempts": spec.max_attempts,
+            "timeout": None if spec.timeout is None else float(spec.timeout),
+            "missed": spec.missed.value,
+            "source": source,
+            "next_run_at": _ts(next_run_at),
+            "now": _ts(time.time()),
+        }
+
+        async def op(tx: Transaction, events: list[EventValues]) -> Row:
+            row = await tx.fetch_one(QUERIES["upsert_schedule"], params)
+            assert row is not None
+            return row
+
+        row = await self._write(op)
+        return schedule_from_row(row), row["created"]
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        row = await self.db.fetch_one(QUERIES["get_schedule"], {"name": name})
+        return None if row is None else schedule_from_row(row)
+
+    async def list_schedules(self) -> list[Schedule]:
+        return [schedule_from_row(row) for row in await self.db.fetch_all(QUERIES["list_schedules"])]
+
+    async def delete_schedule(self, name: str) -> bool:
+        async def op(tx: Transaction, events: list[EventValues]) -> bool:
+            return await tx.fetch_one(QUERIES["delete_schedule"], {"name": name}) is not None
+
+        return await self._write(op)
+
+    async def set_schedule_paused(self, name: str, paused: bool, next_run_at: float | None) -> Schedule | None:
+        params = {
+            "name": name,
+            "paused": paused,
+            "next_run_at": None if next_run_at is None else _ts(next_run_at),
+            "now": _ts(time.time()),
+        }
+
+        async def op(tx: Transaction, events: list[EventValues]) -> Row | None:
+            return await tx.fetch_one(QUERIES["set_schedule_paused"], params)
+
+        row = await self._write(op)
+        return None if row is None else schedule_from_row(row)
+
+    async def due_schedules(self, until: float, limit: int) -> list[Schedule]:
+        rows = await self.db.fetch_all(QUERIES["due_schedules"], {"until": _ts(until), "limit": limit})
+        return [schedule_from_row(row) for row in rows]
+
+    async def fire_schedule(
+        self,
+        name: str,
+        due: datetime,
+        next_run_at: float,
+        *,
+        job_type: str,
+        request_data: Any,
+        priority: int,
+        max_attempts: int,
+        timeout: float | None,
+        idempotency_key: str,
+    ) -> tuple[Job, bool] | None:
+        now = time.time()
+        timeout = None if timeout is None else float(timeout)
+        job = _keyed_job_params(job_type, request_data, priority, max_attempts, now, now, timeout, idempotency_key)
+        cas = {"name": name, "due": due, "next_run_at": _ts(next_run_at), "job_id": job["id"]}
+
+        async def op(tx: Transaction, events: list[EventValues]) -> tuple[Row, bool] | None:
+            if await tx.fetch_one(QUERIES["fire_schedule"], cas) is None:
+                return None  # another scheduler fired this tick
+            row, created = await _insert_keyed(tx, events, job)
+            if not created:
+                await tx.fetch_all(QUERIES["set_schedule_last_job"], {"name": name, "job_id": row["id"]})
+            return row, created
+
+        fired = await self._write(op)
+        return None if fired is None else (job_from_row(fired[0]), fired[1])
+
+    async def skip_schedule_ticks(self, name: str, due: datetime, next_run_at: float) -> bool:
+        params = {"name": name, "due": due, "next_run_at": _ts(next_run_at)}
+
+        async def op(tx: Transaction, events: list[EventValues]) -> bool:
+            return await tx.fetch_one(QUERIES["skip_schedule_ticks"], params) is not None
+
+        return await self._write(op)
+
 
 def _new_job_values(
-    job_type: str, request_data: Any, priority: int, max_attempts: int, now: float, due: float, timeout: float | None
-) -> tuple[Job, tuple[Any, ...]]:
-    """A job without idempotency key, and its values for ``Transaction.new_jobs``."""
-    encoded = None if request_data is None else _json_encode(request_data)
-    job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout)
-    values = (
-        job.id, job_type, priority, None if encoded is None else msgspec.Raw(encoded),
-        job.created_at, max_attempts, job.run_at, timeout,
-    )
-    return job, values
-
-
-def _keyed_job_params(
     job_type: str,
     request_data: Any,
     priority: int,
@@ -880,27 +1213,71 @@ def _keyed_job_params(
     now: float,
     due: float,
     timeout: float | None,
-    idempotency_key: str,
-    fingerprint: str,
-) -> dict[str, Any]:
-    """The parameters of ``insert_job`` (a job with an idempotency key)."""
-    return {
-        "id": str(uuid.uuid4()),
-        "job_type": job_type,
-        "priority": priority,
-        "request_data": _json_or_none(request_data),
-        "now": _ts(now),
-        "max_attempts": max_attempts,
-        "run_at": _ts(due),
-        "timeout": timeout,
-        "idempotency_key": idempotency_key,
-        "fingerprint": fingerprint,
-    }
+    concurrency_key: str | None,
+) -> tuple[Job, tuple[Any, ...]]:
+    """A job without idempotency key, and its values for ``Transaction.new_jobs``."""
+    encoded = None if request_data is None else _json_encode(request_data)
+    job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout, concurrency_key)
+    values = (
+        job.id, job_type, priority, None if encoded is None else msgspec.Raw(encoded),
+        job.created_at, max_attempts, job.run_at, timeout, concurrency_key,
+    )
+    return job, values
 
 
 def _as_stored(value: Any) -> Any:
     """``value`` as it reads back once stored (JSON round trip), to compare with a stored one."""
     return None if value is None else _json_decode(_json_encode(value))
+
+
+async def _claim_controlled(
+    tx: Transaction,
+    controls: dict[str, flow.Limits],
+    types: list[str] | None,
+    params: dict[str, Any],
+    now: float,
+) -> list[Row]:
+    """The claim when some of its types are paused or limited (claim_jobs_controlled); the jobs
+    of types with ``max_running_per_key`` are chosen here first, after the lock."""
+    keyed_ids: list[str] = []
+    for limits in controls.values():
+        if limits.max_running_per_key is not None and not limits.paused:
+            keyed_ids += await _keyed_candidates(tx, limits, limits.max_running_per_key, now, params["limit"])
+    return await tx.fetch_all(
+        QUERIES["claim_jobs_controlled"],
+        {
+            **params,
+            "job_types": list(controls) if types is None else types,
+            "any_type": types is None,
+            "excluded": list(controls),
+            "keyed_ids": keyed_ids,
+        },
+    )
+
+
+async def _keyed_candidates(
+    tx: Transaction, limits: flow.Limits, per_key: int, now: float, limit: int
+) -> list[str]:
+    """The ids of the waiting jobs of a type with ``max_running_per_key`` the claim may start,
+    in claim order. The type's waiting jobs are read through a cursor, passing over those whose
+    key is at its limit: fair between keys, at the cost of reading past a saturated key's
+    backlog (O(that backlog) per claim in the worst case) until enough jobs of other keys are
+    found. Runs after claim_controls locked the type's row, so its counts are current."""
+    since = None if limits.rate_period is None else _ts(now - limits.rate_period)
+    usage = await tx.fetch_one(QUERIES["type_usage"], {"job_type": limits.job_type, "since": since})
+    assert usage is not None  # an aggregate always answers one row
+    allowed = flow.allowance(limits, limit, usage["held"], usage["starts"])
+    if allowed == 0:
+        return []
+    rows = await tx.fetch_all(QUERIES["held_by_key"], {"job_type": limits.job_type})
+    picker = flow.KeyedPicker({row["concurrency_key"]: row["held"] for row in rows}, per_key, allowed)
+    chosen: list[str] = []
+    async for row in tx.iterate(QUERIES["waiting_of_type"], {"job_type": limits.job_type, "now": _ts(now)}):
+        if picker.take(row["concurrency_key"]):
+            chosen.append(row["id"])
+            if picker.full:
+                break
+    return chosen
 
 
 async def _status_of(tx: Transaction, job_id: str) -> str | None:

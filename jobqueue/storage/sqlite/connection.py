@@ -392,6 +392,10 @@ class WriteConnection:
         row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
         return row
 
+    def iterate(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        """The rows of a query, read as they are iterated (close the cursor when done early)."""
+        return self._conn.execute(sql, params)
+
     def before_commit(self, callback: Callable[[sqlite3.Connection], None]) -> None:
         self._before_commit.append(callback)
 

@@ -4,22 +4,86 @@
 -- lease_expires_at IS NOT NULL, and the holder is whoever presents claim_token.
 
 -- name: insert_job
--- Create a job; with an idempotency key already in use nothing is written and no row returns.
+-- Create a job; with an idempotency key already used, or a unique key held by an unfinished job,
+-- nothing is written and no row returns. :status is 'queued', or 'blocked' for a job whose
+-- dependencies (:depends_on, a JSON array) have not all finished.
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
-                  max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint, event_seq)
-VALUES (:id, 'queued', 0, :job_type, :priority, :request_data, :now, :now,
-        :max_attempts, :run_at, :timeout, :idempotency_key, :fingerprint, 1)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                  max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint, event_seq,
+                  concurrency_key, depends_on, on_dependency_failure, unique_key)
+VALUES (:id, :status, 0, :job_type, :priority, :request_data, :now, :now,
+        :max_attempts, :run_at, :timeout, :idempotency_key, :fingerprint, 1,
+        :concurrency_key, :depends_on, :on_dependency_failure, :unique_key)
+ON CONFLICT DO NOTHING
+RETURNING *;
+
+-- name: insert_dependencies
+-- Record a new job's dependencies (the JSON array :depends_on), indexed by the job depended on.
+INSERT INTO job_dependencies (job_id, depends_on)
+SELECT :id, value FROM json_each(:depends_on);
+
+-- name: known_jobs
+-- Which of the ids in the JSON array :ids exist (a new job's dependencies must).
+SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: mark_dependencies
+-- Flag the jobs a new job depends on, so finishing them looks for their dependents; returns
+-- their statuses, which decide the new job's own.
+UPDATE jobs SET has_dependents = 1
+WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING id, status;
+
+-- name: cancel_dependents
+-- A job that did not complete cancels its blocked dependents whose policy is 'cancel'; :reason
+-- names it. (Their own dependents follow: the store walks the cascade.)
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = :now,
+    updated_at = :now, message = :reason, error = :reason
+WHERE status = 'blocked' AND on_dependency_failure = 'cancel'
+  AND id IN (SELECT job_id FROM job_dependencies WHERE depends_on = :id)
+RETURNING *;
+
+-- name: cancel_blocked_job
+-- A new job whose dependency had already failed (policy 'cancel'): cancelled at once.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = :now,
+    updated_at = :now, message = :reason, error = :reason
+WHERE id = :id
+RETURNING *;
+
+-- name: release_dependents
+-- Blocked dependents of a job that just finished, whose dependencies have all finished now
+-- (all completed, under the policy 'cancel'), join the queue. A deleted dependency counts as
+-- finished. run_at is kept: a dependent created with a delay still waits for it.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'queued', updated_at = :now
+WHERE status = 'blocked'
+  AND id IN (SELECT job_id FROM job_dependencies WHERE depends_on = :id)
+  AND NOT EXISTS (
+      SELECT 1 FROM job_dependencies d JOIN jobs j ON j.id = d.depends_on
+      WHERE d.job_id = jobs.id
+        AND (j.status NOT IN ('completed', 'failed', 'cancelled')
+             OR (j.status <> 'completed' AND jobs.on_dependency_failure = 'cancel'))
+  )
+RETURNING *;
+
+-- name: get_unfinished_job_by_unique_key
+-- The unfinished job holding a unique key.
+SELECT * FROM jobs WHERE unique_key = :key AND status NOT IN ('completed', 'failed', 'cancelled');
+
+-- name: debounce_job
+-- A debounced repeat of a unique key while its job still waits (not claimed): the newer request
+-- data replaces the old, and the job waits :run_at again.
+UPDATE jobs SET event_seq = event_seq + 1, request_data = :request_data, run_at = :run_at,
+    updated_at = :now
+WHERE unique_key = :key AND status IN ('queued', 'pending', 'blocked')
 RETURNING *;
 
 -- name: insert_new_jobs
 -- Create jobs without an idempotency key: every new job of one transaction in one executemany,
 -- just before its events. Nothing can conflict (fresh ids), so nothing needs to come back: the
 -- repository builds the returned jobs from these values and the defaults of the columns.
--- Positional: (id, job_type, priority, request_data, now, max_attempts, run_at, timeout).
+-- Positional: (id, job_type, priority, request_data, now, max_attempts, run_at, timeout,
+-- concurrency_key).
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
-                  max_attempts, run_at, timeout, event_seq)
-VALUES (?1, 'queued', 0, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, 1);
+                  max_attempts, run_at, timeout, event_seq, concurrency_key)
+VALUES (?1, 'queued', 0, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, 1, ?9);
 
 -- name: get_job
 -- One job by id.
@@ -48,6 +112,8 @@ UPDATE jobs SET
     worker_id = CASE WHEN :worker_set THEN :worker_id
                      WHEN :becomes_waiting THEN NULL ELSE worker_id END,
     started_at = CASE WHEN :becomes_active THEN coalesce(started_at, :now) ELSE started_at END,
+    attempt_started_at = CASE WHEN :becomes_active THEN :now ELSE attempt_started_at END,
+    traceback = CASE WHEN :leaves_active THEN NULL ELSE traceback END,
     completed_at = CASE WHEN :becomes_terminal THEN :now ELSE completed_at END,
     lease_expires_at = CASE WHEN :becomes_active THEN :now + :lease
                             WHEN :leaves_active THEN NULL
@@ -84,6 +150,7 @@ UPDATE jobs SET
     claim_token = lower(hex(randomblob(16))),
     lease_expires_at = :now + :lease,
     started_at = coalesce(started_at, :now),
+    attempt_started_at = :now,
     updated_at = :now
 WHERE id IN (
     SELECT id FROM jobs INDEXED BY jobs_claim
@@ -104,6 +171,7 @@ UPDATE jobs SET
     claim_token = lower(hex(randomblob(16))),
     lease_expires_at = :now + :lease,
     started_at = coalesce(started_at, :now),
+    attempt_started_at = :now,
     updated_at = :now
 WHERE id IN (
     SELECT id FROM jobs INDEXED BY jobs_claim_by_type
@@ -133,9 +201,29 @@ UPDATE jobs SET
     claim_token = lower(hex(randomblob(16))),
     lease_expires_at = :now + :lease,
     started_at = coalesce(started_at, :now),
+    attempt_started_at = :now,
     updated_at = :now
 WHERE rowid IN (SELECT value FROM json_each(:rowids))
 RETURNING *;
+
+-- name: claim_candidates_except
+-- The first :limit due waiting jobs of any type but those in the JSON array :excluded (paused and
+-- limited types, whose candidates are chosen apart), in claim order: the claim of any type once
+-- some type has controls. It walks jobs_claim past the excluded types' waiting jobs, so a
+-- backlog of a paused type costs each such claim a scan of it (workers that name their types,
+-- the usual case, walk only their own types' ranges).
+SELECT rowid, priority, created_at FROM jobs INDEXED BY jobs_claim
+WHERE status IN ('queued', 'pending') AND run_at <= :now
+  AND job_type NOT IN (SELECT value FROM json_each(:excluded))
+ORDER BY priority DESC, created_at
+LIMIT :limit;
+
+-- name: waiting_of_type
+-- Every due waiting job of one type in claim order, with its concurrency key: read lazily by the
+-- claim of a type with max_running_per_key, which stops as soon as it has what it may start.
+SELECT rowid, priority, created_at, concurrency_key FROM jobs INDEXED BY jobs_claim_by_type
+WHERE job_type = :job_type AND status IN ('queued', 'pending') AND run_at <= :now
+ORDER BY priority DESC, created_at;
 
 -- name: heartbeat
 -- Extend the lease of a held job; returns whether a cancel was requested meanwhile.
@@ -170,6 +258,7 @@ UPDATE jobs SET
     claim_token = CASE WHEN :retry AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE claim_token END,
     worker_id = CASE WHEN :retry AND NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE worker_id END,
     error = :error,
+    traceback = :traceback,
     message = coalesce(:message, message),
     updated_at = :now,
     lease_expires_at = NULL
@@ -181,6 +270,7 @@ RETURNING *;
 UPDATE jobs SET
     event_seq = event_seq + 1,
     status = 'cancelled',
+    traceback = NULL,
     message = coalesce(:message, message),
     completed_at = :now,
     updated_at = :now,
@@ -204,10 +294,10 @@ WHERE id = :id AND claim_token = :token AND lease_expires_at IS NOT NULL
 RETURNING *;
 
 -- name: cancel_waiting_job
--- Cancel a job no worker holds: it ends at once.
+-- Cancel a job no worker holds (waiting or blocked): it ends at once.
 UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = :now, updated_at = :now,
     message = coalesce(:message, message)
-WHERE id = :id AND status IN ('queued', 'pending')
+WHERE id = :id AND status IN ('queued', 'pending', 'blocked')
 RETURNING *;
 
 -- name: request_cancel
@@ -246,6 +336,7 @@ UPDATE jobs SET
     worker_id = CASE WHEN cancel_requested OR attempts >= max_attempts THEN worker_id ELSE NULL END,
     claim_token = NULL,
     lease_expires_at = NULL,
+    traceback = NULL,
     updated_at = :now
 WHERE id IN (SELECT id FROM jobs WHERE lease_expires_at < :now ORDER BY lease_expires_at LIMIT :limit)
 RETURNING *;
@@ -421,8 +512,7 @@ WHERE s.token_hash = :token_hash AND s.expires_at > :now;
 -- Log out.
 DELETE FROM api_sessions WHERE token_hash = :token_hash;
 
--- == Worker pools you can see (issue 12) ======================================================
-
+-- == Worker pools you can see (issue 12) ===============================================
 -- name: register_worker
 -- A pool announces itself, or renews its registration (its heartbeat); a pool whose row lapsed
 -- and was deleted comes back with a new started_at.
@@ -489,18 +579,18 @@ RETURNING *;
 SELECT EXISTS (SELECT 1 FROM jobs WHERE job_type = :job_type AND status = 'failed');
 
 -- name: cancel_waiting_of_type
--- Cancel up to :limit waiting jobs of one type (as cancel_waiting_job), oldest first.
+-- Cancel up to :limit waiting jobs of one type (blocked ones too) (as cancel_waiting_job), oldest first.
 UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = :now, updated_at = :now,
     message = coalesce(:message, message)
 WHERE id IN (
-    SELECT id FROM jobs WHERE job_type = :job_type AND status IN ('queued', 'pending')
+    SELECT id FROM jobs WHERE job_type = :job_type AND status IN ('queued', 'pending', 'blocked')
     ORDER BY created_at, id LIMIT :limit
 )
 RETURNING *;
 
 -- name: any_waiting_of_type
 -- Whether waiting jobs of the type remain (a bulk cancel says so).
-SELECT EXISTS (SELECT 1 FROM jobs WHERE job_type = :job_type AND status IN ('queued', 'pending'));
+SELECT EXISTS (SELECT 1 FROM jobs WHERE job_type = :job_type AND status IN ('queued', 'pending', 'blocked'));
 
 -- name: purge_jobs
 -- Delete up to :limit finished jobs in the statuses of the JSON array :statuses, optionally of
@@ -526,3 +616,140 @@ SELECT EXISTS (
 -- name: any_lapsed_worker
 -- Whether a registration lapsed (a cheap read before taking the write lock).
 SELECT 1 FROM workers WHERE expires_at < :now LIMIT 1;
+
+-- name: type_controls_of
+-- The controls of the job types in the JSON array :job_types, or of every type when it is NULL.
+-- A claim reads this first: a primary-key lookup per type, nothing when no type has controls.
+SELECT * FROM job_type_controls
+WHERE :job_types IS NULL OR job_type IN (SELECT value FROM json_each(:job_types))
+ORDER BY job_type;
+
+-- name: type_control
+-- The controls of one job type (a worker's usual claim names one).
+SELECT * FROM job_type_controls WHERE job_type = :job_type;
+
+-- name: type_usage
+-- What the limits of one type count: its held jobs (through jobs_held_by_type) and its starts
+-- after :since (the rate window; NULL counts none).
+SELECT (SELECT count(*) FROM jobs WHERE job_type = :job_type AND lease_expires_at IS NOT NULL) AS held,
+       (SELECT count(*) FROM job_type_starts WHERE job_type = :job_type AND at > :since) AS starts;
+
+-- name: held_by_key
+-- Held jobs of one type per concurrency key (jobs without a key count only against max_running).
+SELECT concurrency_key, count(*) AS held FROM jobs
+WHERE job_type = :job_type AND lease_expires_at IS NOT NULL AND concurrency_key IS NOT NULL
+GROUP BY concurrency_key;
+
+-- name: starts_after
+-- The starts of one type after :since, oldest first (when the rate limit allows the next one).
+SELECT at FROM job_type_starts WHERE job_type = :job_type AND at > :since ORDER BY at;
+
+-- name: record_starts
+-- The starts of one claim: one row per started job of a rate-limited type, whose types are the
+-- JSON array :job_types (a type once per job).
+INSERT INTO job_type_starts (job_type, at) SELECT value, :now FROM json_each(:job_types);
+
+-- name: forget_starts_before
+-- Starts that left the rate window of their type (the claim clears them as it records new ones).
+DELETE FROM job_type_starts WHERE job_type = :job_type AND at <= :before;
+
+-- name: forget_starts
+-- Every start of a type (its rate limit was removed).
+DELETE FROM job_type_starts WHERE job_type = :job_type;
+
+-- name: set_type_controls
+-- Change the controls of a type: a field whose *_set flag is false keeps its value (a new row
+-- takes the defaults), so two operators changing different fields do not undo each other.
+INSERT INTO job_type_controls (job_type, paused, max_running, max_running_per_key, rate_limit,
+                               rate_period, updated_at)
+VALUES (:job_type, coalesce(:paused, 0), :max_running, :max_running_per_key, :rate_limit,
+        :rate_period, :now)
+ON CONFLICT (job_type) DO UPDATE SET
+    paused = CASE WHEN :paused_set THEN :paused ELSE paused END,
+    max_running = CASE WHEN :max_running_set THEN :max_running ELSE max_running END,
+    max_running_per_key = CASE WHEN :per_key_set THEN :max_running_per_key ELSE max_running_per_key END,
+    rate_limit = CASE WHEN :rate_set THEN :rate_limit ELSE rate_limit END,
+    rate_period = CASE WHEN :rate_set THEN :rate_period ELSE rate_period END,
+    updated_at = :now
+RETURNING *;
+
+-- name: drop_empty_type_controls
+-- A type whose controls were all cleared has no row: its claims go the unlimited way again.
+DELETE FROM job_type_controls
+WHERE job_type = :job_type AND NOT paused AND max_running IS NULL AND max_running_per_key IS NULL
+  AND rate_limit IS NULL;
+
+-- name: all_type_controls
+-- Every type's controls.
+SELECT * FROM job_type_controls ORDER BY job_type;
+
+-- name: count_by_type_and_status
+-- Jobs per type and status (the list of job types; it reads every job, as the stats do).
+SELECT job_type, status, count(*) AS jobs FROM jobs GROUP BY job_type, status;
+
+-- name: ended_attempts
+-- The last :limit attempts of a job that ended other than by completing, newest first.
+SELECT * FROM job_attempts WHERE job_id = :job_id ORDER BY id DESC LIMIT :limit;
+
+-- Periodic jobs (jobqueue/scheduler.py). Ticks are epoch seconds, as every instant here.
+
+-- name: upsert_schedule
+-- Create or replace a schedule. A replacement that ticks at the same instants (same cron or
+-- interval, same zone) keeps next_run_at, so rewriting it (every worker start rewrites the
+-- schedules declared in code) neither skips nor repeats a tick; pause and creation stay.
+INSERT INTO schedules (name, job_type, cron, interval, timezone, request_data, priority,
+                       max_attempts, timeout, missed, source, next_run_at, created_at, updated_at)
+VALUES (:name, :job_type, :cron, :every, :timezone, :request_data, :priority,
+        :max_attempts, :timeout, :missed, :source, :next_run_at, :now, :now)
+ON CONFLICT (name) DO UPDATE SET
+    job_type = excluded.job_type, cron = excluded.cron, interval = excluded.interval,
+    timezone = excluded.timezone, request_data = excluded.request_data,
+    priority = excluded.priority, max_attempts = excluded.max_attempts,
+    timeout = excluded.timeout, missed = excluded.missed, source = excluded.source,
+    next_run_at = CASE
+        WHEN schedules.cron IS excluded.cron AND schedules.interval IS excluded.interval
+             AND schedules.timezone = excluded.timezone
+        THEN schedules.next_run_at ELSE excluded.next_run_at END,
+    updated_at = excluded.updated_at
+RETURNING *, created_at = :now AS created;
+
+-- name: get_schedule
+-- One schedule by name.
+SELECT * FROM schedules WHERE name = :name;
+
+-- name: list_schedules
+-- Every schedule, by name.
+SELECT * FROM schedules ORDER BY name;
+
+-- name: delete_schedule
+-- Delete a schedule (its jobs stay).
+DELETE FROM schedules WHERE name = :name RETURNING name;
+
+-- name: set_schedule_paused
+-- Pause or resume; a resume also sets the next tick (:next_run_at, NULL: unchanged).
+UPDATE schedules SET paused = :paused, next_run_at = coalesce(:next_run_at, next_run_at), updated_at = :now
+WHERE name = :name
+RETURNING *;
+
+-- name: due_schedules
+-- Unpaused schedules whose next tick is at or before :until, soonest first (schedules_due).
+SELECT * FROM schedules WHERE paused = 0 AND next_run_at <= :until ORDER BY next_run_at LIMIT :limit;
+
+-- name: fire_schedule
+-- The compare-and-set of a tick: move next_run_at from the tick :due to :next_run_at, unless
+-- another scheduler moved it first (then no row returns and no job is made). Within a
+-- millisecond, not equal: :due comes back from a datetime, which keeps microseconds only, and
+-- two ticks of a schedule are at least a second apart.
+UPDATE schedules SET next_run_at = :next_run_at, last_run_at = next_run_at, last_job_id = :job_id
+WHERE name = :name AND paused = 0 AND abs(next_run_at - :due) < 0.001
+RETURNING name;
+
+-- name: skip_schedule_ticks
+-- The compare-and-set of missed ticks skipped: as fire_schedule, without a job.
+UPDATE schedules SET next_run_at = :next_run_at
+WHERE name = :name AND paused = 0 AND abs(next_run_at - :due) < 0.001
+RETURNING name;
+
+-- name: set_schedule_last_job
+-- The job of the last tick, when the tick's job existed already (its idempotency key).
+UPDATE schedules SET last_job_id = :job_id WHERE name = :name;

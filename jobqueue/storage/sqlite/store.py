@@ -21,7 +21,9 @@ import msgspec
 
 from jobqueue.errors import ApiKeyExists, ApiKeyNotFound, BatchRefused, JobNotFound, JobQueueError, LeaseLost
 from jobqueue.models import (
+    TERMINAL_EVENT_KINDS,
     ApiKey,
+    Attempt,
     ApiSession,
     ClaimedJob,
     EventKind,
@@ -31,9 +33,14 @@ from jobqueue.models import (
     JobUpdate,
     KeyScope,
     Worker,
+    MissedTicks,
+    Schedule,
+    ScheduleSpec,
+    TypeControls,
+    TypeControlsUpdate,
 )
 from jobqueue.settings import Settings
-from jobqueue.storage import rules
+from jobqueue.storage import flow, rules
 from jobqueue.storage.base import BatchOutcome, EventListener, NewJob
 from jobqueue.storage.migrate import apply_migrations
 from jobqueue.storage.sqlite.connection import QUERIES, Database, WriteConnection
@@ -82,6 +89,34 @@ def job_from_row(row: sqlite3.Row) -> Job:
         cancel_requested=bool(row["cancel_requested"]),
         idempotency_key=row["idempotency_key"],
         event_seq=row["event_seq"],
+        concurrency_key=row["concurrency_key"],
+        attempt_started_at=_ts(row["attempt_started_at"]),
+        depends_on=None if row["depends_on"] is None else _json_decode(row["depends_on"]),
+        on_dependency_failure=row["on_dependency_failure"],
+        unique_key=row["unique_key"],
+    )
+
+
+def attempt_from_row(row: sqlite3.Row) -> Attempt:
+    return Attempt(
+        attempt=row["attempt"],
+        worker_id=row["worker_id"],
+        started_at=_ts(row["started_at"]),
+        ended_at=_ts(row["ended_at"]),
+        outcome=row["outcome"],
+        error=row["error"],
+        traceback=row["traceback"],
+    )
+
+
+def limits_from_row(row: sqlite3.Row) -> flow.Limits:
+    return flow.Limits(
+        job_type=row["job_type"],
+        paused=bool(row["paused"]),
+        max_running=row["max_running"],
+        max_running_per_key=row["max_running_per_key"],
+        rate_limit=row["rate_limit"],
+        rate_period=row["rate_period"],
     )
 
 
@@ -261,8 +296,14 @@ class SQLiteStore:
 
         Ops return rows, decoded into jobs by the caller on the event loop: decoding in the
         writer thread took a quarter of its time when a pool claimed and completed jobs.
+
+        Every change of a job passes here, so this is where a job that others depend on and
+        that just finished settles them, in the same transaction, whichever path finished it.
+        A job without dependents (nearly all) pays one column read for it.
         """
         _add_event(_pending_rows(conn), events, row, kind, data)
+        if kind in TERMINAL_EVENT_KINDS and row["has_dependents"]:
+            _settle_dependents(conn, events, row)
         return row
 
     # -- creating ---------------------------------------------------------------------------
@@ -277,31 +318,118 @@ class SQLiteStore:
         run_at: float | None,
         timeout: float | None,
         idempotency_key: str | None,
+        concurrency_key: str | None = None,
+        dependencies: rules.Dependencies | None = None,
+        unique: rules.UniqueKey | None = None,
     ) -> tuple[Job, bool]:
-        """Store a new job; returns it and whether it was created (False: idempotent replay)."""
+        """Store a new job; returns it and whether it was created (False: an idempotent replay,
+        or the unfinished job that holds ``unique``'s key)."""
         now = time.time()
         due = now if run_at is None else run_at
-        if idempotency_key is None:
-            return await self._insert_new_job(job_type, request_data, priority, max_attempts, now, due, timeout)
-        fingerprint = rules.fingerprint(job_type, request_data, priority, max_attempts, timeout)
-        params = _keyed_job_params(
-            job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key, fingerprint
+        if idempotency_key is None and dependencies is None and unique is None:
+            return await self._insert_new_job(
+                job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key
+            )
+        params = self._keyed_job_params(
+            job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key,
+            concurrency_key, dependencies, unique,
         )
+        fingerprint = params["fingerprint"]
+        encoded_request = params["request_data"]
 
         def op(conn: WriteConnection, events: list[EventRow]) -> tuple[sqlite3.Row, bool]:
+            cancel_reason = None
+            if dependencies is not None:
+                ids = {"ids": params["depends_on"]}
+                error = rules.unknown_dependencies(
+                    dependencies.ids, {row[0] for row in conn.fetch_all(QUERIES["known_jobs"], ids)}
+                )
+                if error is not None:
+                    raise error  # before anything is written
+                statuses = {row[0]: row[1] for row in conn.fetch_all(QUERIES["mark_dependencies"], ids)}
+                params["status"], cancel_reason = rules.initial_status(dependencies, statuses)
             row = conn.fetch_one(QUERIES["insert_job"], params)
             if row is not None:
-                return self._record(conn, events, row, EventKind.CREATED), True
-            existing = conn.fetch_one(QUERIES["get_job_by_idempotency_key"], {"key": idempotency_key}
-            )
-            assert existing is not None  # the conflict that suppressed the insert is this row
-            rules.check_idempotent_replay(
-                idempotency_key, existing["id"], existing["idempotency_fingerprint"], fingerprint
-            )
+                self._record(conn, events, row, EventKind.CREATED)
+                if dependencies is not None:
+                    conn.fetch_all(QUERIES["insert_dependencies"], params)
+                if cancel_reason is not None:
+                    row = conn.fetch_one(
+                        QUERIES["cancel_blocked_job"], {"id": row["id"], "now": now, "reason": cancel_reason}
+                    )
+                    self._record(conn, events, row, EventKind.CANCELLED)
+                return row, True
+            if idempotency_key is not None:
+                existing = conn.fetch_one(QUERIES["get_job_by_idempotency_key"], {"key": idempotency_key})
+                if existing is not None:
+                    rules.check_idempotent_replay(
+                        idempotency_key, existing["id"], existing["idempotency_fingerprint"], fingerprint
+                    )
+                    return existing, False
+            # The unfinished job holding the unique key (the write lock keeps it there).
+            assert unique is not None
+            if unique.debounced:
+                debounced = conn.fetch_one(
+                    QUERIES["debounce_job"],
+                    {"key": unique.key, "request_data": encoded_request, "run_at": due, "now": now},
+                )
+                if debounced is not None:
+                    return self._record(conn, events, debounced, EventKind.UPDATED), False
+            existing = conn.fetch_one(QUERIES["get_unfinished_job_by_unique_key"], {"key": unique.key})
+            assert existing is not None
             return existing, False
 
         row, created = await self._write(op)
         return job_from_row(row), created
+
+    @staticmethod
+    def _keyed_job_params(
+        job_type: str,
+        request_data: Any,
+        priority: int,
+        max_attempts: int,
+        now: float,
+        due: float,
+        timeout: float | None,
+        idempotency_key: str | None,
+        concurrency_key: str | None = None,
+        dependencies: rules.Dependencies | None = None,
+        unique: rules.UniqueKey | None = None,
+    ) -> dict[str, Any]:
+        """The ``insert_job`` parameters of a job that may conflict (an idempotency or unique
+        key) or has dependencies."""
+        fingerprint = None
+        if idempotency_key is not None:
+            fingerprint = rules.fingerprint(
+                job_type, request_data, priority, max_attempts, timeout,
+                concurrency_key=concurrency_key, extras=rules.create_extras(dependencies, unique),
+            )
+        return {
+            "id": str(uuid.uuid4()),
+            "job_type": job_type,
+            "priority": priority,
+            "request_data": _json_or_none(request_data),
+            "now": now,
+            "max_attempts": max_attempts,
+            "run_at": due,
+            "timeout": timeout,
+            "idempotency_key": idempotency_key,
+            "fingerprint": fingerprint,
+            "concurrency_key": concurrency_key,
+            **rules.option_columns(dependencies, unique),
+        }
+
+    def _insert_keyed(
+        self, conn: WriteConnection, events: list[EventRow], params: dict[str, Any]
+    ) -> tuple[sqlite3.Row, bool]:
+        """Insert a job with an idempotency key (and its 'created' event); returns it and True,
+        or the job that holds the key already and False."""
+        row = conn.fetch_one(QUERIES["insert_job"], params)
+        if row is not None:
+            return self._record(conn, events, row, EventKind.CREATED), True
+        existing = conn.fetch_one(QUERIES["get_job_by_idempotency_key"], {"key": params["idempotency_key"]})
+        assert existing is not None  # the conflict that suppressed the insert is this row
+        return existing, False
 
     async def _insert_new_job(
         self,
@@ -312,13 +440,14 @@ class SQLiteStore:
         now: float,
         due: float,
         timeout: float | None,
+        concurrency_key: str | None,
     ) -> tuple[Job, bool]:
         """A job without idempotency key: its row joins the transaction's one multi-row insert.
 
         Nothing can conflict, so the op runs no statement of its own and the job is built here
         from the values inserted (what ``RETURNING *`` would give, without decoding a row).
         """
-        job, row = _new_job_row(job_type, request_data, priority, max_attempts, now, due, timeout)
+        job, row = _new_job_row(job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key)
 
         def op(conn: WriteConnection, events: list[EventRow]) -> tuple[Job, bool]:
             pending = _pending_rows(conn)
@@ -419,7 +548,7 @@ class SQLiteStore:
         return job_from_row(await self._write(op))
 
     async def cancel(self, job_id: str, message: str | None) -> Job:
-        """Cancel a waiting job at once, or ask the holder of a running one to stop."""
+        """Cancel a waiting or blocked job at once, or ask the holder of a running one to stop."""
         params = {"id": job_id, "now": time.time(), "message": message}
 
         def op(conn: WriteConnection, events: list[EventRow]) -> sqlite3.Row:
@@ -513,6 +642,11 @@ class SQLiteStore:
     ) -> list[ClaimedJob]:
         """Claim up to ``limit`` due jobs; best priority, then oldest, first.
 
+        Flow control (``job_type_controls``) is read first in the same write op: one primary-key
+        lookup per type, and a type without a row costs nothing more. Paused and limited types
+        then go through ``_claim_controlled``, which counts what their limits count under the
+        same write lock as the claim, so the count cannot go stale before the claim commits.
+
         Without types, one statement walks ``jobs_claim`` in claim order; with one type (a
         worker's usual claim), one statement walks that type's range of ``jobs_claim_by_type``,
         so a backlog of other types is never read (walking the global order past 100,000
@@ -527,7 +661,10 @@ class SQLiteStore:
         types = None if job_types is None else list(dict.fromkeys(job_types))
 
         def op(conn: WriteConnection, events: list[EventRow]) -> list[sqlite3.Row]:
-            if types is None:
+            controls = _active_controls(conn, types)
+            if controls:
+                rows = _claim_controlled(conn, controls, types, params)
+            elif types is None:
                 rows = conn.fetch_all(QUERIES["claim_jobs"], params)
             elif len(types) == 1:
                 rows = conn.fetch_all(QUERIES["claim_jobs_of_type"], {**params, "job_type": types[0]})
@@ -641,15 +778,27 @@ class SQLiteStore:
             return job_from_row(row)
 
     async def fail(
-        self, job_id: str, token: str, *, error: str, retry: bool, retry_at: float, message: str | None
+        self,
+        job_id: str,
+        token: str,
+        *,
+        error: str,
+        retry: bool,
+        retry_at: float,
+        message: str | None,
+        traceback: str | None = None,
     ) -> Job:
         return await self._fenced(
             "fail_job",
             job_id,
             token,
-            {"error": error, "retry": retry, "retry_at": retry_at, "message": message},
+            {"error": error, "retry": retry, "retry_at": retry_at, "message": message, "traceback": traceback},
             EventKind.FAILED,
         )
+
+    async def ended_attempts(self, job_id: str, limit: int = 100) -> list[Attempt]:
+        rows = await self.db.fetch_all(QUERIES["ended_attempts"], {"job_id": job_id, "limit": limit})
+        return [attempt_from_row(row) for row in reversed(rows)]
 
     async def acknowledge_cancel(self, job_id: str, token: str, message: str | None) -> Job:
         return await self._fenced(
@@ -740,7 +889,7 @@ class SQLiteStore:
         unkeyed = {
             index: _new_job_row(
                 item.job_type, item.request_data, item.priority, item.max_attempts, now,
-                now if item.run_at is None else item.run_at, item.timeout,
+                now if item.run_at is None else item.run_at, item.timeout, item.concurrency_key,
             )
             for index, item in enumerate(items)
             if item.idempotency_key is None
@@ -766,10 +915,10 @@ class SQLiteStore:
                     _add_event(pending, events, job, EventKind.CREATED, at=now)
                     outcomes[index] = (job, True)
                     continue
-                params = _keyed_job_params(
+                params = self._keyed_job_params(
                     item.job_type, item.request_data, item.priority, item.max_attempts, now,
                     now if item.run_at is None else item.run_at, item.timeout,
-                    item.idempotency_key, plan.fingerprints[index],
+                    item.idempotency_key, item.concurrency_key,
                 )  # fmt: skip
                 inserted = conn.fetch_one(QUERIES["insert_job"], params)
                 assert inserted is not None  # the key was free: checked under this write lock
@@ -818,6 +967,51 @@ class SQLiteStore:
             return [row["id"] for row in rows], more
 
         return await self._write(op)
+
+    # -- flow control per job type ------------------------------------------------------------
+
+    async def get_type_controls(self, job_type: str) -> TypeControls:
+        now = time.time()
+        row = await self.db.fetch_one(QUERIES["type_control"], {"job_type": job_type})
+        limits = None if row is None else limits_from_row(row)
+        starts = await self._window_starts(limits, now)
+        return flow.type_controls(
+            job_type, limits, await self.count_by_status(job_type), starts, now,
+            None if row is None else _ts(row["updated_at"]),
+        )
+
+    async def list_type_controls(self) -> list[TypeControls]:
+        now = time.time()
+        stored = {
+            row["job_type"]: (limits_from_row(row), _ts(row["updated_at"]))
+            for row in await self.db.fetch_all(QUERIES["all_type_controls"])
+        }
+        rows = await self.db.fetch_all(QUERIES["count_by_type_and_status"])
+        counts = [(row["job_type"], row["status"], row["jobs"]) for row in rows]
+        return await flow.list_type_controls(stored, counts, lambda limits: self._window_starts(limits, now), now)
+
+    async def _window_starts(self, limits: flow.Limits | None, now: float) -> list[float]:
+        if limits is None or limits.rate_period is None:
+            return []
+        rows = await self.db.fetch_all(
+            QUERIES["starts_after"], {"job_type": limits.job_type, "since": now - limits.rate_period}
+        )
+        return [row[0] for row in rows]
+
+    async def set_type_controls(self, job_type: str, update: TypeControlsUpdate) -> TypeControls:
+        """Change the fields of ``update`` that were sent; a type left without any control
+        loses its row (its claims take the unlimited path again)."""
+        change = flow.ControlsChange.of(update)
+        params = {"job_type": job_type, "now": time.time(), **change._asdict()}
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> None:
+            conn.fetch_all(QUERIES["set_type_controls"], params)
+            conn.fetch_all(QUERIES["drop_empty_type_controls"], params)
+            if change.clears_rate:
+                conn.fetch_all(QUERIES["forget_starts"], params)
+
+        await self._write(op)
+        return await self.get_type_controls(job_type)
 
     # -- API keys and browser sessions ------------------------------------------------------
 
@@ -908,21 +1102,228 @@ class SQLiteStore:
 
         await self._write(op)
 
+    # -- periodic jobs ------------------------------------------------------------------------
+
+    async def put_schedule(
+        self, name: str, spec: ScheduleSpec, *, source: str, next_run_at: float
+    ) -> tuple[Schedule, bool]:
+        params = {
+            "name": name,
+            "job_type": spec.job_type,
+            "cron": spec.cron,
+            "every": spec.every,
+            "timezone": spec.timezone,
+            "request_data": _json_or_none(spec.request_data),
+            "priority": spec.priority,
+            "max_attempts": spec.max_attempts,
+            "timeout": spec.timeout,
+            "missed": spec.missed.value,
+            "source": source,
+            "next_run_at": next_run_at,
+            "now": time.time(),
+        }
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> sqlite3.Row:
+            return conn.fetch_one(QUERIES["upsert_schedule"], params)
+
+        row = await self._write(op)
+        return schedule_from_row(row), bool(row["created"])
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        row = await self.db.fetch_one(QUERIES["get_schedule"], {"name": name})
+        return None if row is None else schedule_from_row(row)
+
+    async def list_schedules(self) -> list[Schedule]:
+        return [schedule_from_row(row) for row in await self.db.fetch_all(QUERIES["list_schedules"])]
+
+    async def delete_schedule(self, name: str) -> bool:
+        def op(conn: WriteConnection, events: list[EventRow]) -> bool:
+            return conn.fetch_one(QUERIES["delete_schedule"], {"name": name}) is not None
+
+        return await self._write(op)
+
+    async def set_schedule_paused(self, name: str, paused: bool, next_run_at: float | None) -> Schedule | None:
+        params = {"name": name, "paused": int(paused), "next_run_at": next_run_at, "now": time.time()}
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> sqlite3.Row | None:
+            return conn.fetch_one(QUERIES["set_schedule_paused"], params)
+
+        row = await self._write(op)
+        return None if row is None else schedule_from_row(row)
+
+    async def due_schedules(self, until: float, limit: int) -> list[Schedule]:
+        rows = await self.db.fetch_all(QUERIES["due_schedules"], {"until": until, "limit": limit})
+        return [schedule_from_row(row) for row in rows]
+
+    async def fire_schedule(
+        self,
+        name: str,
+        due: datetime,
+        next_run_at: float,
+        *,
+        job_type: str,
+        request_data: Any,
+        priority: int,
+        max_attempts: int,
+        timeout: float | None,
+        idempotency_key: str,
+    ) -> tuple[Job, bool] | None:
+        now = time.time()
+        job = self._keyed_job_params(
+            job_type, request_data, priority, max_attempts, now, now, timeout, idempotency_key
+        )
+        cas = {"name": name, "due": due.timestamp(), "next_run_at": next_run_at, "job_id": job["id"]}
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> tuple[sqlite3.Row, bool] | None:
+            if conn.fetch_one(QUERIES["fire_schedule"], cas) is None:
+                return None  # another scheduler fired this tick
+            row, created = self._insert_keyed(conn, events, job)
+            if not created:
+                conn.fetch_all(QUERIES["set_schedule_last_job"], {"name": name, "job_id": row["id"]})
+            return row, created
+
+        fired = await self._write(op)
+        return None if fired is None else (job_from_row(fired[0]), fired[1])
+
+    async def skip_schedule_ticks(self, name: str, due: datetime, next_run_at: float) -> bool:
+        params = {"name": name, "due": due.timestamp(), "next_run_at": next_run_at}
+
+        def op(conn: WriteConnection, events: list[EventRow]) -> bool:
+            return conn.fetch_one(QUERIES["skip_schedule_ticks"], params) is not None
+
+        return await self._write(op)
+
+
+def schedule_from_row(row: sqlite3.Row) -> Schedule:
+    return Schedule(
+        name=row["name"],
+        job_type=row["job_type"],
+        cron=row["cron"],
+        every=None if row["interval"] is None else float(row["interval"]),  # RETURNING skips REAL affinity
+        timezone=row["timezone"],
+        request_data=None if row["request_data"] is None else _json_decode(row["request_data"]),
+        priority=row["priority"],
+        max_attempts=row["max_attempts"],
+        timeout=row["timeout"],
+        missed=MissedTicks(row["missed"]),
+        source=row["source"],
+        paused=bool(row["paused"]),
+        next_run_at=_ts(row["next_run_at"]),  # type: ignore[arg-type]
+        last_run_at=_ts(row["last_run_at"]),
+        last_job_id=row["last_job_id"],
+        created_at=_ts(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=_ts(row["updated_at"]),  # type: ignore[arg-type]
+    )
+
+
+def _active_controls(conn: WriteConnection, types: list[str] | None) -> dict[str, flow.Limits]:
+    """The controls that change how the claim of ``types`` (None: any type) goes, by type."""
+    if types is not None and len(types) == 1:
+        row = conn.fetch_one(QUERIES["type_control"], {"job_type": types[0]})
+        rows = [] if row is None else [row]
+    else:
+        wanted = None if types is None else _json_encode(types).decode()
+        rows = conn.fetch_all(QUERIES["type_controls_of"], {"job_types": wanted})
+    found = (limits_from_row(row) for row in rows)
+    return {limits.job_type: limits for limits in found if limits.active}
+
+
+def _claim_controlled(
+    conn: WriteConnection, controls: dict[str, flow.Limits], types: list[str] | None, params: dict[str, Any]
+) -> list[sqlite3.Row]:
+    """The claim when some of its types are paused or limited: candidates of the other types as
+    usual, then of each limited type as many as its limits allow now (counted here, under the
+    write lock), merged in claim order and claimed by rowid; starts of rate-limited types are
+    recorded in the same transaction."""
+    now, limit = params["now"], params["limit"]
+    candidates: list[sqlite3.Row] = []
+    if types is None:
+        candidates += conn.fetch_all(
+            QUERIES["claim_candidates_except"],
+            {"excluded": _json_encode(list(controls)).decode(), "now": now, "limit": limit},
+        )
+    else:
+        for job_type in types:
+            if job_type not in controls:
+                candidates += conn.fetch_all(
+                    QUERIES["claim_candidates_of_type"], {"job_type": job_type, "now": now, "limit": limit}
+                )
+    for limits in controls.values():
+        if not limits.paused:
+            candidates += _limited_candidates(conn, limits, now, limit)
+    if not candidates:
+        return []
+    candidates.sort(key=lambda c: (-c["priority"], c["created_at"]))
+    rowids = [c["rowid"] for c in candidates[:limit]]
+    rows = conn.fetch_all(QUERIES["claim_jobs_by_rowid"], {**params, "rowids": _json_encode(rowids).decode()})
+    started = [row["job_type"] for row in rows if _rate_limited(controls.get(row["job_type"]))]
+    if started:
+        conn.fetch_all(QUERIES["record_starts"], {"job_types": _json_encode(started).decode(), "now": now})
+        for job_type in set(started):
+            period = controls[job_type].rate_period
+            assert period is not None  # set with rate_limit (a CHECK of the table)
+            conn.fetch_all(QUERIES["forget_starts_before"], {"job_type": job_type, "before": now - period})
+    return rows
+
+
+def _rate_limited(limits: flow.Limits | None) -> bool:
+    return limits is not None and limits.rate_limit is not None
+
+
+def _limited_candidates(conn: WriteConnection, limits: flow.Limits, now: float, limit: int) -> list[sqlite3.Row]:
+    """The waiting jobs of one limited type the claim may start now, in claim order.
+
+    With ``max_running_per_key`` the type's waiting jobs are read in claim order, passing over
+    those whose key is at its limit: fair between keys, at the cost of reading past a saturated
+    key's backlog (O(that backlog) per claim in the worst case, under the write lock) until
+    enough jobs of other keys are found or the type's waiting jobs run out.
+    """
+    since = None if limits.rate_period is None else now - limits.rate_period
+    usage = conn.fetch_one(QUERIES["type_usage"], {"job_type": limits.job_type, "since": since})
+    assert usage is not None  # an aggregate always answers one row
+    allowed = flow.allowance(limits, limit, usage["held"], usage["starts"])
+    if allowed == 0:
+        return []
+    per_key = limits.max_running_per_key
+    if per_key is None:
+        return conn.fetch_all(
+            QUERIES["claim_candidates_of_type"], {"job_type": limits.job_type, "now": now, "limit": allowed}
+        )
+    held = {row[0]: row[1] for row in conn.fetch_all(QUERIES["held_by_key"], {"job_type": limits.job_type})}
+    picker = flow.KeyedPicker(held, per_key, allowed)
+    chosen: list[sqlite3.Row] = []
+    cursor = conn.iterate(QUERIES["waiting_of_type"], {"job_type": limits.job_type, "now": now})
+    try:
+        for row in cursor:
+            if picker.take(row["concurrency_key"]):
+                chosen.append(row)
+                if picker.full:
+                    break
+    finally:
+        cursor.close()
+    return chosen
+
+
+def _settle_dependents(conn: WriteConnection, events: list[EventRow], finished: sqlite3.Row) -> None:
+    """``finished`` (a job others depend on) just finished: its blocked dependents whose
+    dependencies have now all finished join the queue; if it did not complete, those whose
+    policy is ``cancel`` end cancelled, naming it, and so on down their own dependents."""
+    pending = _pending_rows(conn)
+    now = finished["updated_at"]
+    unsettled = [finished]
+    while unsettled:
+        job = unsettled.pop()
+        if job["status"] != JobStatus.COMPLETED.value:
+            reason = rules.dependency_failure_message(job["id"], job["status"])
+            for row in conn.fetch_all(QUERIES["cancel_dependents"], {"id": job["id"], "now": now, "reason": reason}):
+                _add_event(pending, events, row, EventKind.CANCELLED)
+                if row["has_dependents"]:
+                    unsettled.append(row)
+        for row in conn.fetch_all(QUERIES["release_dependents"], {"id": job["id"], "now": now}):
+            _add_event(pending, events, row, EventKind.STATUS)
+
 
 def _new_job_row(
-    job_type: str, request_data: Any, priority: int, max_attempts: int, now: float, due: float, timeout: float | None
-) -> tuple[Job, tuple[Any, ...]]:
-    """A job without idempotency key, and its values for ``insert_new_jobs``."""
-    encoded = None if request_data is None else _json_encode(request_data)
-    job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout)
-    row = (
-        job.id, job_type, priority, None if encoded is None else encoded.decode(),
-        now, max_attempts, due, timeout,
-    )
-    return job, row
-
-
-def _keyed_job_params(
     job_type: str,
     request_data: Any,
     priority: int,
@@ -930,22 +1331,16 @@ def _keyed_job_params(
     now: float,
     due: float,
     timeout: float | None,
-    idempotency_key: str,
-    fingerprint: str,
-) -> dict[str, Any]:
-    """The parameters of ``insert_job`` (a job with an idempotency key)."""
-    return {
-        "id": str(uuid.uuid4()),
-        "job_type": job_type,
-        "priority": priority,
-        "request_data": _json_or_none(request_data),
-        "now": now,
-        "max_attempts": max_attempts,
-        "run_at": due,
-        "timeout": timeout,
-        "idempotency_key": idempotency_key,
-        "fingerprint": fingerprint,
-    }
+    concurrency_key: str | None,
+) -> tuple[Job, tuple[Any, ...]]:
+    """A job without idempotency key, and its values for ``insert_new_jobs``."""
+    encoded = None if request_data is None else _json_encode(request_data)
+    job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout, concurrency_key)
+    row = (
+        job.id, job_type, priority, None if encoded is None else encoded.decode(),
+        now, max_attempts, due, timeout, concurrency_key,
+    )
+    return job, row
 
 
 def _as_stored(value: Any) -> Any:
