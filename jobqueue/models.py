@@ -250,6 +250,51 @@ class JobStats(msgspec.Struct, kw_only=True):
     #: Waiting jobs scheduled for later (delayed or backing off before a retry).
     scheduled: int = 0
     oldest_waiting_at: datetime | None = None
+    #: Job types with waiting jobs that no live worker pool serves (a typo in a type, or the
+    #: pools of that type are all down): their jobs would wait forever in silence.
+    unserved_types: list[str] = msgspec.field(default_factory=list)
+
+
+# -- worker pools you can see ------------------------------------------------------------------
+
+#: Most ids of held jobs listed per worker (the count is always exact).
+HELD_JOB_IDS_SHOWN = 20
+
+
+class WorkerRegistration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``PUT /api/workers/{id}``: a pool announcing itself, sent again as its heartbeat."""
+
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    pid: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+    #: The job types the pool claims.
+    job_types: Annotated[list[JobType], msgspec.Meta(min_length=1, max_length=1000)]
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+    #: Seconds the registration stays live without another heartbeat.
+    ttl: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 15.0
+
+
+class Worker(msgspec.Struct, kw_only=True):
+    """A live worker pool (``GET /api/workers``); it disappears when it stops, or once its
+    heartbeat lapses (``expires_at``)."""
+
+    id: str
+    host: str
+    pid: int
+    job_types: list[str]
+    concurrency: int
+    started_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+    #: Jobs the pool holds now (claimed, lease not ended).
+    held_jobs: int = 0
+    #: The ids of up to ``HELD_JOB_IDS_SHOWN`` of them, longest held first.
+    held_job_ids: list[str] = msgspec.field(default_factory=list)
+
+
+class WorkerList(msgspec.Struct, kw_only=True):
+    items: list[Worker]
+    #: Job types with waiting jobs that none of these workers serves.
+    unserved_types: list[str]
 
 
 class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -258,6 +303,67 @@ class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     error: str
     detail: str
     field: str | None = None
+
+
+# -- bulk operations ----------------------------------------------------------------------------
+
+#: Most jobs one ``POST /api/jobs/batch`` creates.
+MAX_BATCH_JOBS = 1000
+#: Most jobs one bulk retry, cancel or purge changes (and its default limit).
+MAX_BULK_JOBS = 1000
+
+
+class BatchCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /api/jobs/batch``. Each item has the shape of ``JobCreate`` and is checked
+    on its own, so one bad item is reported by its index instead of refusing the request."""
+
+    jobs: Annotated[
+        list[dict[str, Any]],
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_BATCH_JOBS,
+            extra_json_schema={"items": {"$ref": "#/components/schemas/JobCreate"}},
+        ),
+    ]
+    #: All or nothing: any refused item refuses the batch (422) and nothing is stored. By
+    #: default the valid items are stored and the refused ones reported.
+    atomic: bool = False
+
+
+class BatchItem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The outcome of one item of a batch: its job, or why it was refused."""
+
+    index: int
+    job: Job | None = None
+    #: False: an idempotent replay (the job an earlier request with its key created).
+    created: bool | None = None
+    error: ErrorBody | None = None
+
+
+class BatchResult(msgspec.Struct, kw_only=True):
+    """Answer of ``POST /api/jobs/batch``: one item per job sent, in order."""
+
+    items: list[BatchItem]
+    created: int
+    existing: int
+    refused: int
+
+
+class BatchRefusedBody(msgspec.Struct, kw_only=True):
+    """The 422 of an atomic batch with refused items: the error shape plus each item's error."""
+
+    error: str
+    detail: str
+    items: list[BatchItem]
+
+
+class BulkResult(msgspec.Struct, kw_only=True):
+    """Answer of a bulk retry, cancel or purge: how many jobs it changed, and whether more match
+    (call again to go on)."""
+
+    affected: int
+    more: bool
+    job_ids: list[str]
 
 
 class EventKind(str, enum.Enum):

@@ -10,30 +10,34 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from jobqueue.errors import JobNotFound, ScheduleNotFound, ValidationFailed
+from jobqueue.errors import BatchRefused, JobNotFound, JobQueueError, ScheduleNotFound, ValidationFailed
 from jobqueue.events import EventHub, ListenerCutOff
 from jobqueue.models import (
     ACTIVE_STATUSES,
-    MAX_TRACEBACK_CHARS,
+    HELD_JOB_IDS_SHOWN,
+    MAX_BULK_JOBS,
     MAX_DEBOUNCE_SECONDS,
     MAX_DEPENDENCIES,
+    MAX_TRACEBACK_CHARS,
     TERMINAL_STATUSES,
     Attempt,
     AttemptList,
     ClaimedJob,
+    JobCreate,
     EventKind,
     Job,
     JobEvent,
     JobStats,
     JobStatus,
     JobUpdate,
+    Worker,
     Schedule,
     ScheduleName,
     ScheduleSpec,
@@ -44,6 +48,7 @@ from jobqueue.models import (
 from jobqueue.scheduler import check_spec, next_tick
 from jobqueue.settings import Settings
 from jobqueue.storage import Store, open_store
+from jobqueue.storage.base import BatchOutcome, NewJob
 from jobqueue.storage.rules import Dependencies, UniqueKey
 
 #: Largest page ``list_jobs`` returns.
@@ -54,6 +59,10 @@ TIMINGS_WINDOW_SECONDS = 3600.0
 MAX_BACKOFF_SECONDS = 600.0
 
 _UNSET: Any = object()
+
+#: Seconds a process reuses the set of job types live workers serve (the enqueue check reads
+#: it on every request: at most one query per this interval, never one per enqueue).
+LIVE_TYPES_TTL = 1.5
 
 
 def backoff_seconds(attempts: int, base: float) -> float:
@@ -85,6 +94,9 @@ class JobQueueService:
         # (events of other processes arrive through Redis or the events-table poll).
         self._wakeups: set[asyncio.Event] = set()
         events.add_callback(self._on_event)
+        # (monotonic time read, the job types live workers serve), and the read under way.
+        self._live_types: tuple[float, frozenset[str]] | None = None
+        self._live_types_read: asyncio.Future[frozenset[str]] | None = None
 
     @classmethod
     @asynccontextmanager
@@ -177,6 +189,29 @@ class JobQueueService:
         key. ``debounce`` (needs ``unique_key``): run this many seconds from now, and a repeat
         while the job still waits replaces its request_data and pushes its run_at again.
         """
+        new = self._new_job(
+            job_type, request_data, priority, max_attempts, timeout, run_at, delay, idempotency_key,
+            concurrency_key, depends_on, on_dependency_failure, unique_key, debounce,
+        )  # fmt: skip
+        return await self.store.insert_job(**new._asdict())
+
+    def _new_job(
+        self,
+        job_type: str,
+        request_data: dict[str, Any] | None,
+        priority: int,
+        max_attempts: int | None,
+        timeout: float | None,
+        run_at: datetime | None,
+        delay: float | None,
+        idempotency_key: str | None,
+        concurrency_key: str | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: str | None = None,
+        unique_key: str | None = None,
+        debounce: float | None = None,
+    ) -> NewJob:
+        """A create request checked and with its defaults, as the store takes it."""
         if not job_type or len(job_type) > 100:
             raise ValidationFailed("job_type must be 1 to 100 characters", "job_type")
         if run_at is not None and delay is not None:
@@ -190,7 +225,7 @@ class JobQueueService:
             due = time.time() + delay
         elif debounce is not None:
             due = time.time() + debounce
-        job, created = await self.store.insert_job(
+        return NewJob(
             job_type=job_type,
             request_data=request_data,
             priority=priority,
@@ -202,7 +237,6 @@ class JobQueueService:
             dependencies=dependencies,
             unique=unique,
         )
-        return job, created
 
     async def get_job(self, job_id: str) -> Job | None:
         return await self.store.get_job(job_id)
@@ -345,6 +379,9 @@ class JobQueueService:
         by_status = {s.value: counts.get(s.value, 0) for s in JobStatus}
         ready, scheduled, oldest = await self.store.waiting_summary(job_type)
         wait, run = await self.store.recent_timings(job_type, time.time() - TIMINGS_WINDOW_SECONDS)
+        waiting = await self.waiting_types()
+        if job_type is not None:
+            waiting &= {job_type}
         return JobStats(
             total=sum(by_status.values()),
             by_status=by_status,
@@ -354,6 +391,7 @@ class JobQueueService:
             ready=ready,
             scheduled=scheduled,
             oldest_waiting_at=oldest,
+            unserved_types=await self.unserved_types(waiting),
         )
 
     async def cancel_job(self, job_id: str, message: str | None = None) -> Job:
@@ -623,6 +661,143 @@ class JobQueueService:
             while await self.store.reclaim_space() > 0:
                 pass
         return deleted
+
+    # -- worker pools you can see -------------------------------------------------------------
+
+    async def register_worker(
+        self, worker_id: str, *, host: str, pid: int, job_types: Sequence[str], concurrency: int, ttl: float
+    ) -> Worker:
+        """Register a worker pool, or renew its registration for ``ttl`` seconds (its heartbeat)."""
+        worker = await self.store.register_worker(
+            worker_id=worker_id, host=host, pid=pid, job_types=job_types, concurrency=concurrency, ttl=ttl
+        )
+        if self._live_types is not None and not self._live_types[1].issuperset(job_types):
+            self._live_types = None  # this process's own change shows at once
+        return worker
+
+    async def unregister_worker(self, worker_id: str) -> bool:
+        """A pool stopped: it is no longer listed. False when it was not registered."""
+        removed = await self.store.unregister_worker(worker_id)
+        self._live_types = None  # this process's own change shows at once
+        return removed
+
+    async def delete_lapsed_workers(self) -> int:
+        return await self.store.delete_lapsed_workers()
+
+    async def list_workers(self) -> list[Worker]:
+        """The live worker pools, oldest first, with the jobs each holds."""
+        return await self.store.live_workers(HELD_JOB_IDS_SHOWN)
+
+    async def waiting_types(self) -> set[str]:
+        """The job types that have waiting jobs."""
+        return await self.store.waiting_types()
+
+    async def unserved_types(self, job_types: Iterable[str]) -> list[str]:
+        """Which of ``job_types`` no live worker serves, sorted (from the live types this
+        process read within ``LIVE_TYPES_TTL`` seconds)."""
+        served = await self._served_types()
+        return sorted(set(job_types) - served)
+
+    async def _served_types(self) -> frozenset[str]:
+        now = time.monotonic()
+        if self._live_types is not None and now - self._live_types[0] < LIVE_TYPES_TTL:
+            return self._live_types[1]
+        if self._live_types_read is None:
+            # One read for every caller that finds the set stale at the same time.
+            self._live_types_read = asyncio.ensure_future(self._read_live_types())
+        read = self._live_types_read
+        return await asyncio.shield(read)
+
+    async def _read_live_types(self) -> frozenset[str]:
+        try:
+            types = frozenset(await self.store.live_worker_types())
+            self._live_types = (time.monotonic(), types)
+            return types
+        finally:
+            self._live_types_read = None
+
+    # -- bulk operations ------------------------------------------------------------------------
+
+    async def create_jobs(self, items: Sequence[JobCreate], *, atomic: bool = False) -> list[BatchOutcome]:
+        """Queue a batch of jobs in one transaction; one outcome per item, in order: the job and
+        whether it is new, or the error refusing it. With ``atomic`` any refused item raises
+        ``BatchRefused`` (listing them) and nothing is stored."""
+        checked: list[NewJob] = []
+        positions: list[int] = []
+        errors: list[tuple[int, JobQueueError]] = []
+        for index, item in enumerate(items):
+            try:
+                _batchable(item)
+                checked.append(
+                    self._new_job(
+                        item.job_type, item.request_data, item.priority, item.max_attempts,
+                        item.timeout, item.run_at, item.delay, item.idempotency_key,
+                        item.concurrency_key,
+                    )
+                )  # fmt: skip
+                positions.append(index)
+            except ValidationFailed as exc:
+                errors.append((index, exc))
+        if atomic and errors:
+            raise BatchRefused(errors, len(items))
+        try:
+            stored = await self.store.insert_jobs(checked, atomic=atomic) if checked else []
+        except BatchRefused as exc:
+            raise BatchRefused([(positions[i], error) for i, error in exc.errors], len(items)) from None
+        ordered: dict[int, BatchOutcome] = dict(errors)
+        ordered.update(zip(positions, stored))
+        return [ordered[index] for index in range(len(items))]
+
+    async def retry_failed(self, job_type: str, limit: int = MAX_BULK_JOBS) -> tuple[list[str], bool]:
+        """Put up to ``limit`` failed jobs of a type back in the queue (a ``retried`` event each);
+        returns their ids and whether failed jobs of the type remain."""
+        return await self.store.retry_failed(job_type, _bulk_limit(limit))
+
+    async def cancel_waiting(self, job_type: str, limit: int = MAX_BULK_JOBS) -> tuple[list[str], bool]:
+        """Cancel up to ``limit`` waiting jobs of a type (a ``cancelled`` event each); returns
+        their ids and whether waiting jobs of the type remain. Running jobs are not touched."""
+        return await self.store.cancel_waiting(
+            job_type, _bulk_limit(limit), f"cancelled on request, with every waiting {job_type} job"
+        )
+
+    async def purge_jobs(
+        self,
+        statuses: Sequence[JobStatus | str],
+        *,
+        job_type: str | None = None,
+        before: datetime | None = None,
+        limit: int = MAX_BULK_JOBS,
+    ) -> tuple[list[str], bool]:
+        """Delete up to ``limit`` finished jobs in ``statuses`` (optionally of one type, finished
+        before ``before``) with their events; returns their ids and whether more match."""
+        wanted = [_status(s) for s in statuses]
+        if not wanted or any(s not in TERMINAL_STATUSES for s in wanted):
+            raise ValidationFailed(
+                "status must be one or more of completed, failed, cancelled: only finished jobs are purged",
+                "status",
+            )
+        cutoff = None
+        if before is not None:
+            cutoff = (before if before.tzinfo else before.replace(tzinfo=UTC)).timestamp()
+        return await self.store.purge(wanted, job_type, cutoff, _bulk_limit(limit))
+
+
+def _batchable(item: JobCreate) -> None:
+    """Dependencies and unique keys decide a job's fate from other jobs' rows, locked one job at
+    a time; a batch item with them is refused (enqueue it with ``POST /api/jobs``)."""
+    for field in ("depends_on", "on_dependency_failure", "unique_key", "debounce"):
+        if getattr(item, field) is not None:
+            raise ValidationFailed(
+                f"{field} is not taken in a batch: enqueue jobs with dependencies or a unique key "
+                "one by one (POST /api/jobs)",
+                field,
+            )
+
+
+def _bulk_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_BULK_JOBS:
+        raise ValidationFailed(f"limit must be between 1 and {MAX_BULK_JOBS}", "limit")
+    return limit
 
 
 def bounded_traceback(text: str | None) -> str | None:

@@ -8,6 +8,7 @@ is worded. That keeps SQLite and PostgreSQL answering the same thing to the same
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -18,6 +19,7 @@ from jobqueue.errors import (
     InvalidTransition,
     JobHeld,
     JobNotFound,
+    JobQueueError,
     LeaseLost,
     ValidationFailed,
 )
@@ -349,3 +351,67 @@ def cannot_delete(job_id: str, status: str | None) -> Exception:
     if status is None:
         return JobNotFound(job_id)
     return InvalidTransition(f"job {job_id} is {status}: only finished jobs can be deleted")
+
+
+class BatchPlan(NamedTuple):
+    """What a batch of new jobs does, decided from the jobs stored with its idempotency keys
+    (read in the transaction that then applies the plan)."""
+
+    #: Indexes of the items to insert.
+    inserts: list[int]
+    #: Index -> the stored row its idempotency key replays.
+    replays: dict[int, Any]
+    #: Index -> the earlier index of the batch with the same key and request (a replay of it).
+    repeats: dict[int, int]
+    #: Index -> why the item is refused.
+    errors: dict[int, JobQueueError]
+    #: Index -> fingerprint, for the items with an idempotency key.
+    fingerprints: dict[int, str]
+
+
+def plan_batch(items: Sequence[Any], stored: dict[str, tuple[str, str | None, Any]]) -> BatchPlan:
+    """Plan a batch of ``NewJob`` items; ``stored`` maps each of their idempotency keys already
+    in use to (job id, stored fingerprint, row). A key is a replay exactly as for one job."""
+    plan = BatchPlan([], {}, {}, {}, {})
+    first_with_key: dict[str, int] = {}
+    for index, item in enumerate(items):
+        key = item.idempotency_key
+        if key is None:
+            plan.inserts.append(index)
+            continue
+        mark = fingerprint(
+            item.job_type, item.request_data, item.priority, item.max_attempts, item.timeout,
+            concurrency_key=item.concurrency_key,
+        )  # fmt: skip
+        plan.fingerprints[index] = mark
+        try:
+            if key in stored:
+                job_id, stored_mark, row = stored[key]
+                check_idempotent_replay(key, job_id, stored_mark, mark)
+                plan.replays[index] = row
+            elif key in first_with_key:
+                earlier = first_with_key[key]
+                check_idempotent_replay(key, f"#{earlier} of this batch", plan.fingerprints[earlier], mark)
+                plan.repeats[index] = earlier
+            else:
+                first_with_key[key] = index
+                plan.inserts.append(index)
+        except IdempotencyConflict as exc:
+            plan.errors[index] = exc
+    return plan
+
+
+def settle_known(outcomes: list[Any], plan: BatchPlan) -> None:
+    """Fill in the outcomes a batch plan knows before inserting: refusals and stored replays."""
+    for index, error in plan.errors.items():
+        outcomes[index] = error
+    for index, row in plan.replays.items():
+        outcomes[index] = (row, False)
+
+
+def held_by_worker(held: Sequence[tuple[str, str, int]]) -> dict[str, tuple[int, list[str]]]:
+    """(worker id, job id, held count) rows -> worker id -> (held count, job ids shown)."""
+    grouped: dict[str, tuple[int, list[str]]] = {}
+    for worker_id, job_id, count in held:
+        grouped.setdefault(worker_id, (count, []))[1].append(job_id)
+    return grouped

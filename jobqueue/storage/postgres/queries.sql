@@ -715,6 +715,119 @@ WHERE s.token_hash = %(token_hash)s AND s.expires_at > %(now)s::timestamptz;
 -- Log out.
 DELETE FROM api_sessions WHERE token_hash = %(token_hash)s;
 
+-- == Worker pools you can see (issue 12) ===============================================
+-- name: register_worker
+-- A pool announces itself, or renews its registration (its heartbeat); a pool whose row lapsed
+-- and was deleted comes back with a new started_at.
+INSERT INTO workers (id, host, pid, job_types, concurrency, started_at, heartbeat_at, expires_at)
+VALUES (%(id)s, %(host)s, %(pid)s, %(job_types)s::jsonb, %(concurrency)s, %(now)s, %(now)s, %(expires_at)s)
+ON CONFLICT (id) DO UPDATE SET
+    host = excluded.host, pid = excluded.pid, job_types = excluded.job_types,
+    concurrency = excluded.concurrency, heartbeat_at = excluded.heartbeat_at,
+    expires_at = excluded.expires_at
+RETURNING *;
+
+-- name: delete_worker
+-- A pool stopped.
+DELETE FROM workers WHERE id = %(id)s RETURNING id;
+
+-- name: delete_lapsed_workers
+-- Pools whose heartbeat lapsed (the process died or froze).
+DELETE FROM workers WHERE expires_at < %(now)s RETURNING id;
+
+-- name: live_workers
+-- Every pool whose registration has not lapsed, oldest first.
+SELECT * FROM workers WHERE expires_at >= %(now)s ORDER BY started_at, id;
+
+-- name: held_jobs_of_live_workers
+-- The jobs live pools hold: how many per pool, and the ids of the %(shown)s held longest.
+SELECT worker_id, id, held FROM (
+    SELECT worker_id, id,
+           row_number() OVER (PARTITION BY worker_id ORDER BY started_at, id) AS n,
+           count(*) OVER (PARTITION BY worker_id) AS held
+    FROM jobs
+    WHERE lease_expires_at IS NOT NULL
+      AND worker_id IN (SELECT id FROM workers WHERE expires_at >= %(now)s)
+) AS held_jobs
+WHERE n <= %(shown)s
+ORDER BY worker_id, n;
+
+-- name: live_worker_types
+-- The job types some live pool serves.
+SELECT DISTINCT jsonb_array_elements_text(job_types) AS job_type FROM workers
+WHERE expires_at >= %(now)s;
+
+-- name: waiting_types
+-- The job types that have waiting jobs.
+SELECT DISTINCT job_type FROM jobs WHERE status IN ('queued', 'pending');
+
+-- == Bulk operations (issue 12) =================================================================
+
+-- name: get_jobs_by_idempotency_keys
+-- The jobs created earlier with any of the keys in %(keys)s (a batch's replays).
+SELECT * FROM jobs WHERE idempotency_key = ANY(%(keys)s::text[]);
+
+-- name: retry_failed_of_type
+-- Put up to %(limit)s failed jobs of one type back in the queue (as retry_job), oldest failure
+-- first. SKIP LOCKED and the status checked again on the locked row: a job changed meanwhile
+-- is left alone.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'queued', progress = 0, attempts = 0,
+    run_at = %(now)s, result_data = NULL, error = NULL, message = NULL, worker_id = NULL,
+    claim_token = NULL, lease_expires_at = NULL, cancel_requested = false, completed_at = NULL,
+    updated_at = %(now)s
+WHERE id IN (
+    SELECT id FROM jobs WHERE job_type = %(job_type)s AND status = 'failed'
+    ORDER BY completed_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+) AND status = 'failed'
+RETURNING *;
+
+-- name: any_failed_of_type
+-- Whether failed jobs of the type remain (a bulk retry says so).
+SELECT EXISTS (SELECT 1 FROM jobs WHERE job_type = %(job_type)s AND status = 'failed') AS found;
+
+-- name: cancel_waiting_of_type
+-- Cancel up to %(limit)s waiting jobs of one type (blocked ones too) (as cancel_waiting_job), oldest first. SKIP
+-- LOCKED, and the status checked again on the locked row: a job a worker is claiming right now
+-- is running, not waiting, and is left alone.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = %(now)s,
+    updated_at = %(now)s, message = coalesce(%(message)s, message)
+WHERE id IN (
+    SELECT id FROM jobs WHERE job_type = %(job_type)s AND status IN ('queued', 'pending', 'blocked')
+    ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+) AND status IN ('queued', 'pending', 'blocked')
+RETURNING *;
+
+-- name: any_waiting_of_type
+-- Whether waiting jobs of the type remain (a bulk cancel says so).
+SELECT EXISTS (
+    SELECT 1 FROM jobs WHERE job_type = %(job_type)s AND status IN ('queued', 'pending', 'blocked')
+) AS found;
+
+-- name: purge_jobs
+-- Delete up to %(limit)s finished jobs in %(statuses)s, optionally of one type and finished
+-- before %(before)s, oldest first (their events go with them).
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs
+    WHERE status = ANY(%(statuses)s::text[])
+      AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text)
+      AND (%(before)s::timestamptz IS NULL OR completed_at < %(before)s::timestamptz)
+    ORDER BY completed_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+) AND status = ANY(%(statuses)s::text[])
+RETURNING id;
+
+-- name: any_to_purge
+-- Whether jobs matching a purge remain.
+SELECT EXISTS (
+    SELECT 1 FROM jobs
+    WHERE status = ANY(%(statuses)s::text[])
+      AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text)
+      AND (%(before)s::timestamptz IS NULL OR completed_at < %(before)s::timestamptz)
+) AS found;
+
+-- name: any_lapsed_worker
+-- Whether a registration lapsed (a cheap read before writing).
+SELECT 1 FROM workers WHERE expires_at < %(now)s LIMIT 1;
+
 -- name: ended_attempts
 -- The last %(limit)s attempts of a job that ended other than by completing, newest first.
 SELECT * FROM job_attempts WHERE job_id = %(job_id)s ORDER BY id DESC LIMIT %(limit)s;

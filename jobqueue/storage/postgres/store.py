@@ -19,7 +19,15 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from jobqueue.errors import ApiKeyExists, ApiKeyNotFound, DatabaseError, JobNotFound, LeaseLost
+from jobqueue.errors import (
+    ApiKeyExists,
+    ApiKeyNotFound,
+    BatchRefused,
+    DatabaseError,
+    JobNotFound,
+    JobQueueError,
+    LeaseLost,
+)
 from jobqueue.models import (
     TERMINAL_EVENT_KINDS,
     ApiKey,
@@ -32,6 +40,7 @@ from jobqueue.models import (
     JobStatus,
     JobUpdate,
     KeyScope,
+    Worker,
     MissedTicks,
     Schedule,
     ScheduleSpec,
@@ -40,7 +49,7 @@ from jobqueue.models import (
 )
 from jobqueue.settings import Settings
 from jobqueue.storage import flow, rules
-from jobqueue.storage.base import EventListener
+from jobqueue.storage.base import BatchOutcome, EventListener, NewJob
 from jobqueue.storage.migrate import apply_migrations
 from jobqueue.storage.postgres.connection import (
     QUERIES,
@@ -141,6 +150,21 @@ def api_key_from_row(row: Row) -> ApiKey:
         created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
         last_used_at=_utc(row["last_used_at"]),
         revoked_at=_utc(row["revoked_at"]),
+    )
+
+
+def worker_from_row(row: Row, held: int, held_ids: list[str]) -> Worker:
+    return Worker(
+        id=row["id"],
+        host=row["host"],
+        pid=row["pid"],
+        job_types=row["job_types"],
+        concurrency=row["concurrency"],
+        started_at=_utc(row["started_at"]),  # type: ignore[arg-type]
+        heartbeat_at=_utc(row["heartbeat_at"]),  # type: ignore[arg-type]
+        expires_at=_utc(row["expires_at"]),  # type: ignore[arg-type]
+        held_jobs=held,
+        held_job_ids=held_ids,
     )
 
 
@@ -448,12 +472,7 @@ class PostgresStore:
     ) -> tuple[Job, bool]:
         """A job without idempotency key: its row joins the transaction's one multi-row insert,
         and the job is built here from the values inserted (no row to decode)."""
-        encoded = None if request_data is None else _json_encode(request_data)
-        job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout, concurrency_key)
-        values = (
-            job.id, job_type, priority, None if encoded is None else msgspec.Raw(encoded),
-            job.created_at, max_attempts, job.run_at, timeout, concurrency_key,
-        )
+        job, values = _new_job_values(job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key)
 
         async def op(tx: Transaction, events: list[EventValues]) -> tuple[Job, bool]:
             tx.new_jobs.append(values)
@@ -792,6 +811,169 @@ class PostgresStore:
         return [job_from_row(row) for row in await self._write(op)]
 
 
+    # -- worker pools you can see ---------------------------------------------------------------
+
+    async def register_worker(
+        self, *, worker_id: str, host: str, pid: int, job_types: Sequence[str], concurrency: int, ttl: float
+    ) -> Worker:
+        now = time.time()
+        params = {
+            "id": worker_id,
+            "host": host,
+            "pid": pid,
+            "job_types": _json_encode(list(job_types)).decode(),
+            "concurrency": concurrency,
+            "now": _ts(now),
+            "expires_at": _ts(now + ttl),
+        }
+
+        async def op(tx: Transaction, events: list[EventValues]) -> Row:
+            row = await tx.fetch_one(QUERIES["register_worker"], params)
+            assert row is not None  # an upsert always returns its row
+            return row
+
+        return worker_from_row(await self._write(op), 0, [])
+
+    async def unregister_worker(self, worker_id: str) -> bool:
+        async def op(tx: Transaction, events: list[EventValues]) -> bool:
+            return await tx.fetch_one(QUERIES["delete_worker"], {"id": worker_id}) is not None
+
+        return await self._write(op)
+
+    async def delete_lapsed_workers(self) -> int:
+        params = {"now": _ts(time.time())}
+        if await self.db.fetch_one(QUERIES["any_lapsed_worker"], params) is None:
+            return 0  # the common case: no write transaction
+
+        async def op(tx: Transaction, events: list[EventValues]) -> int:
+            return len(await tx.fetch_all(QUERIES["delete_lapsed_workers"], params))
+
+        return await self._write(op)
+
+    async def live_workers(self, held_ids_shown: int) -> list[Worker]:
+        now = _ts(time.time())
+        rows = await self.db.fetch_all(QUERIES["live_workers"], {"now": now})
+        held = await self.db.fetch_all(QUERIES["held_jobs_of_live_workers"], {"now": now, "shown": held_ids_shown})
+        grouped = rules.held_by_worker([(r["worker_id"], r["id"], r["held"]) for r in held])
+        return [worker_from_row(row, *grouped.get(row["id"], (0, []))) for row in rows]
+
+    async def live_worker_types(self) -> set[str]:
+        rows = await self.db.fetch_all(QUERIES["live_worker_types"], {"now": _ts(time.time())})
+        return {row["job_type"] for row in rows}
+
+    async def waiting_types(self) -> set[str]:
+        return {row["job_type"] for row in await self.db.fetch_all(QUERIES["waiting_types"])}
+
+    # -- bulk operations ------------------------------------------------------------------------
+
+    async def insert_jobs(self, items: Sequence[NewJob], *, atomic: bool) -> list[BatchOutcome]:
+        """Store a batch in one transaction: the jobs without idempotency key join the
+        transaction's one JSON-rows insert (as ``insert_job`` does for one); the keyed ones are
+        checked against the stored keys first and inserted under a savepoint, so a key another
+        transaction took meanwhile refuses an atomic batch without leaving anything behind."""
+        now = time.time()
+        # The driver wants a float8 a float; and the fingerprints are those of insert_job.
+        items = [item if item.timeout is None else item._replace(timeout=float(item.timeout)) for item in items]
+        unkeyed = {
+            index: _new_job_values(
+                item.job_type, item.request_data, item.priority, item.max_attempts, now,
+                now if item.run_at is None else item.run_at, item.timeout, item.concurrency_key,
+            )
+            for index, item in enumerate(items)
+            if item.idempotency_key is None
+        }  # fmt: skip
+        keys = [item.idempotency_key for item in items if item.idempotency_key is not None]
+
+        async def op(tx: Transaction, events: list[EventValues]) -> list[Any]:
+            stored = {}
+            if keys:
+                rows = await tx.fetch_all(QUERIES["get_jobs_by_idempotency_keys"], {"keys": keys})
+                stored = {r["idempotency_key"]: (r["id"], r["idempotency_fingerprint"], r) for r in rows}
+            plan = rules.plan_batch(items, stored)
+            if atomic and plan.errors:
+                raise BatchRefused(sorted(plan.errors.items()), len(items))
+            outcomes: list[Any] = [None] * len(items)
+            rules.settle_known(outcomes, plan)
+            keyed = [index for index in plan.inserts if items[index].idempotency_key is not None]
+            inserted: list[tuple[int, Row]] = []
+            async with tx.conn.transaction():  # a savepoint: a refused atomic batch leaves nothing
+                for index in keyed:
+                    item = items[index]
+                    params = _keyed_job_params(
+                        item.job_type, item.request_data, item.priority, item.max_attempts, now,
+                        now if item.run_at is None else item.run_at, item.timeout,
+                        item.idempotency_key, item.concurrency_key,
+                    )  # fmt: skip
+                    row = await tx.fetch_one(QUERIES["insert_job"], params)
+                    if row is not None:
+                        inserted.append((index, row))
+                        continue
+                    # Another transaction committed this key since it was read.
+                    try:
+                        existing = await tx.fetch_one(QUERIES["get_job_by_idempotency_key"], {"key": item.idempotency_key})
+                        assert existing is not None
+                        rules.check_idempotent_replay(
+                            item.idempotency_key,  # type: ignore[arg-type]
+                            existing["id"], existing["idempotency_fingerprint"], plan.fingerprints[index],
+                        )  # fmt: skip
+                        outcomes[index] = (existing, False)
+                    except JobQueueError as exc:
+                        if atomic:
+                            raise BatchRefused([(index, exc)], len(items)) from None
+                        outcomes[index] = exc
+            # Recorded only now: a refusal above must not leave events or rows to insert.
+            for index, row in inserted:
+                _record(tx, events, row, EventKind.CREATED)
+                outcomes[index] = (row, True)
+            for index, (job, values) in unkeyed.items():
+                tx.new_jobs.append(values)
+                _record(tx, events, job, EventKind.CREATED)
+                outcomes[index] = (job, True)
+            for index, earlier in plan.repeats.items():
+                outcomes[index] = (outcomes[earlier][0], False)
+            return outcomes
+
+        return [
+            outcome if isinstance(outcome, JobQueueError) or isinstance(outcome[0], Job)
+            else (job_from_row(outcome[0]), outcome[1])
+            for outcome in await self._write(op)
+        ]
+
+    async def retry_failed(self, job_type: str, limit: int) -> tuple[list[str], bool]:
+        params = {"job_type": job_type, "limit": limit, "now": _ts(time.time())}
+        return await self._bulk_change("retry_failed_of_type", "any_failed_of_type", params, EventKind.RETRIED)
+
+    async def cancel_waiting(self, job_type: str, limit: int, message: str) -> tuple[list[str], bool]:
+        params = {"job_type": job_type, "limit": limit, "now": _ts(time.time()), "message": message}
+        return await self._bulk_change("cancel_waiting_of_type", "any_waiting_of_type", params, EventKind.CANCELLED)
+
+    async def purge(
+        self, statuses: Sequence[JobStatus], job_type: str | None, before: float | None, limit: int
+    ) -> tuple[list[str], bool]:
+        params = {
+            "statuses": [s.value for s in statuses],
+            "job_type": job_type,
+            "before": None if before is None else _ts(before),
+            "limit": limit,
+        }
+        return await self._bulk_change("purge_jobs", "any_to_purge", params, None)
+
+    async def _bulk_change(
+        self, query: str, remaining: str, params: dict[str, Any], kind: EventKind | None
+    ) -> tuple[list[str], bool]:
+        """Change (or, without ``kind``, delete) the jobs ``query`` picks, recording ``kind`` for
+        each, and tell whether ``remaining`` still finds some, all in one transaction."""
+
+        async def op(tx: Transaction, events: list[EventValues]) -> tuple[list[str], bool]:
+            rows = await tx.fetch_all(QUERIES[query], params)
+            if kind is not None:
+                for row in rows:
+                    _record(tx, events, row, kind)
+            found = await tx.fetch_one(QUERIES[remaining], params)
+            return [row["id"] for row in rows], bool(found and found["found"])
+
+        return await self._write(op)
+
     # -- flow control per job type ------------------------------------------------------------
 
     async def get_type_controls(self, job_type: str) -> TypeControls:
@@ -1021,6 +1203,26 @@ class PostgresStore:
             return await tx.fetch_one(QUERIES["skip_schedule_ticks"], params) is not None
 
         return await self._write(op)
+
+
+def _new_job_values(
+    job_type: str,
+    request_data: Any,
+    priority: int,
+    max_attempts: int,
+    now: float,
+    due: float,
+    timeout: float | None,
+    concurrency_key: str | None,
+) -> tuple[Job, tuple[Any, ...]]:
+    """A job without idempotency key, and its values for ``Transaction.new_jobs``."""
+    encoded = None if request_data is None else _json_encode(request_data)
+    job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout, concurrency_key)
+    values = (
+        job.id, job_type, priority, None if encoded is None else msgspec.Raw(encoded),
+        job.created_at, max_attempts, job.run_at, timeout, concurrency_key,
+    )
+    return job, values
 
 
 def _as_stored(value: Any) -> Any:

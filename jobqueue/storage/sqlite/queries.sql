@@ -512,6 +512,111 @@ WHERE s.token_hash = :token_hash AND s.expires_at > :now;
 -- Log out.
 DELETE FROM api_sessions WHERE token_hash = :token_hash;
 
+-- == Worker pools you can see (issue 12) ===============================================
+-- name: register_worker
+-- A pool announces itself, or renews its registration (its heartbeat); a pool whose row lapsed
+-- and was deleted comes back with a new started_at.
+INSERT INTO workers (id, host, pid, job_types, concurrency, started_at, heartbeat_at, expires_at)
+VALUES (:id, :host, :pid, :job_types, :concurrency, :now, :now, :expires_at)
+ON CONFLICT (id) DO UPDATE SET
+    host = excluded.host, pid = excluded.pid, job_types = excluded.job_types,
+    concurrency = excluded.concurrency, heartbeat_at = excluded.heartbeat_at,
+    expires_at = excluded.expires_at
+RETURNING *;
+
+-- name: delete_worker
+-- A pool stopped.
+DELETE FROM workers WHERE id = :id RETURNING id;
+
+-- name: delete_lapsed_workers
+-- Pools whose heartbeat lapsed (the process died or froze).
+DELETE FROM workers WHERE expires_at < :now RETURNING id;
+
+-- name: live_workers
+-- Every pool whose registration has not lapsed, oldest first.
+SELECT * FROM workers WHERE expires_at >= :now ORDER BY started_at, id;
+
+-- name: held_jobs_of_live_workers
+-- The jobs live pools hold: how many per pool, and the ids of the :shown held longest.
+SELECT worker_id, id, held FROM (
+    SELECT worker_id, id,
+           row_number() OVER (PARTITION BY worker_id ORDER BY started_at, id) AS n,
+           count(*) OVER (PARTITION BY worker_id) AS held
+    FROM jobs
+    WHERE lease_expires_at IS NOT NULL
+      AND worker_id IN (SELECT id FROM workers WHERE expires_at >= :now)
+)
+WHERE n <= :shown
+ORDER BY worker_id, n;
+
+-- name: live_worker_types
+-- The job types some live pool serves.
+SELECT DISTINCT j.value FROM workers w, json_each(w.job_types) j WHERE w.expires_at >= :now;
+
+-- name: waiting_types
+-- The job types that have waiting jobs (one probe per type through jobs_claim_by_type).
+SELECT DISTINCT job_type FROM jobs WHERE status IN ('queued', 'pending');
+
+-- == Bulk operations (issue 12) =================================================================
+
+-- name: get_jobs_by_idempotency_keys
+-- The jobs created earlier with any of the keys in the JSON array :keys (a batch's replays).
+SELECT * FROM jobs WHERE idempotency_key IN (SELECT value FROM json_each(:keys));
+
+-- name: retry_failed_of_type
+-- Put up to :limit failed jobs of one type back in the queue (as retry_job), oldest failure first.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'queued', progress = 0, attempts = 0, run_at = :now,
+    result_data = NULL, error = NULL, message = NULL, worker_id = NULL, claim_token = NULL,
+    lease_expires_at = NULL, cancel_requested = 0, completed_at = NULL, updated_at = :now
+WHERE id IN (
+    SELECT id FROM jobs WHERE job_type = :job_type AND status = 'failed'
+    ORDER BY completed_at, id LIMIT :limit
+)
+RETURNING *;
+
+-- name: any_failed_of_type
+-- Whether failed jobs of the type remain (a bulk retry says so).
+SELECT EXISTS (SELECT 1 FROM jobs WHERE job_type = :job_type AND status = 'failed');
+
+-- name: cancel_waiting_of_type
+-- Cancel up to :limit waiting jobs of one type (blocked ones too) (as cancel_waiting_job), oldest first.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = :now, updated_at = :now,
+    message = coalesce(:message, message)
+WHERE id IN (
+    SELECT id FROM jobs WHERE job_type = :job_type AND status IN ('queued', 'pending', 'blocked')
+    ORDER BY created_at, id LIMIT :limit
+)
+RETURNING *;
+
+-- name: any_waiting_of_type
+-- Whether waiting jobs of the type remain (a bulk cancel says so).
+SELECT EXISTS (SELECT 1 FROM jobs WHERE job_type = :job_type AND status IN ('queued', 'pending', 'blocked'));
+
+-- name: purge_jobs
+-- Delete up to :limit finished jobs in the statuses of the JSON array :statuses, optionally of
+-- one type and finished before :before, oldest first (their events go with them).
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs
+    WHERE status IN (SELECT value FROM json_each(:statuses))
+      AND (:job_type IS NULL OR job_type = :job_type)
+      AND (:before IS NULL OR completed_at < :before)
+    ORDER BY completed_at, id LIMIT :limit
+)
+RETURNING id;
+
+-- name: any_to_purge
+-- Whether jobs matching a purge remain.
+SELECT EXISTS (
+    SELECT 1 FROM jobs
+    WHERE status IN (SELECT value FROM json_each(:statuses))
+      AND (:job_type IS NULL OR job_type = :job_type)
+      AND (:before IS NULL OR completed_at < :before)
+);
+
+-- name: any_lapsed_worker
+-- Whether a registration lapsed (a cheap read before taking the write lock).
+SELECT 1 FROM workers WHERE expires_at < :now LIMIT 1;
+
 -- name: type_controls_of
 -- The controls of the job types in the JSON array :job_types, or of every type when it is NULL.
 -- A claim reads this first: a primary-key lookup per type, nothing when no type has controls.
