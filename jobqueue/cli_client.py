@@ -1,5 +1,6 @@
 """Client commands of the CLI: ``jobqueue enqueue|get|list|stats|cancel|retry|wait|schedules|schedule``,
-and the flow controls of job types: ``jobqueue types|pause|resume|limit``.
+the flow controls of job types (``types|pause|resume|limit``), the worker pools (``workers``) and
+the bulk operations (``enqueue-batch|retry-failed|cancel-waiting|purge``).
 
 They talk to a running server over HTTP through ``jobqueue.client`` (``--url``, env
 ``JOBQUEUE_URL``, default http://127.0.0.1:8000; ``--api-key``, env ``JOBQUEUE_API_KEY``). ``--json`` prints the API's JSON for scripts.
@@ -128,6 +129,26 @@ def _configure_enqueue(parser: argparse.ArgumentParser) -> None:
         metavar="KEY",
         help="a tenant, user or other partition: the type's max_running_per_key counts jobs per key",
     )
+    parser.add_argument(
+        "--depends-on",
+        action="append",
+        metavar="ID",
+        help="wait until this job completed (repeat for several)",
+    )
+    parser.add_argument(
+        "--on-dependency-failure",
+        choices=("cancel", "run"),
+        help="when a dependency fails or is cancelled: cancel this job (default) or run it anyway",
+    )
+    parser.add_argument(
+        "--unique-key", metavar="KEY", help="while a job with this key is unfinished, return it instead"
+    )
+    parser.add_argument(
+        "--debounce",
+        type=float,
+        metavar="S",
+        help="with --unique-key: run S seconds after the last repeat, with its data",
+    )
 
 
 def _request_data(raw: str | None) -> dict[str, Any] | None:
@@ -160,6 +181,10 @@ async def _enqueue(client: JobQueueClient, args: argparse.Namespace, out: TextIO
         delay=args.delay,
         idempotency_key=args.idempotency_key,
         concurrency_key=args.concurrency_key,
+        depends_on=args.depends_on,
+        on_dependency_failure=args.on_dependency_failure,
+        unique_key=args.unique_key,
+        debounce=args.debounce,
     )
     if args.json:
         _print_json(job, out)
@@ -250,6 +275,8 @@ async def _stats(client: JobQueueClient, args: argparse.Namespace, out: TextIO) 
     seconds = lambda v: "-" if v is None else f"{v:.2f}s"  # noqa: E731
     out.write(f"ready {stats.ready}, scheduled {stats.scheduled}, oldest waiting {_when(stats.oldest_waiting_at)}\n")
     out.write(f"mean wait {seconds(stats.avg_wait_seconds)}, mean run {seconds(stats.avg_run_seconds)} (last hour)\n")
+    if stats.unserved_types:
+        out.write(f"waiting jobs no live worker serves: {', '.join(stats.unserved_types)}\n")
     return EXIT_OK
 
 
@@ -338,6 +365,121 @@ async def _wait(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -
         detail = job.error if job.status is JobStatus.FAILED else job.message
         out.write(f"job {job.id} {job.status.value}" + (f": {detail}" if detail else "") + "\n")
     return code
+
+
+# -- worker pools and bulk operations ---------------------------------------------------------
+
+
+async def _workers(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    listing = await client.workers()
+    if args.json:
+        _print_json(listing, out)
+        return EXIT_OK
+    if listing.items:
+        rows = [["ID", "HOST", "PID", "TYPES", "CONCURRENCY", "HELD", "STARTED", "HEARTBEAT"]]
+        for worker in listing.items:
+            rows.append(
+                [
+                    worker.id, worker.host, str(worker.pid), ",".join(worker.job_types),
+                    str(worker.concurrency), str(worker.held_jobs), _when(worker.started_at),
+                    _when(worker.heartbeat_at),
+                ]
+            )  # fmt: skip
+        _table(rows, out)
+    else:
+        out.write("no live workers\n")
+    if listing.unserved_types:
+        out.write(f"waiting jobs no live worker serves: {', '.join(listing.unserved_types)}\n")
+    return EXIT_OK
+
+
+def _configure_enqueue_batch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "file", metavar="FILE", help="the jobs: JSON lines or one JSON array of POST /api/jobs bodies; - for stdin"
+    )
+    parser.add_argument(
+        "--atomic", action="store_true", help="all or nothing: one refused job refuses the batch"
+    )
+
+
+def _batch_jobs(source: str) -> list[dict[str, Any]]:
+    if source == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(source).read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+    try:
+        if text.lstrip().startswith("["):
+            jobs = msgspec.json.decode(text)
+        else:
+            jobs = [msgspec.json.decode(line) for line in text.splitlines() if line.strip()]
+    except msgspec.DecodeError as exc:
+        raise UsageError(f"{source} is neither JSON lines nor a JSON array: {exc}") from None
+    if not jobs or not all(isinstance(job, dict) for job in jobs):
+        raise UsageError(f"{source} must hold one or more JSON objects (jobs)")
+    return jobs  # type: ignore[no-any-return]
+
+
+async def _enqueue_batch(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    result = await client.enqueue_many(_batch_jobs(args.file), atomic=args.atomic)
+    if args.json:
+        _print_json(result, out)
+        return EXIT_OK
+    for item in result.items:
+        if item.job is not None:
+            out.write(f"{item.job.id}\n")
+        else:
+            assert item.error is not None
+            print(f"jobqueue: job #{item.index} refused: {item.error.detail}", file=sys.stderr)
+    out.write(f"created {result.created}, existing {result.existing}, refused {result.refused}\n")
+    return EXIT_OK if result.refused == 0 else EXIT_ERROR
+
+
+def _configure_bulk_type(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job_type", metavar="TYPE", help="the job type")
+    parser.add_argument("--limit", type=int, metavar="N", help="most jobs to change (server default and maximum 1000)")
+
+
+def _bulk_done(result: Any, what: str, args: argparse.Namespace, out: TextIO) -> int:
+    if args.json:
+        _print_json(result, out)
+    else:
+        more = "; more remain: run it again" if result.more else ""
+        out.write(f"{result.affected} job(s) {what}{more}\n")
+    return EXIT_OK
+
+
+async def _retry_failed(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    result = await client.retry_failed(args.job_type, limit=args.limit)
+    return _bulk_done(result, "queued again", args, out)
+
+
+async def _cancel_waiting(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    result = await client.cancel_waiting(args.job_type, limit=args.limit)
+    return _bulk_done(result, "cancelled", args, out)
+
+
+def _configure_purge(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--status",
+        action="append",
+        required=True,
+        metavar="S",
+        choices=["completed", "failed", "cancelled"],
+        help="purge finished jobs in this status (repeat for several)",
+    )
+    parser.add_argument("--type", dest="job_type", metavar="T", help="only jobs of this type")
+    parser.add_argument(
+        "--before", type=datetime.fromisoformat, metavar="ISO", help="only jobs finished before this instant"
+    )
+    parser.add_argument("--limit", type=int, metavar="N", help="most jobs to delete (server default and maximum 1000)")
+
+
+async def _purge(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    result = await client.purge(args.status, job_type=args.job_type, before=args.before, limit=args.limit)
+    return _bulk_done(result, "deleted", args, out)
 
 
 # -- periodic jobs ---------------------------------------------------------------------------------
@@ -577,6 +719,15 @@ CLIENT_COMMANDS: dict[str, ClientCommand] = {
     "limit": ClientCommand(
         "set or clear a job type's concurrency and rate limits (none clears one)", _configure_limit, _limit
     ),
+    "workers": ClientCommand("list the live worker pools and the job types none serves", _no_options, _workers),
+    "enqueue-batch": ClientCommand(
+        "queue many jobs in one request (JSON lines or a JSON array) and print their ids",
+        _configure_enqueue_batch,
+        _enqueue_batch,
+    ),
+    "retry-failed": ClientCommand("queue the failed jobs of a type again", _configure_bulk_type, _retry_failed),
+    "cancel-waiting": ClientCommand("cancel the waiting jobs of a type", _configure_bulk_type, _cancel_waiting),
+    "purge": ClientCommand("delete finished jobs (and their events) by status, type and age", _configure_purge, _purge),
 }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -34,6 +35,8 @@ from msgspec import UNSET, UnsetType
 from jobqueue.models import (
     TERMINAL_EVENT_KINDS,
     TERMINAL_STATUSES,
+    BatchResult,
+    BulkResult,
     AttemptList,
     ErrorBody,
     Job,
@@ -41,6 +44,8 @@ from jobqueue.models import (
     JobList,
     JobStats,
     JobStatus,
+    Worker,
+    WorkerList,
     Schedule,
     ScheduleList,
     RateLimit,
@@ -49,6 +54,8 @@ from jobqueue.models import (
 )
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: Seconds without a byte (not even a keep-alive comment) after which an event stream is taken
@@ -235,9 +242,19 @@ class JobQueueClient:
         delay: float | None = None,
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: str | None = None,
+        unique_key: str | None = None,
+        debounce: float | None = None,
     ) -> Job:
-        """Queue a job. With ``idempotency_key`` a repeat returns the job the first call created;
-        ``concurrency_key`` (a tenant, a user) is what the type's ``max_running_per_key`` counts."""
+        """Queue a job. With ``idempotency_key`` a repeat returns the job the first call created.
+
+        ``concurrency_key`` (a tenant, a user) is what the type's ``max_running_per_key`` counts.
+        ``depends_on``: the job is ``blocked`` until these jobs completed (see
+        ``on_dependency_failure``). ``unique_key``: while a job with this key is unfinished, a
+        repeat returns that job; ``debounce`` seconds: the job runs that long after the last
+        repeat, with the last repeat's request_data.
+        """
         body: dict[str, Any] = {"job_type": job_type, "priority": priority}
         optional = {
             "request_data": request_data,
@@ -247,6 +264,10 @@ class JobQueueClient:
             "delay": delay,
             "idempotency_key": idempotency_key,
             "concurrency_key": concurrency_key,
+            "depends_on": None if depends_on is None else list(depends_on),
+            "on_dependency_failure": on_dependency_failure,
+            "unique_key": unique_key,
+            "debounce": debounce,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return await self._call(
@@ -293,6 +314,67 @@ class JobQueueClient:
         """Queue a failed or cancelled job again with a fresh set of attempts."""
         return await self._call("POST", f"/api/jobs/{job_id}/retry", Job, job_id=job_id)
 
+    # -- bulk operations --------------------------------------------------------------------------
+
+    async def enqueue_many(self, jobs: Sequence[dict[str, Any]], *, atomic: bool = False) -> BatchResult:
+        """Queue up to 1,000 jobs (each a ``POST /api/jobs`` body) in one request and one
+        transaction. By default the valid ones are stored and each refused one is reported in
+        its item; with ``atomic`` any refused item raises ``ApiError`` (422 ``batch_refused``)
+        and nothing is stored. Repeated after a connection failure only when every job carries
+        an idempotency key."""
+        body = {"jobs": list(jobs), "atomic": atomic}
+        safe = all(job.get("idempotency_key") for job in jobs)
+        return await self._call("POST", "/api/jobs/batch", BatchResult, json=body, safe=safe)
+
+    async def retry_failed(self, job_type: str, *, limit: int | None = None) -> BulkResult:
+        """Retry up to ``limit`` (server default 1,000) failed jobs of a type; ``more`` says
+        whether failed jobs of it remain."""
+        return await self._call(
+            "POST", f"/api/job-types/{job_type}/retry-failed", BulkResult, params=_limit(limit)
+        )
+
+    async def cancel_waiting(self, job_type: str, *, limit: int | None = None) -> BulkResult:
+        """Cancel up to ``limit`` waiting jobs of a type; ``more`` says whether some remain."""
+        return await self._call(
+            "POST", f"/api/job-types/{job_type}/cancel-waiting", BulkResult, params=_limit(limit)
+        )
+
+    async def purge(
+        self,
+        status: JobStatus | str | Sequence[JobStatus | str],
+        *,
+        job_type: str | None = None,
+        before: datetime | None = None,
+        limit: int | None = None,
+    ) -> BulkResult:
+        """Delete up to ``limit`` finished jobs in ``status`` (optionally of a type, finished
+        before ``before``) with their events; ``more`` says whether more match."""
+        statuses = [status] if isinstance(status, (str, JobStatus)) else list(status)
+        params: list[tuple[str, str | int]] = [("status", JobStatus(s).value) for s in statuses]
+        if job_type:
+            params.append(("job_type", job_type))
+        if before is not None:
+            params.append(("before", before.isoformat()))
+        params += _limit(limit)
+        return await self._call("DELETE", "/api/jobs", BulkResult, params=params)
+
+    # -- worker pools -----------------------------------------------------------------------------
+
+    async def workers(self) -> WorkerList:
+        """The live worker pools, and the job types with waiting jobs none of them serves."""
+        return await self._call("GET", "/api/workers", WorkerList)
+
+    async def register_worker(
+        self, worker_id: str, *, host: str, pid: int, job_types: Sequence[str], concurrency: int, ttl: float = 15.0
+    ) -> Worker:
+        """Register a remote pool (one claiming over HTTP), or renew its registration: call it
+        again every third of ``ttl`` seconds as the pool's heartbeat."""
+        body = {"host": host, "pid": pid, "job_types": list(job_types), "concurrency": concurrency, "ttl": ttl}
+        return await self._call("PUT", f"/api/workers/{worker_id}", Worker, json=body, safe=True)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """A remote pool stopped: it is no longer listed."""
+        await self._call("DELETE", f"/api/workers/{worker_id}", type(None), safe=True)
     # -- periodic jobs ------------------------------------------------------------------------------
 
     async def schedules(self) -> list[Schedule]:
@@ -571,6 +653,11 @@ class JobQueueClient:
                 await asyncio.sleep(self._delay(attempt))
         if response.status_code >= 400:
             raise self._error(response, job_id, missing_route=missing_route)
+        if "warning" in response.headers:
+            # Say, no live worker serves the job's type: the job would wait in silence.
+            logger.warning("%s %s: %s", method, path, response.headers["warning"])
+        if response.status_code == 204:
+            return None  # type: ignore[return-value]
         if response.status_code == 204:
             return None  # type: ignore[return-value]  # only asked with kind None
         try:
@@ -593,6 +680,8 @@ class JobQueueClient:
         return ApiError(response.status_code, body, response.text)
 
 
+def _limit(limit: int | None) -> list[tuple[str, str | int]]:
+    return [] if limit is None else [("limit", limit)]
 def _type_path(job_type: str, action: str = "") -> str:
     return f"/api/job-types/{quote(job_type, safe='')}{action}"
 

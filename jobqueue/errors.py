@@ -105,6 +105,23 @@ class ApiKeyExists(JobQueueError):
     code = "key_exists"
 
 
+class BatchRefused(JobQueueError):
+    """An all-or-nothing batch with invalid items (HTTP 422): nothing was stored.
+
+    ``errors`` holds each refused item's index in the batch and why it was refused.
+    """
+
+    code = "batch_refused"
+
+    def __init__(self, errors: list[tuple[int, JobQueueError]], size: int) -> None:
+        super().__init__(batch_refused_detail(len(errors), size))
+        self.errors = errors
+
+
+def batch_refused_detail(refused: int, size: int) -> str:
+    return f"{refused} of {size} jobs of the batch were refused, so none was stored (atomic batch); see items"
+
+
 class ScheduleNotFound(JobQueueError):
     code = "schedule_not_found"
 

@@ -35,8 +35,11 @@ class JobStatus(str, enum.Enum):
     COMPLETED = "completed"
     #: Finished unsuccessfully; ``error`` says why.
     FAILED = "failed"
-    #: Stopped on request before it finished.
+    #: Stopped on request before it finished, or because a job it depends on did not complete.
     CANCELLED = "cancelled"
+    #: Waiting for the jobs it depends on (``depends_on``) to finish; not claimable until then,
+    #: when it becomes ``queued`` (or ``cancelled`` when one of them failed).
+    BLOCKED = "blocked"
 
 
 #: Statuses of a job that waits for a worker; both are claimable once the job is due.
@@ -53,6 +56,8 @@ ACTIVE_STATUSES: frozenset[JobStatus] = frozenset(
         JobStatus.RENDERING,
     }
 )
+#: Statuses of a job not started yet: the claimable ones and ``blocked``.
+NOT_STARTED_STATUSES: frozenset[JobStatus] = WAITING_STATUSES | {JobStatus.BLOCKED}
 #: Statuses a job never leaves except through an explicit retry.
 TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
@@ -88,6 +93,14 @@ Delay = Annotated[float, msgspec.Meta(ge=0, le=365 * 24 * 3600)]
 Message = Annotated[str, msgspec.Meta(max_length=10_000)]
 WorkerId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 ConcurrencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+#: Most jobs one job may depend on.
+MAX_DEPENDENCIES = 100
+#: What a job does when a job it depends on fails or is cancelled: end ``cancelled`` with a
+#: message naming that job (the default), or run anyway once all of them finished.
+DependencyFailurePolicy = Literal["cancel", "run"]
+UniqueKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+#: Longest debounce window, in seconds.
+MAX_DEBOUNCE_SECONDS = 24 * 3600
 
 
 class Job(msgspec.Struct, kw_only=True):
@@ -120,6 +133,12 @@ class Job(msgspec.Struct, kw_only=True):
     concurrency_key: str | None = None
     #: When the current (or last) attempt started; ``started_at`` is the first attempt's start.
     attempt_started_at: datetime | None = None
+    #: The ids of the jobs it waits for (null: none); see ``JobCreate.depends_on``.
+    depends_on: list[str] | None = None
+    #: What it does when one of ``depends_on`` fails or is cancelled (null: no dependencies).
+    on_dependency_failure: DependencyFailurePolicy | None = None
+    #: At most one unfinished job has this key; see ``JobCreate.unique_key``.
+    unique_key: str | None = None
 
 
 class ClaimedJob(msgspec.Struct, kw_only=True):
@@ -146,6 +165,17 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: A tenant, user or other partition of the type's jobs: with the type's
     #: ``max_running_per_key``, at most that many jobs of one key run at once.
     concurrency_key: ConcurrencyKey | None = None
+    #: Jobs that must finish first: the job is ``blocked`` until all of them completed.
+    depends_on: Annotated[list[JobId], msgspec.Meta(min_length=1, max_length=MAX_DEPENDENCIES)] | None = None
+    #: When one of ``depends_on`` fails or is cancelled: ``cancel`` this job too (default), or
+    #: ``run`` it anyway once all of them finished.
+    on_dependency_failure: DependencyFailurePolicy | None = None
+    #: At most one unfinished job per key: a repeat answers the existing job (200, header
+    #: ``Jobqueue-Deduplicated: true``) instead of queueing another.
+    unique_key: UniqueKey | None = None
+    #: Seconds to wait for a repeat (requires ``unique_key``): the job runs this long after the
+    #: last request, and a repeat while it still waits replaces its ``request_data``.
+    debounce: Annotated[float, msgspec.Meta(gt=0, le=MAX_DEBOUNCE_SECONDS)] | None = None
 
 
 class JobUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -227,6 +257,51 @@ class JobStats(msgspec.Struct, kw_only=True):
     #: Waiting jobs scheduled for later (delayed or backing off before a retry).
     scheduled: int = 0
     oldest_waiting_at: datetime | None = None
+    #: Job types with waiting jobs that no live worker pool serves (a typo in a type, or the
+    #: pools of that type are all down): their jobs would wait forever in silence.
+    unserved_types: list[str] = msgspec.field(default_factory=list)
+
+
+# -- worker pools you can see ------------------------------------------------------------------
+
+#: Most ids of held jobs listed per worker (the count is always exact).
+HELD_JOB_IDS_SHOWN = 20
+
+
+class WorkerRegistration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``PUT /api/workers/{id}``: a pool announcing itself, sent again as its heartbeat."""
+
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    pid: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+    #: The job types the pool claims.
+    job_types: Annotated[list[JobType], msgspec.Meta(min_length=1, max_length=1000)]
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+    #: Seconds the registration stays live without another heartbeat.
+    ttl: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 15.0
+
+
+class Worker(msgspec.Struct, kw_only=True):
+    """A live worker pool (``GET /api/workers``); it disappears when it stops, or once its
+    heartbeat lapses (``expires_at``)."""
+
+    id: str
+    host: str
+    pid: int
+    job_types: list[str]
+    concurrency: int
+    started_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+    #: Jobs the pool holds now (claimed, lease not ended).
+    held_jobs: int = 0
+    #: The ids of up to ``HELD_JOB_IDS_SHOWN`` of them, longest held first.
+    held_job_ids: list[str] = msgspec.field(default_factory=list)
+
+
+class WorkerList(msgspec.Struct, kw_only=True):
+    items: list[Worker]
+    #: Job types with waiting jobs that none of these workers serves.
+    unserved_types: list[str]
 
 
 class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -237,12 +312,74 @@ class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     field: str | None = None
 
 
+# -- bulk operations ----------------------------------------------------------------------------
+
+#: Most jobs one ``POST /api/jobs/batch`` creates.
+MAX_BATCH_JOBS = 1000
+#: Most jobs one bulk retry, cancel or purge changes (and its default limit).
+MAX_BULK_JOBS = 1000
+
+
+class BatchCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /api/jobs/batch``. Each item has the shape of ``JobCreate`` and is checked
+    on its own, so one bad item is reported by its index instead of refusing the request."""
+
+    jobs: Annotated[
+        list[dict[str, Any]],
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_BATCH_JOBS,
+            extra_json_schema={"items": {"$ref": "#/components/schemas/JobCreate"}},
+        ),
+    ]
+    #: All or nothing: any refused item refuses the batch (422) and nothing is stored. By
+    #: default the valid items are stored and the refused ones reported.
+    atomic: bool = False
+
+
+class BatchItem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The outcome of one item of a batch: its job, or why it was refused."""
+
+    index: int
+    job: Job | None = None
+    #: False: an idempotent replay (the job an earlier request with its key created).
+    created: bool | None = None
+    error: ErrorBody | None = None
+
+
+class BatchResult(msgspec.Struct, kw_only=True):
+    """Answer of ``POST /api/jobs/batch``: one item per job sent, in order."""
+
+    items: list[BatchItem]
+    created: int
+    existing: int
+    refused: int
+
+
+class BatchRefusedBody(msgspec.Struct, kw_only=True):
+    """The 422 of an atomic batch with refused items: the error shape plus each item's error."""
+
+    error: str
+    detail: str
+    items: list[BatchItem]
+
+
+class BulkResult(msgspec.Struct, kw_only=True):
+    """Answer of a bulk retry, cancel or purge: how many jobs it changed, and whether more match
+    (call again to go on)."""
+
+    affected: int
+    more: bool
+    job_ids: list[str]
+
+
 class EventKind(str, enum.Enum):
     """What happened to a job. The ``kind`` of a ``JobEvent`` and the SSE ``event:`` name."""
 
     #: The job was enqueued.
     CREATED = "created"
-    #: A worker claimed it, or it moved to another running status.
+    #: A worker claimed it, or it moved to another running status, or (status ``queued``) the
+    #: jobs it depended on finished and it left ``blocked`` for the queue.
     STATUS = "status"
     #: Progress or message changed (status unchanged).
     PROGRESS = "progress"
@@ -252,7 +389,8 @@ class EventKind(str, enum.Enum):
     CANCEL_REQUESTED = "cancel_requested"
     #: A finished job was put back in the queue by a retry request.
     RETRIED = "retried"
-    #: Some other field changed through ``PUT`` (result, error, worker).
+    #: Some other field changed through ``PUT`` (result, error, worker), or a debounced repeat
+    #: replaced its request_data and run_at.
     UPDATED = "updated"
     #: Terminal events: the stream of the job ends after one of these.
     COMPLETED = "completed"

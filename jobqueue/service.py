@@ -10,28 +10,34 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from jobqueue.errors import JobNotFound, ScheduleNotFound, ValidationFailed
+from jobqueue.errors import BatchRefused, JobNotFound, JobQueueError, ScheduleNotFound, ValidationFailed
 from jobqueue.events import EventHub, ListenerCutOff
 from jobqueue.models import (
     ACTIVE_STATUSES,
+    HELD_JOB_IDS_SHOWN,
+    MAX_BULK_JOBS,
+    MAX_DEBOUNCE_SECONDS,
+    MAX_DEPENDENCIES,
     MAX_TRACEBACK_CHARS,
     TERMINAL_STATUSES,
     Attempt,
     AttemptList,
     ClaimedJob,
+    JobCreate,
     EventKind,
     Job,
     JobEvent,
     JobStats,
     JobStatus,
     JobUpdate,
+    Worker,
     Schedule,
     ScheduleName,
     ScheduleSpec,
@@ -42,6 +48,8 @@ from jobqueue.models import (
 from jobqueue.scheduler import check_spec, next_tick
 from jobqueue.settings import Settings
 from jobqueue.storage import Store, open_store
+from jobqueue.storage.base import BatchOutcome, NewJob
+from jobqueue.storage.rules import Dependencies, UniqueKey
 
 #: Largest page ``list_jobs`` returns.
 MAX_PAGE_SIZE = 500
@@ -51,6 +59,10 @@ TIMINGS_WINDOW_SECONDS = 3600.0
 MAX_BACKOFF_SECONDS = 600.0
 
 _UNSET: Any = object()
+
+#: Seconds a process reuses the set of job types live workers serve (the enqueue check reads
+#: it on every request: at most one query per this interval, never one per enqueue).
+LIVE_TYPES_TTL = 1.5
 
 
 def backoff_seconds(attempts: int, base: float) -> float:
@@ -67,6 +79,12 @@ def backoff_seconds(attempts: int, base: float) -> float:
 _NEW_WORK_EVENTS = frozenset({EventKind.CREATED, EventKind.RETRIED, EventKind.REQUEUED})
 
 
+def _unblocked(event: JobEvent) -> bool:
+    """A blocked job joined the queue: its dependencies finished (a ``status`` event, since it
+    enters the queue for the first time rather than going back to it)."""
+    return event.kind is EventKind.STATUS and event.status is JobStatus.QUEUED
+
+
 class JobQueueService:
     def __init__(self, store: Store, settings: Settings, events: EventHub) -> None:
         self.store = store
@@ -76,6 +94,9 @@ class JobQueueService:
         # (events of other processes arrive through Redis or the events-table poll).
         self._wakeups: set[asyncio.Event] = set()
         events.add_callback(self._on_event)
+        # (monotonic time read, the job types live workers serve), and the read under way.
+        self._live_types: tuple[float, frozenset[str]] | None = None
+        self._live_types_read: asyncio.Future[frozenset[str]] | None = None
 
     @classmethod
     @asynccontextmanager
@@ -99,7 +120,7 @@ class JobQueueService:
         self._wakeups.discard(event)
 
     def _on_event(self, event: JobEvent) -> None:
-        if event.kind in _NEW_WORK_EVENTS:
+        if event.kind in _NEW_WORK_EVENTS or _unblocked(event):
             for wakeup in self._wakeups:
                 wakeup.set()
 
@@ -117,8 +138,13 @@ class JobQueueService:
         delay: float | None = None,
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: str | None = None,
+        unique_key: str | None = None,
+        debounce: float | None = None,
     ) -> str:
-        """Queue a job and return its id."""
+        """Queue a job and return its id (with ``unique_key``, maybe the id of the job already
+        holding the key)."""
         job, _ = await self.create_job(
             job_type,
             request_data,
@@ -129,6 +155,10 @@ class JobQueueService:
             delay=delay,
             idempotency_key=idempotency_key,
             concurrency_key=concurrency_key,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
+            unique_key=unique_key,
+            debounce=debounce,
         )
         return job.id
 
@@ -144,21 +174,58 @@ class JobQueueService:
         delay: float | None = None,
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: str | None = None,
+        unique_key: str | None = None,
+        debounce: float | None = None,
     ) -> tuple[Job, bool]:
-        """Queue a job; returns it and whether it is new (False: an idempotent replay).
+        """Queue a job; returns it and whether it is new (False: an idempotent replay, or the
+        unfinished job already holding ``unique_key``: see ``deduplicated``).
 
         ``concurrency_key`` (a tenant, a user) is what the type's ``max_running_per_key`` counts.
+
+        ``depends_on``: the job is ``blocked`` until these jobs completed (``on_dependency_failure``
+        ``"run"``: until they finished, however). ``unique_key``: at most one unfinished job per
+        key. ``debounce`` (needs ``unique_key``): run this many seconds from now, and a repeat
+        while the job still waits replaces its request_data and pushes its run_at again.
         """
+        new = self._new_job(
+            job_type, request_data, priority, max_attempts, timeout, run_at, delay, idempotency_key,
+            concurrency_key, depends_on, on_dependency_failure, unique_key, debounce,
+        )  # fmt: skip
+        return await self.store.insert_job(**new._asdict())
+
+    def _new_job(
+        self,
+        job_type: str,
+        request_data: dict[str, Any] | None,
+        priority: int,
+        max_attempts: int | None,
+        timeout: float | None,
+        run_at: datetime | None,
+        delay: float | None,
+        idempotency_key: str | None,
+        concurrency_key: str | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: str | None = None,
+        unique_key: str | None = None,
+        debounce: float | None = None,
+    ) -> NewJob:
+        """A create request checked and with its defaults, as the store takes it."""
         if not job_type or len(job_type) > 100:
             raise ValidationFailed("job_type must be 1 to 100 characters", "job_type")
         if run_at is not None and delay is not None:
             raise ValidationFailed("give either run_at or delay, not both", "delay")
+        dependencies = _dependencies(depends_on, on_dependency_failure)
+        unique = _unique_key(unique_key, debounce, run_at is not None or delay is not None)
         due: float | None = None
         if run_at is not None:
             due = (run_at if run_at.tzinfo else run_at.replace(tzinfo=UTC)).timestamp()
         elif delay is not None:
             due = time.time() + delay
-        job, created = await self.store.insert_job(
+        elif debounce is not None:
+            due = time.time() + debounce
+        return NewJob(
             job_type=job_type,
             request_data=request_data,
             priority=priority,
@@ -167,8 +234,9 @@ class JobQueueService:
             timeout=timeout,
             idempotency_key=idempotency_key,
             concurrency_key=concurrency_key,
+            dependencies=dependencies,
+            unique=unique,
         )
-        return job, created
 
     async def get_job(self, job_id: str) -> Job | None:
         return await self.store.get_job(job_id)
@@ -311,6 +379,9 @@ class JobQueueService:
         by_status = {s.value: counts.get(s.value, 0) for s in JobStatus}
         ready, scheduled, oldest = await self.store.waiting_summary(job_type)
         wait, run = await self.store.recent_timings(job_type, time.time() - TIMINGS_WINDOW_SECONDS)
+        waiting = await self.waiting_types()
+        if job_type is not None:
+            waiting &= {job_type}
         return JobStats(
             total=sum(by_status.values()),
             by_status=by_status,
@@ -320,14 +391,20 @@ class JobQueueService:
             ready=ready,
             scheduled=scheduled,
             oldest_waiting_at=oldest,
+            unserved_types=await self.unserved_types(waiting),
         )
 
     async def cancel_job(self, job_id: str, message: str | None = None) -> Job:
-        """Cancel: a waiting job at once; a running one is stopped by its worker shortly."""
+        """Cancel: a waiting or blocked job at once; a running one is stopped by its worker shortly.
+
+        Its blocked dependents under the ``cancel`` policy are cancelled with it (by the store)."""
         return await self.store.cancel(job_id, message or "cancelled on request")
 
     async def retry_job(self, job_id: str) -> Job:
-        """Put a failed or cancelled job back in the queue with a fresh set of attempts."""
+        """Put a failed or cancelled job back in the queue with a fresh set of attempts.
+
+        Dependencies are not looked at again: a retried dependent is queued at once, and a
+        retried dependency does not bring back the dependents its failure cancelled."""
         return await self.store.retry(job_id)
 
     # -- flow control per job type -------------------------------------------------------------
@@ -585,6 +662,143 @@ class JobQueueService:
                 pass
         return deleted
 
+    # -- worker pools you can see -------------------------------------------------------------
+
+    async def register_worker(
+        self, worker_id: str, *, host: str, pid: int, job_types: Sequence[str], concurrency: int, ttl: float
+    ) -> Worker:
+        """Register a worker pool, or renew its registration for ``ttl`` seconds (its heartbeat)."""
+        worker = await self.store.register_worker(
+            worker_id=worker_id, host=host, pid=pid, job_types=job_types, concurrency=concurrency, ttl=ttl
+        )
+        if self._live_types is not None and not self._live_types[1].issuperset(job_types):
+            self._live_types = None  # this process's own change shows at once
+        return worker
+
+    async def unregister_worker(self, worker_id: str) -> bool:
+        """A pool stopped: it is no longer listed. False when it was not registered."""
+        removed = await self.store.unregister_worker(worker_id)
+        self._live_types = None  # this process's own change shows at once
+        return removed
+
+    async def delete_lapsed_workers(self) -> int:
+        return await self.store.delete_lapsed_workers()
+
+    async def list_workers(self) -> list[Worker]:
+        """The live worker pools, oldest first, with the jobs each holds."""
+        return await self.store.live_workers(HELD_JOB_IDS_SHOWN)
+
+    async def waiting_types(self) -> set[str]:
+        """The job types that have waiting jobs."""
+        return await self.store.waiting_types()
+
+    async def unserved_types(self, job_types: Iterable[str]) -> list[str]:
+        """Which of ``job_types`` no live worker serves, sorted (from the live types this
+        process read within ``LIVE_TYPES_TTL`` seconds)."""
+        served = await self._served_types()
+        return sorted(set(job_types) - served)
+
+    async def _served_types(self) -> frozenset[str]:
+        now = time.monotonic()
+        if self._live_types is not None and now - self._live_types[0] < LIVE_TYPES_TTL:
+            return self._live_types[1]
+        if self._live_types_read is None:
+            # One read for every caller that finds the set stale at the same time.
+            self._live_types_read = asyncio.ensure_future(self._read_live_types())
+        read = self._live_types_read
+        return await asyncio.shield(read)
+
+    async def _read_live_types(self) -> frozenset[str]:
+        try:
+            types = frozenset(await self.store.live_worker_types())
+            self._live_types = (time.monotonic(), types)
+            return types
+        finally:
+            self._live_types_read = None
+
+    # -- bulk operations ------------------------------------------------------------------------
+
+    async def create_jobs(self, items: Sequence[JobCreate], *, atomic: bool = False) -> list[BatchOutcome]:
+        """Queue a batch of jobs in one transaction; one outcome per item, in order: the job and
+        whether it is new, or the error refusing it. With ``atomic`` any refused item raises
+        ``BatchRefused`` (listing them) and nothing is stored."""
+        checked: list[NewJob] = []
+        positions: list[int] = []
+        errors: list[tuple[int, JobQueueError]] = []
+        for index, item in enumerate(items):
+            try:
+                _batchable(item)
+                checked.append(
+                    self._new_job(
+                        item.job_type, item.request_data, item.priority, item.max_attempts,
+                        item.timeout, item.run_at, item.delay, item.idempotency_key,
+                        item.concurrency_key,
+                    )
+                )  # fmt: skip
+                positions.append(index)
+            except ValidationFailed as exc:
+                errors.append((index, exc))
+        if atomic and errors:
+            raise BatchRefused(errors, len(items))
+        try:
+            stored = await self.store.insert_jobs(checked, atomic=atomic) if checked else []
+        except BatchRefused as exc:
+            raise BatchRefused([(positions[i], error) for i, error in exc.errors], len(items)) from None
+        ordered: dict[int, BatchOutcome] = dict(errors)
+        ordered.update(zip(positions, stored))
+        return [ordered[index] for index in range(len(items))]
+
+    async def retry_failed(self, job_type: str, limit: int = MAX_BULK_JOBS) -> tuple[list[str], bool]:
+        """Put up to ``limit`` failed jobs of a type back in the queue (a ``retried`` event each);
+        returns their ids and whether failed jobs of the type remain."""
+        return await self.store.retry_failed(job_type, _bulk_limit(limit))
+
+    async def cancel_waiting(self, job_type: str, limit: int = MAX_BULK_JOBS) -> tuple[list[str], bool]:
+        """Cancel up to ``limit`` waiting jobs of a type (a ``cancelled`` event each); returns
+        their ids and whether waiting jobs of the type remain. Running jobs are not touched."""
+        return await self.store.cancel_waiting(
+            job_type, _bulk_limit(limit), f"cancelled on request, with every waiting {job_type} job"
+        )
+
+    async def purge_jobs(
+        self,
+        statuses: Sequence[JobStatus | str],
+        *,
+        job_type: str | None = None,
+        before: datetime | None = None,
+        limit: int = MAX_BULK_JOBS,
+    ) -> tuple[list[str], bool]:
+        """Delete up to ``limit`` finished jobs in ``statuses`` (optionally of one type, finished
+        before ``before``) with their events; returns their ids and whether more match."""
+        wanted = [_status(s) for s in statuses]
+        if not wanted or any(s not in TERMINAL_STATUSES for s in wanted):
+            raise ValidationFailed(
+                "status must be one or more of completed, failed, cancelled: only finished jobs are purged",
+                "status",
+            )
+        cutoff = None
+        if before is not None:
+            cutoff = (before if before.tzinfo else before.replace(tzinfo=UTC)).timestamp()
+        return await self.store.purge(wanted, job_type, cutoff, _bulk_limit(limit))
+
+
+def _batchable(item: JobCreate) -> None:
+    """Dependencies and unique keys decide a job's fate from other jobs' rows, locked one job at
+    a time; a batch item with them is refused (enqueue it with ``POST /api/jobs``)."""
+    for field in ("depends_on", "on_dependency_failure", "unique_key", "debounce"):
+        if getattr(item, field) is not None:
+            raise ValidationFailed(
+                f"{field} is not taken in a batch: enqueue jobs with dependencies or a unique key "
+                "one by one (POST /api/jobs)",
+                field,
+            )
+
+
+def _bulk_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_BULK_JOBS:
+        raise ValidationFailed(f"limit must be between 1 and {MAX_BULK_JOBS}", "limit")
+    return limit
+
 
 def bounded_traceback(text: str | None) -> str | None:
     """``text`` cut to ``MAX_TRACEBACK_CHARS``: its first line, a marker, then its end."""
@@ -594,6 +808,47 @@ def bounded_traceback(text: str | None) -> str | None:
     first = first[:200]
     marker = f"\n  ... {len(text) - MAX_TRACEBACK_CHARS} characters cut ...\n"
     return first + marker + text[-(MAX_TRACEBACK_CHARS - len(first) - len(marker)) :]
+
+
+def deduplicated(job: Job, created: bool, idempotency_key: str | None, unique_key: str | None) -> bool:
+    """Whether ``create_job`` answered the job already holding ``unique_key`` (rather than a new
+    job, or the job of an idempotent replay, which carries the request's idempotency key)."""
+    return not created and unique_key is not None and (idempotency_key is None or job.idempotency_key != idempotency_key)
+
+
+def _dependencies(depends_on: Sequence[str] | None, on_failure: str | None) -> Dependencies | None:
+    if depends_on is None:
+        if on_failure is not None:
+            raise ValidationFailed("on_dependency_failure needs depends_on", "on_dependency_failure")
+        return None
+    if isinstance(depends_on, str):
+        depends_on = [depends_on]  # one id, not its characters
+    ids = list(dict.fromkeys(depends_on))
+    if not 1 <= len(ids) <= MAX_DEPENDENCIES:
+        raise ValidationFailed(f"depends_on must name 1 to {MAX_DEPENDENCIES} jobs", "depends_on")
+    if any(not isinstance(job_id, str) or not 1 <= len(job_id) <= 64 for job_id in ids):
+        raise ValidationFailed("depends_on must hold job ids (1 to 64 characters)", "depends_on")
+    policy = on_failure or "cancel"
+    if policy not in ("cancel", "run"):
+        raise ValidationFailed(
+            f"on_dependency_failure must be cancel or run, got {policy!r}", "on_dependency_failure"
+        )
+    return Dependencies(ids, policy)
+
+
+def _unique_key(unique_key: str | None, debounce: float | None, scheduled: bool) -> UniqueKey | None:
+    if debounce is not None:
+        if unique_key is None:
+            raise ValidationFailed("debounce needs unique_key (the key a repeat is recognised by)", "debounce")
+        if scheduled:
+            raise ValidationFailed("debounce sets when the job runs: give it without run_at or delay", "debounce")
+        if not 0 < debounce <= MAX_DEBOUNCE_SECONDS:
+            raise ValidationFailed(f"debounce must be above 0 and at most {MAX_DEBOUNCE_SECONDS} seconds", "debounce")
+    if unique_key is None:
+        return None
+    if not 1 <= len(unique_key) <= 200:
+        raise ValidationFailed("unique_key must be 1 to 200 characters", "unique_key")
+    return UniqueKey(unique_key, debounce is not None)
 
 
 def _status(value: JobStatus | str) -> JobStatus:

@@ -51,6 +51,14 @@ T = TypeVar("T")
 PROGRESS_WRITE_INTERVAL = 0.1
 #: Seconds between checks for cancel requests of running jobs (made in any process).
 CANCEL_CHECK_INTERVAL = 0.5
+#: Most seconds between two renewals of a pool's registration (``GET /api/workers``); a pool
+#: with a short lease renews it as often as its leases.
+REGISTRATION_INTERVAL = 5.0
+#: A registration not renewed for this many intervals has lapsed: the pool is taken for gone.
+REGISTRATION_LAPSE_INTERVALS = 3
+#: Seconds between two deletions of lapsed registrations by the reaper (listings already skip
+#: them; this only keeps the table small).
+LAPSED_WORKERS_CLEANUP_INTERVAL = 30.0
 
 
 def default_worker_id() -> str:
@@ -343,6 +351,7 @@ class WorkerPool:
         self.poll_interval = poll_interval if poll_interval is not None else settings.poll_interval
         self.shutdown_grace = shutdown_grace if shutdown_grace is not None else settings.shutdown_grace
         self.lease = settings.lease_seconds
+        self.registration_interval = min(self.lease / 3, REGISTRATION_INTERVAL)
         self.running: dict[str, _Running] = {}
         self.processed = 0
         #: Claim statements run so far: an idle pool adds about one per poll interval.
@@ -375,6 +384,10 @@ class WorkerPool:
         if not self.job_types:
             raise ValueError("the pool has no job types to claim (no handlers registered)")
         self.service.add_wakeup(self._wakeup)
+        await self._register()
+        registration = asyncio.create_task(
+            self._keep_registration(), name=f"jobqueue-registration-{self.worker_id}"
+        )
         keeper = asyncio.create_task(self._keep_leases(), name=f"jobqueue-leases-{self.worker_id}")
         claimer = asyncio.create_task(self._claim_loop(burst), name=f"jobqueue-claim-{self.worker_id}")
         try:
@@ -387,12 +400,41 @@ class WorkerPool:
             await asyncio.wait([claimer])
             await self._drain()
             keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
+            registration.cancel()
+            await asyncio.gather(keeper, registration, return_exceptions=True)
             self.service.remove_wakeup(self._wakeup)
             if self._threads is not None:
                 # Threads still running were already given up on (their jobs were handed
                 # back or ended); do not wait for them.
                 self._threads.shutdown(wait=False, cancel_futures=True)
+            await self._unregister()
+
+    async def _register(self) -> None:
+        """Announce the pool (``GET /api/workers``), or renew its registration. A failure only
+        costs visibility, never work: it is logged and the next round tries again."""
+        try:
+            await self.service.register_worker(
+                self.worker_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                job_types=self.job_types,
+                concurrency=self.concurrency,
+                ttl=self.registration_interval * REGISTRATION_LAPSE_INTERVALS,
+            )
+        except Exception as exc:
+            logger.warning("worker %s: registration failed (%s); retrying", self.worker_id, exc)
+
+    async def _keep_registration(self) -> None:
+        while True:
+            await asyncio.sleep(self.registration_interval)
+            await self._register()
+
+    async def _unregister(self) -> None:
+        try:
+            await self.service.unregister_worker(self.worker_id)
+        except Exception as exc:
+            # The registration lapses on its own shortly.
+            logger.warning("worker %s: could not unregister (%s)", self.worker_id, exc)
 
     async def _claim_loop(self, burst: bool) -> None:
         while not self.stopping:
@@ -606,10 +648,14 @@ class Reaper:
         self.interval = interval if interval is not None else max(0.1, min(service.settings.lease_seconds / 4, 5.0))
 
     async def run(self) -> None:
+        next_cleanup = time.monotonic()
         while True:
             try:
                 for job in await self.service.reap_expired():
                     logger.warning("job %s: lease expired; now %s (%s)", job.id, job.status.value, job.error)
+                if time.monotonic() >= next_cleanup:
+                    next_cleanup = time.monotonic() + LAPSED_WORKERS_CLEANUP_INTERVAL
+                    await self.service.delete_lapsed_workers()
             except Exception:
                 # Same as the lease keeper: one failed round must not end reaping for good.
                 logger.exception("reaper failed; retrying after %.1fs", self.interval)

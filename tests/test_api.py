@@ -679,7 +679,7 @@ async def test_unknown_path_is_404_json(client: httpx.AsyncClient, path: str) ->
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("PATCH", "/api/jobs/x"), ("DELETE", "/api/jobs"), ("PUT", "/api/jobs/"), ("POST", "/health"), ("GET", "/api/generate")],
+    [("PATCH", "/api/jobs/x"), ("PATCH", "/api/jobs"), ("PUT", "/api/jobs/"), ("POST", "/health"), ("GET", "/api/generate")],
 )
 async def test_wrong_method_is_405_json(client: httpx.AsyncClient, method: str, path: str) -> None:
     response = await client.request(method, path)
@@ -690,8 +690,8 @@ async def test_wrong_method_is_405_json(client: httpx.AsyncClient, method: str, 
 @pytest.mark.parametrize(
     ("path", "allowed"),
     [
-        ("/api/jobs", "GET, HEAD, POST"),
-        ("/api/jobs/", "GET, HEAD, POST"),
+        ("/api/jobs", "DELETE, GET, HEAD, POST"),
+        ("/api/jobs/", "DELETE, GET, HEAD, POST"),
         ("/api/jobs/some-id", "DELETE, GET, HEAD, PUT"),
         ("/api/jobs/some-id/cancel", "POST"),
         ("/health", "GET, HEAD"),

@@ -93,9 +93,19 @@ class Dashboard:
         return self.wait_for(check)  # type: ignore[no-any-return]
 
     def click(self, selector: str) -> None:
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.common.by import By
 
-        self.driver.find_element(By.CSS_SELECTOR, selector).click()
+        # The page re-renders on every event it receives: an element found just before a
+        # re-render is gone by the click, so it is looked up again (a few times, then it fails).
+        for attempt in range(5):
+            try:
+                self.driver.find_element(By.CSS_SELECTOR, selector).click()
+                return
+            except StaleElementReferenceException:
+                if attempt == 4:
+                    raise
+                time.sleep(0.05)
 
     def count(self, status: str) -> int | None:
         text = self.js(

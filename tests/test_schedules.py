@@ -112,12 +112,13 @@ async def test_schedule_crud_pause_resume_and_run(client: httpx.AsyncClient, ser
     assert replaced.status_code == 200 and replaced.json()["priority"] == 5
     assert replaced.json()["next_run_at"] == schedule["next_run_at"]
     assert replaced.json()["created_at"] == schedule["created_at"]
-    hourly = await client.put("/api/schedules/nightly", json={**body, "priority": 5, "cron": "0 * * * *"})
+    # Minute 30: never the nightly tick, whatever the hour the test runs at.
+    hourly = await client.put("/api/schedules/nightly", json={**body, "priority": 5, "cron": "30 * * * *"})
     assert hourly.status_code == 200
     assert hourly.json()["next_run_at"] != schedule["next_run_at"]
 
     listed = (await client.get("/api/schedules")).json()["items"]
-    assert [s["name"] for s in listed] == ["nightly"] and listed[0]["cron"] == "0 * * * *"
+    assert [s["name"] for s in listed] == ["nightly"] and listed[0]["cron"] == "30 * * * *"
     assert (await client.get("/api/schedules/nightly")).json()["priority"] == 5
 
     paused = await client.post("/api/schedules/nightly/pause")

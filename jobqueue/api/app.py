@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 
 from jobqueue.api.auth import AuthMiddleware
 from jobqueue.api.auth import routes as login_routes
+from jobqueue.api.bulk import routes as bulk_routes
 from jobqueue.api.dashboard import routes as dashboard_routes
 from jobqueue.api.errors import (
     RequestError,
@@ -37,6 +38,7 @@ from jobqueue.api.routes import routes
 from jobqueue.api.schedules import routes as schedule_routes
 from jobqueue.api.sse import StreamSlots
 from jobqueue.api.sse import routes as stream_routes
+from jobqueue.api.workers import routes as worker_routes
 from jobqueue.errors import JobQueueError
 from jobqueue.handlers import default_registry
 from jobqueue.keys import KeyRing
@@ -96,6 +98,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     return Starlette(
         routes=[
             *routes,
+            *bulk_routes,
+            *worker_routes,
             *stream_routes,
             *key_routes,
             *schedule_routes,

@@ -43,10 +43,16 @@ from jobqueue.api.sse import MAX_EVENT_ID, MAX_WAIT_SECONDS
 from jobqueue.handlers.generation import MODELS, GenerateRequest
 from jobqueue.models import (
     JSON_DATA_REF,
+    MAX_BATCH_JOBS,
+    MAX_BULK_JOBS,
     ApiKey,
     ApiKeyCreate,
     ApiKeyList,
     AttemptList,
+    BatchCreate,
+    BatchRefusedBody,
+    BatchResult,
+    BulkResult,
     CreatedApiKey,
     ErrorBody,
     EventKind,
@@ -59,6 +65,9 @@ from jobqueue.models import (
     JobStatus,
     KeyScope,
     ProgressUpdate,
+    Worker,
+    WorkerList,
+    WorkerRegistration,
     Schedule,
     ScheduleList,
     ScheduleName,
@@ -96,6 +105,13 @@ SCHEMA_TYPES: tuple[type, ...] = (
     ApiKeyCreate,
     CreatedApiKey,
     ApiKeyList,
+    BatchCreate,
+    BatchResult,
+    BatchRefusedBody,
+    BulkResult,
+    Worker,
+    WorkerList,
+    WorkerRegistration,
     RateLimit,
     TypeControls,
     TypeControlsList,
@@ -176,6 +192,11 @@ _STATUS_PARAM = Param(
     "Only jobs in these statuses (repeat the parameter, or separate with commas)",
 )
 _FREE_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
+_BULK_LIMIT = Param(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": MAX_BULK_JOBS, "default": MAX_BULK_JOBS},
+    "Most jobs this call changes",
+)
 
 def _last_event_id_params(description: str) -> tuple[Param, ...]:
     # A decimal integer; the header wins over the query parameter.
@@ -245,7 +266,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 location="header",
             ),
         ),
-        extra_responses={"200": "An idempotent replay: the job the first request created"},
+        extra_responses={
+            "200": "An idempotent replay: the job the first request created; or, with header "
+            "Jobqueue-Deduplicated: true, the unfinished job already holding the unique_key (a "
+            "debounced request replaced its request_data and run_at if it was still waiting)"
+        },
+        description="When no live worker serves the job's type, the response carries "
+        "`Warning: 199 jobqueue \"no live worker serves job type 'x'\"` (the body is unchanged).",
     ),
     ("GET", "/api/jobs"): Operation(
         "List jobs, newest first",
@@ -378,6 +405,78 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         request=ClaimRequest,
         response=ClaimResponse,
         errors=_BODY_ERRORS,
+    ),
+    # -- bulk operations (api/bulk.py) --
+    ("POST", "/api/jobs/batch"): Operation(
+        f"Queue up to {MAX_BATCH_JOBS} jobs in one transaction",
+        "jobs",
+        request=BatchCreate,
+        response=BatchResult,
+        errors=_BODY_ERRORS,
+        description="Each item has the shape of `JobCreate` and is checked on its own. By default "
+        "the valid items are stored and each refused one is reported with its `index` and `error` "
+        "(items may carry idempotency keys, so resending the batch is safe). With `atomic: true` "
+        "any refused item answers 422 `batch_refused` (a `BatchRefusedBody` listing the refused "
+        "items) and nothing is stored. Each job created writes its `created` event. A `Warning: "
+        "199` header names job types no live worker serves.",
+    ),
+    ("DELETE", "/api/jobs"): Operation(
+        "Purge finished jobs (with their events), oldest first",
+        "jobs",
+        response=BulkResult,
+        errors=(422,),
+        params=(
+            Param(
+                "status",
+                {"type": "array", "items": {"type": "string", "enum": ["completed", "failed", "cancelled"]}},
+                "Purge jobs in these statuses (required; repeat the parameter, or separate with commas)",
+                required=True,
+            ),
+            Param("job_type", {"type": "string"}, "Only jobs of this type"),
+            Param("before", {"type": "string", "format": "date-time"}, "Only jobs finished before this instant"),
+            _BULK_LIMIT,
+        ),
+        description="Bounded: `more` tells whether matching jobs remain (call again). Like a single "
+        "DELETE, no event is written: a job's events go with it.",
+    ),
+    ("POST", "/api/job-types/{job_type}/retry-failed"): Operation(
+        "Retry the failed jobs of a type, oldest failure first",
+        "jobs",
+        response=BulkResult,
+        errors=(422,),
+        params=(_BULK_LIMIT,),
+        description="Each job goes back to the queue with a fresh set of attempts and a `retried` "
+        "event. Bounded: `more` tells whether failed jobs of the type remain.",
+    ),
+    ("POST", "/api/job-types/{job_type}/cancel-waiting"): Operation(
+        "Cancel the waiting jobs of a type, oldest first (running jobs are left alone)",
+        "jobs",
+        response=BulkResult,
+        errors=(422,),
+        params=(_BULK_LIMIT,),
+        description="Each job ends `cancelled` with a `cancelled` event. Bounded: `more` tells "
+        "whether waiting jobs of the type remain.",
+    ),
+    # -- worker pools (api/workers.py) --
+    ("GET", "/api/workers"): Operation(
+        "The live worker pools and the job types with waiting jobs none of them serves",
+        "workers",
+        response=WorkerList,
+    ),
+    ("PUT", "/api/workers/{worker_id}"): Operation(
+        "Register a worker pool, or renew its registration (send it as the pool's heartbeat)",
+        "workers",
+        request=WorkerRegistration,
+        response=Worker,
+        errors=_BODY_ERRORS,
+        description="The pool stays listed `ttl` seconds after each registration; send it again "
+        "every third of that. A pool that stops sends DELETE.",
+    ),
+    ("DELETE", "/api/workers/{worker_id}"): Operation(
+        "Unregister a worker pool (it stopped)",
+        "workers",
+        status=204,
+        extra_responses={"404": "The worker is not registered"},
     ),
     ("POST", "/api/keys"): Operation(
         "Create an API key; the response is the only time its secret (`key`) is shown",

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import re
 import time
+from collections.abc import Iterable
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -40,7 +41,7 @@ from jobqueue.models import (
     ProgressUpdate,
     WorkerId,
 )
-from jobqueue.service import MAX_PAGE_SIZE, JobQueueService
+from jobqueue.service import MAX_PAGE_SIZE, JobQueueService, deduplicated
 from jobqueue.worker import Registry
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -49,6 +50,8 @@ T = TypeVar("T", bound=msgspec.Struct)
 MAX_CLAIM_WAIT = 60.0
 #: Largest ``offset`` of a job listing.
 MAX_OFFSET = 2**62
+#: Response header of a create answered with the unfinished job holding its ``unique_key``.
+DEDUPLICATED_HEADER = "Jobqueue-Deduplicated"
 
 
 def get_job_queue_service(request: Request) -> JobQueueService:
@@ -125,11 +128,15 @@ def _decode(body: bytes, kind: type[T]) -> T:
     except msgspec.ValidationError as exc:
         if not _INT_GOT_FLOAT.search(str(exc)):
             raise
+    return convert_fields(msgspec.json.decode(body), kind)  # an object: only a struct's field expects an int
+
+
+def convert_fields(fields: dict[str, Any], kind: type[T]) -> T:
+    """A decoded JSON object as ``kind``, its integral floats of integer fields as integers."""
     # JSON has one number type: to JSON Schema (and so to OpenAPI clients) 3.0 is the integer 3,
     # which msgspec refuses. Integral floats of integer fields (nested structs' too) become
     # integers; 3.5 still fails, and free-form fields (request_data, result_data) are left
     # exactly as sent.
-    fields = msgspec.json.decode(body)  # an object: only a struct's field expects an int
     _integral_floats_as_ints(fields, kind)
     return msgspec.convert(fields, kind)
 
@@ -243,13 +250,36 @@ async def health(request: Request) -> Response:
 # -- jobs -------------------------------------------------------------------------------------------
 
 
-@requires(KeyScope.ENQUEUE)
-async def create_job(request: Request) -> Response:
-    body = await read_json(request, JobCreate)
+def check_create(request: Request, body: JobCreate) -> None:
+    """What a create request must pass besides its shape: the key's job types, and the
+    ``request_data`` the type's handler accepts."""
     principal(request).require_type(body.job_type)
     # The handler's limits hold here too, not only on its own route (/api/generate).
     check_request_data(request, body.job_type, body.request_data)
+
+
+async def unserved_warning(service: JobQueueService, job_types: Iterable[str]) -> dict[str, str]:
+    """A ``Warning`` header (RFC 9111's 199, "miscellaneous warning") for each job type no live
+    worker serves: its jobs would wait in silence (a typo in the type, or its pools are down).
+    A header, not a body field, so the response body stays exactly the job, as before."""
+    unserved = await service.unserved_types(job_types)
+    if not unserved:
+        return {}
+    texts = []
+    for job_type in unserved:
+        # A header is Latin-1: the type goes ASCII-escaped, inside a quoted string.
+        label = job_type.encode("ascii", "backslashreplace").decode()
+        text = f"no live worker serves job type '{label}'".replace("\\", "\\\\").replace('"', '\\"')
+        texts.append(f'199 jobqueue "{text}"')
+    return {"Warning": ", ".join(texts)}
+
+
+@requires(KeyScope.ENQUEUE)
+async def create_job(request: Request) -> Response:
+    body = await read_json(request, JobCreate)
+    check_create(request, body)
     service = get_job_queue_service(request)
+    idempotency_key = _idempotency_key(request, body.idempotency_key)
     job, created = await service.create_job(
         body.job_type,
         body.request_data,
@@ -258,13 +288,21 @@ async def create_job(request: Request) -> Response:
         timeout=body.timeout,
         run_at=body.run_at,
         delay=body.delay,
-        idempotency_key=_idempotency_key(request, body.idempotency_key),
+        idempotency_key=idempotency_key,
         concurrency_key=body.concurrency_key,
+        depends_on=body.depends_on,
+        on_dependency_failure=body.on_dependency_failure,
+        unique_key=body.unique_key,
+        debounce=body.debounce,
     )
+    headers = await unserved_warning(service, [job.job_type])
+    if deduplicated(job, created, idempotency_key, body.unique_key):
+        headers[DEDUPLICATED_HEADER] = "true"
     status_code = 201 if created else 200
     if _prefers_minimal(request):
-        return JSONResponse(JobRef(id=job.id, status=job.status), status_code, MINIMAL_APPLIED)
-    return JSONResponse(job, status_code=status_code)
+        headers.update(MINIMAL_APPLIED)
+        return JSONResponse(JobRef(id=job.id, status=job.status), status_code, headers)
+    return JSONResponse(job, status_code=status_code, headers=headers)
 
 
 #: Answer headers of a request whose ``Prefer: return=minimal`` was honoured (RFC 7240).
@@ -545,13 +583,15 @@ async def generate(request: Request) -> Response:
         )
     body = await read_json(request, GenerateRequest)
     request_data = {"model": model, "prompt": body.prompt, "duration": body.duration}
-    job, created = await get_job_queue_service(request).create_job(
+    service = get_job_queue_service(request)
+    job, created = await service.create_job(
         GENERATION_JOB_TYPE,
         request_data,
         body.priority,
         idempotency_key=_idempotency_key(request, None),
     )
-    return JSONResponse(job, status_code=201 if created else 200)
+    warning = await unserved_warning(service, [job.job_type])
+    return JSONResponse(job, status_code=201 if created else 200, headers=warning)
 
 
 def _both(path: str, endpoint: Any, methods: list[str]) -> list[Route]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
+from jobqueue.errors import JobQueueError
 from jobqueue.models import (
     ApiKey,
     ApiSession,
@@ -26,10 +27,31 @@ from jobqueue.models import (
     ScheduleSpec,
     TypeControls,
     TypeControlsUpdate,
+    Worker,
 )
+from jobqueue.storage.rules import Dependencies, UniqueKey
 
 #: Called with the events of each committed write, on the event loop, in commit order.
 EventListener = Callable[[list[JobEvent]], None]
+
+
+class NewJob(NamedTuple):
+    """One job of a batch, as ``insert_job`` takes it (validated by the service)."""
+
+    job_type: str
+    request_data: Any
+    priority: int
+    max_attempts: int
+    run_at: float | None
+    timeout: float | None
+    idempotency_key: str | None
+    concurrency_key: str | None = None
+    dependencies: Dependencies | None = None
+    unique: UniqueKey | None = None
+
+
+#: The outcome of one job of a batch: the job and whether it was created, or why it was refused.
+BatchOutcome = tuple[Job, bool] | JobQueueError
 
 
 class Store(Protocol):
@@ -59,8 +81,16 @@ class Store(Protocol):
         timeout: float | None,
         idempotency_key: str | None,
         concurrency_key: str | None = None,
+        dependencies: Dependencies | None = None,
+        unique: UniqueKey | None = None,
     ) -> tuple[Job, bool]:
-        """Store a new job; returns it and whether it was created (False: idempotent replay)."""
+        """Store a new job; returns it and whether it was created (False: an idempotent replay,
+        or the unfinished job holding ``unique``'s key, which a debounced request updated).
+
+        With ``dependencies`` (all must exist, else ``ValidationFailed`` naming the unknown
+        ones) the job starts ``blocked`` until they finished, and each of them is flagged
+        ``has_dependents``; finishing a flagged job, by any path, settles its dependents in
+        the same transaction (see ``rules.initial_status`` and the stores' ``_record``)."""
 
     async def get_job(self, job_id: str) -> Job | None: ...
 
@@ -99,7 +129,7 @@ class Store(Protocol):
         changes only with its claim token, or with ``force``, which fences its holder out."""
 
     async def cancel(self, job_id: str, message: str | None) -> Job:
-        """Cancel a waiting job at once, or ask the holder of a running one to stop."""
+        """Cancel a waiting or blocked job at once, or ask the holder of a running one to stop."""
 
     async def retry(self, job_id: str) -> Job: ...
 
@@ -220,6 +250,47 @@ class Store(Protocol):
         """The unexpired session with this token hash, with its key."""
 
     async def delete_session(self, token_hash: str) -> None: ...
+
+    # -- worker pools you can see ---------------------------------------------------------------
+
+    async def register_worker(
+        self, *, worker_id: str, host: str, pid: int, job_types: Sequence[str], concurrency: int, ttl: float
+    ) -> Worker:
+        """Register a pool, or renew its registration for ``ttl`` more seconds (its heartbeat)."""
+
+    async def unregister_worker(self, worker_id: str) -> bool:
+        """Delete a pool's registration; False when there was none."""
+
+    async def delete_lapsed_workers(self) -> int:
+        """Delete the registrations whose heartbeat lapsed; returns how many."""
+
+    async def live_workers(self, held_ids_shown: int) -> list[Worker]:
+        """The pools whose registration has not lapsed, with the jobs each holds."""
+
+    async def live_worker_types(self) -> set[str]:
+        """The job types some live pool serves."""
+
+    async def waiting_types(self) -> set[str]:
+        """The job types that have waiting jobs."""
+
+    # -- bulk operations --------------------------------------------------------------------------
+
+    async def insert_jobs(self, items: Sequence[NewJob], *, atomic: bool) -> list[BatchOutcome]:
+        """Store a batch of jobs in one transaction, one outcome per item in order. With
+        ``atomic`` any refused item (an idempotency key reused for another request) raises
+        ``BatchRefused`` and nothing is stored."""
+
+    async def retry_failed(self, job_type: str, limit: int) -> tuple[list[str], bool]:
+        """Retry up to ``limit`` failed jobs of a type; their ids, and whether more remain."""
+
+    async def cancel_waiting(self, job_type: str, limit: int, message: str) -> tuple[list[str], bool]:
+        """Cancel up to ``limit`` waiting jobs of a type; their ids, and whether more remain."""
+
+    async def purge(
+        self, statuses: Sequence[JobStatus], job_type: str | None, before: float | None, limit: int
+    ) -> tuple[list[str], bool]:
+        """Delete up to ``limit`` finished jobs (with their events); their ids, and whether
+        more match."""
 
     # -- periodic jobs (jobqueue.scheduler decides when a schedule ticks) ----------------------
 

@@ -8,12 +8,21 @@ is worded. That keeps SQLite and PostgreSQL answering the same thing to the same
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import msgspec
 
-from jobqueue.errors import IdempotencyConflict, InvalidTransition, JobHeld, JobNotFound, LeaseLost
+from jobqueue.errors import (
+    IdempotencyConflict,
+    InvalidTransition,
+    JobHeld,
+    JobNotFound,
+    JobQueueError,
+    LeaseLost,
+    ValidationFailed,
+)
 from jobqueue.models import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
@@ -29,6 +38,10 @@ _encode = msgspec.json.encode
 #: Status values (as stored) of waiting jobs: a fenced write that leaves a job here requeued it.
 WAITING_VALUES = frozenset(s.value for s in WAITING_STATUSES)
 
+#: Status values (as stored) of finished jobs.
+TERMINAL_VALUES = frozenset(s.value for s in TERMINAL_STATUSES)
+_UNSUCCESSFUL = frozenset({JobStatus.FAILED.value, JobStatus.CANCELLED.value})
+
 #: The event of each status the reaper can leave an expired job in.
 REAPED_KIND = {
     JobStatus.CANCELLED.value: EventKind.CANCELLED,
@@ -43,11 +56,19 @@ def fingerprint(
     max_attempts: int,
     timeout: float | None,
     concurrency_key: str | None = None,
+    extras: dict[str, Any] | None = None,
 ) -> str:
-    """A hash of a create request, so a reused idempotency key with another body is refused."""
-    fields = [job_type, request_data, priority, max_attempts, timeout]
-    if concurrency_key is not None:  # absent, the hash stays what it was before keys existed
+    """A hash of a create request, so a reused idempotency key with another body is refused.
+
+    ``concurrency_key`` and ``extras`` (the options a request gave beyond those: dependencies,
+    unique key) are left out when absent, so the hashes of requests without them stay what
+    they were.
+    """
+    fields: list[Any] = [job_type, request_data, priority, max_attempts, timeout]
+    if concurrency_key is not None:
         fields.append(concurrency_key)
+    if extras:
+        fields.append(extras)
     payload = _encode(fields, order="sorted")
     return uuid.uuid5(uuid.NAMESPACE_OID, payload.decode()).hex
 
@@ -99,6 +120,75 @@ def new_job(
         event_seq=1,
         concurrency_key=concurrency_key,
     )
+
+
+class Dependencies(NamedTuple):
+    """What a new job waits for: the ids of its dependencies (distinct) and its policy."""
+
+    ids: list[str]
+    on_failure: str
+
+    def encoded(self) -> str:
+        return _encode(self.ids).decode()
+
+
+class UniqueKey(NamedTuple):
+    """A new job's unique key, and whether the request debounces: then a repeat while the
+    key's job still waits replaces its request_data and run_at (the new job's own run_at)."""
+
+    key: str
+    debounced: bool
+
+
+def option_columns(dependencies: Dependencies | None, unique: UniqueKey | None) -> dict[str, Any]:
+    """The insert's parameters for the columns of these options (both stores' ``insert_job``):
+    its first status, which the store changes to ``blocked`` from the dependencies' statuses."""
+    return {
+        "status": JobStatus.QUEUED.value,
+        "depends_on": None if dependencies is None else dependencies.encoded(),
+        "on_dependency_failure": None if dependencies is None else dependencies.on_failure,
+        "unique_key": None if unique is None else unique.key,
+    }
+
+
+def create_extras(dependencies: Dependencies | None, unique: UniqueKey | None) -> dict[str, Any]:
+    """The options of a create request beyond the seed's, for its ``fingerprint``."""
+    extras: dict[str, Any] = {}
+    if dependencies is not None:
+        extras["depends_on"] = dependencies.ids
+        extras["on_dependency_failure"] = dependencies.on_failure
+    if unique is not None:
+        extras["unique_key"] = unique.key
+        extras["debounced"] = unique.debounced
+    return extras
+
+
+def unknown_dependencies(asked: list[str], found: set[str]) -> ValidationFailed | None:
+    missing = [job_id for job_id in asked if job_id not in found]
+    if not missing:
+        return None
+    return ValidationFailed(f"depends_on names unknown jobs: {', '.join(missing)}", "depends_on")
+
+
+def dependency_failure_message(job_id: str, status: str) -> str:
+    """Why a dependent was cancelled: the dependency that did not complete, and how it ended."""
+    how = "failed" if status == JobStatus.FAILED.value else "was cancelled"
+    return f"dependency {job_id} {how}"
+
+
+def initial_status(deps: Dependencies, statuses: dict[str, str]) -> tuple[str, str | None]:
+    """The status to insert a new job with dependencies in (``queued``, or ``blocked`` while
+    some have not finished), from their statuses read (locked) in the insert's transaction; and
+    the message to cancel it with right after, when a dependency already failed under the
+    ``cancel`` policy. A dependency missing from ``statuses`` was deleted after it finished,
+    and counts as finished."""
+    for job_id in deps.ids:
+        status = statuses.get(job_id)
+        if deps.on_failure == "cancel" and status in _UNSUCCESSFUL:
+            return JobStatus.BLOCKED.value, dependency_failure_message(job_id, status)
+    if any(status not in TERMINAL_VALUES for status in statuses.values()):
+        return JobStatus.BLOCKED.value, None
+    return JobStatus.QUEUED.value, None
 
 
 class UpdatePlan(NamedTuple):
@@ -153,6 +243,11 @@ def plan_update(
         raise InvalidTransition(
             f"job {job_id} is {old.value}: a finished job cannot be changed "
             "(retry it to run it again)"
+        )
+    if "status" in fields and update.status is JobStatus.BLOCKED and old is not JobStatus.BLOCKED:
+        raise InvalidTransition(
+            f"job {job_id} cannot be made blocked: only a job created with depends_on waits "
+            "for its dependencies"
         )
     held = holder.holds(old)
     token = update.claim_token if "claim_token" in fields else None
@@ -256,3 +351,67 @@ def cannot_delete(job_id: str, status: str | None) -> Exception:
     if status is None:
         return JobNotFound(job_id)
     return InvalidTransition(f"job {job_id} is {status}: only finished jobs can be deleted")
+
+
+class BatchPlan(NamedTuple):
+    """What a batch of new jobs does, decided from the jobs stored with its idempotency keys
+    (read in the transaction that then applies the plan)."""
+
+    #: Indexes of the items to insert.
+    inserts: list[int]
+    #: Index -> the stored row its idempotency key replays.
+    replays: dict[int, Any]
+    #: Index -> the earlier index of the batch with the same key and request (a replay of it).
+    repeats: dict[int, int]
+    #: Index -> why the item is refused.
+    errors: dict[int, JobQueueError]
+    #: Index -> fingerprint, for the items with an idempotency key.
+    fingerprints: dict[int, str]
+
+
+def plan_batch(items: Sequence[Any], stored: dict[str, tuple[str, str | None, Any]]) -> BatchPlan:
+    """Plan a batch of ``NewJob`` items; ``stored`` maps each of their idempotency keys already
+    in use to (job id, stored fingerprint, row). A key is a replay exactly as for one job."""
+    plan = BatchPlan([], {}, {}, {}, {})
+    first_with_key: dict[str, int] = {}
+    for index, item in enumerate(items):
+        key = item.idempotency_key
+        if key is None:
+            plan.inserts.append(index)
+            continue
+        mark = fingerprint(
+            item.job_type, item.request_data, item.priority, item.max_attempts, item.timeout,
+            concurrency_key=item.concurrency_key,
+        )  # fmt: skip
+        plan.fingerprints[index] = mark
+        try:
+            if key in stored:
+                job_id, stored_mark, row = stored[key]
+                check_idempotent_replay(key, job_id, stored_mark, mark)
+                plan.replays[index] = row
+            elif key in first_with_key:
+                earlier = first_with_key[key]
+                check_idempotent_replay(key, f"#{earlier} of this batch", plan.fingerprints[earlier], mark)
+                plan.repeats[index] = earlier
+            else:
+                first_with_key[key] = index
+                plan.inserts.append(index)
+        except IdempotencyConflict as exc:
+            plan.errors[index] = exc
+    return plan
+
+
+def settle_known(outcomes: list[Any], plan: BatchPlan) -> None:
+    """Fill in the outcomes a batch plan knows before inserting: refusals and stored replays."""
+    for index, error in plan.errors.items():
+        outcomes[index] = error
+    for index, row in plan.replays.items():
+        outcomes[index] = (row, False)
+
+
+def held_by_worker(held: Sequence[tuple[str, str, int]]) -> dict[str, tuple[int, list[str]]]:
+    """(worker id, job id, held count) rows -> worker id -> (held count, job ids shown)."""
+    grouped: dict[str, tuple[int, list[str]]] = {}
+    for worker_id, job_id, count in held:
+        grouped.setdefault(worker_id, (count, []))[1].append(job_id)
+    return grouped

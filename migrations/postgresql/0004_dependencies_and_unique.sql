@@ -1,5 +1,6 @@
 -- Dependencies between jobs and unique keys (issue 12), as SQLite's 0008.
 ALTER TABLE jobs ADD COLUMN on_dependency_failure text;
+ALTER TABLE jobs ADD COLUMN depends_on jsonb;
 ALTER TABLE jobs ADD COLUMN has_dependents boolean NOT NULL DEFAULT false;
 
 CREATE TABLE job_dependencies (

@@ -4,6 +4,9 @@
 -- claim index) until all of them completed; on_dependency_failure says what happens when one
 -- fails or is cancelled: 'cancel' (the default) or 'run'.
 ALTER TABLE jobs ADD COLUMN on_dependency_failure TEXT;
+-- The ids it waits for (JSON array; NULL: none), so every read of the job shows them at no
+-- cost; job_dependencies below is the same list indexed the other way, for finishing a job.
+ALTER TABLE jobs ADD COLUMN depends_on TEXT;
 -- Set on a job that others depend on, so finishing a job without dependents (nearly all of
 -- them) costs no lookup of its dependents.
 ALTER TABLE jobs ADD COLUMN has_dependents INTEGER NOT NULL DEFAULT 0;

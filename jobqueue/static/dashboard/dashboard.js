@@ -6,9 +6,10 @@
 "use strict";
 
 (() => {
-  // Mirrors WAITING_STATUSES and TERMINAL_STATUSES in jobqueue/models.py; every other status is a
-  // running one, so new running statuses need no change here.
-  const WAITING = ["queued", "pending"];
+  // Mirrors NOT_STARTED_STATUSES (waiting, and blocked on dependencies) and TERMINAL_STATUSES in
+  // jobqueue/models.py; every other status is a running one, so new running statuses need no
+  // change here.
+  const WAITING = ["queued", "pending", "blocked"];
   const TERMINAL = ["completed", "failed", "cancelled"];
   const RETRYABLE = ["failed", "cancelled"];
   // EventSource only delivers named events to listeners registered by name.
@@ -481,6 +482,10 @@
       else if (name.endsWith("_at")) node.replaceChildren(timeElement(value));
       else if (name.endsWith("_data")) node.textContent = formatJson(value);
       else if (name === "attempts") node.textContent = `${value} / ${job.max_attempts}`;
+      else if (name === "depends_on" && value) {
+        const policy = job.on_dependency_failure === "run" ? " (runs even if one fails)" : "";
+        node.textContent = value.join(", ") + policy;
+      }
       else node.textContent = value === null || value === undefined || value === "" ? "—" : String(value);
     }
     $("#detail-progress").value = job.progress;

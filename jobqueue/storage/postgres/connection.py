@@ -132,7 +132,7 @@ Row = asyncpg.Record
 class Transaction:
     """What a write op sees: statements on the batch's connection, and its event recorder."""
 
-    __slots__ = ("conn", "events", "new_jobs")
+    __slots__ = ("conn", "events", "new_jobs", "before_finish")
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -141,6 +141,10 @@ class Transaction:
         #: Jobs created without idempotency key, inserted together before the events (one
         #: statement for all of them instead of one each).
         self.new_jobs: list[tuple[Any, ...]] = []
+        #: Work an op leaves for the end of the transaction (settling the dependents of a job
+        #: it finished): run by ``finish`` before the new jobs and events are inserted, so
+        #: ops that record events synchronously, merged ones included, can ask for statements.
+        self.before_finish: list[Callable[[Transaction], Awaitable[None]]] = []
 
     async def fetch_all(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
         text, args = _args(sql, params)
@@ -157,7 +161,9 @@ class Transaction:
         return self.conn.cursor(text, *args, prefetch=prefetch)
 
     async def finish(self) -> None:
-        """The transaction's last statements: its new jobs, then its events."""
+        """The transaction's last statements: deferred work, its new jobs, then its events."""
+        for callback in self.before_finish:  # a callback may append more (a cascade)
+            await callback(self)
         if self.new_jobs:
             rows = [dict(zip(_NEW_JOB_KEYS, job)) for job in self.new_jobs]
             await self.fetch_all(QUERIES["insert_new_jobs"], {"rows": _encode(rows).decode()})

@@ -6,14 +6,90 @@
 -- compare leases and run_at against the same clock.
 
 -- name: insert_job
--- Create a job; with an idempotency key already in use nothing is written and no row returns.
+-- Create a job; with an idempotency key already used, or a unique key held by an unfinished job,
+-- nothing is written and no row returns (a concurrent insert of the same key is waited for).
+-- %(status)s is 'queued', or 'blocked' for a job whose dependencies (%(depends_on)s, a JSON
+-- array) have not all finished.
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
                   max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint, event_seq,
-                  concurrency_key)
-VALUES (%(id)s, 'queued', 0, %(job_type)s, %(priority)s, %(request_data)s::jsonb, %(now)s, %(now)s,
+                  concurrency_key, depends_on, on_dependency_failure, unique_key)
+VALUES (%(id)s, %(status)s, 0, %(job_type)s, %(priority)s, %(request_data)s::jsonb, %(now)s, %(now)s,
         %(max_attempts)s, %(run_at)s, %(timeout)s, %(idempotency_key)s, %(fingerprint)s, 1,
-        %(concurrency_key)s)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        %(concurrency_key)s, %(depends_on)s::jsonb, %(on_dependency_failure)s, %(unique_key)s)
+ON CONFLICT DO NOTHING
+RETURNING *;
+
+-- name: insert_dependencies
+-- Record a new job's dependencies (the JSON array %(depends_on)s), indexed by the job depended on.
+INSERT INTO job_dependencies (job_id, depends_on)
+SELECT %(id)s, value FROM jsonb_array_elements_text(%(depends_on)s::jsonb);
+
+-- name: known_jobs
+-- Which of the ids in %(ids)s exist (a new job's dependencies must).
+SELECT id FROM jobs WHERE id = ANY(%(ids)s::text[]);
+
+-- name: mark_dependencies
+-- Flag the jobs a new job depends on, so finishing them looks for their dependents; returns
+-- their statuses, which decide the new job's own. The update locks them until the new job is
+-- committed: a dependency finishing meanwhile waits, then sees its flag and the new dependent.
+-- Locked in id order, so two inserts naming the same dependencies cannot deadlock.
+UPDATE jobs SET has_dependents = true
+WHERE id IN (SELECT id FROM jobs WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE)
+RETURNING id, status;
+
+-- name: lock_dependents
+-- Lock the blocked dependents of a job that just finished, in id order, before deciding on them:
+-- of two transactions finishing two dependencies of one job, the second to lock it decides after
+-- the first committed, and so sees both dependencies finished (READ COMMITTED: each statement
+-- reads what was committed when it started).
+SELECT j.id FROM job_dependencies d JOIN jobs j ON j.id = d.job_id
+WHERE d.depends_on = %(id)s AND j.status = 'blocked'
+ORDER BY j.id
+FOR UPDATE OF j;
+
+-- name: cancel_dependents
+-- A job that did not complete cancels its blocked dependents whose policy is 'cancel';
+-- %(reason)s names it. (Their own dependents follow: the store walks the cascade.)
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = %(now)s,
+    updated_at = %(now)s, message = %(reason)s, error = %(reason)s
+WHERE status = 'blocked' AND on_dependency_failure = 'cancel'
+  AND id IN (SELECT job_id FROM job_dependencies WHERE depends_on = %(id)s)
+RETURNING *;
+
+-- name: cancel_blocked_job
+-- A new job whose dependency had already failed (policy 'cancel'): cancelled at once.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = %(now)s,
+    updated_at = %(now)s, message = %(reason)s, error = %(reason)s
+WHERE id = %(id)s
+RETURNING *;
+
+-- name: release_dependents
+-- Blocked dependents of a job that just finished, whose dependencies have all finished now
+-- (all completed, under the policy 'cancel'), join the queue. A deleted dependency counts as
+-- finished. run_at is kept: a dependent created with a delay still waits for it.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'queued', updated_at = %(now)s
+WHERE status = 'blocked'
+  AND id IN (SELECT job_id FROM job_dependencies WHERE depends_on = %(id)s)
+  AND NOT EXISTS (
+      SELECT 1 FROM job_dependencies d JOIN jobs j ON j.id = d.depends_on
+      WHERE d.job_id = jobs.id
+        AND (j.status NOT IN ('completed', 'failed', 'cancelled')
+             OR (j.status <> 'completed' AND jobs.on_dependency_failure = 'cancel'))
+  )
+RETURNING *;
+
+-- name: get_unfinished_job_by_unique_key
+-- The unfinished job holding a unique key.
+SELECT * FROM jobs
+WHERE unique_key = %(key)s AND status NOT IN ('completed', 'failed', 'cancelled');
+
+-- name: debounce_job
+-- A debounced repeat of a unique key while its job still waits (not claimed): the newer request
+-- data replaces the old, and the job waits until %(run_at)s again. A job claimed meanwhile does
+-- not match once its claim committed (the row lock is waited for, then re-checked).
+UPDATE jobs SET event_seq = event_seq + 1, request_data = %(request_data)s::jsonb,
+    run_at = %(run_at)s, updated_at = %(now)s
+WHERE unique_key = %(key)s AND status IN ('queued', 'pending', 'blocked')
 RETURNING *;
 
 -- name: insert_new_jobs
@@ -185,10 +261,10 @@ WHERE id = %(id)s AND claim_token = %(token)s AND lease_expires_at IS NOT NULL
 RETURNING *;
 
 -- name: cancel_waiting_job
--- Cancel a job no worker holds: it ends at once.
+-- Cancel a job no worker holds (waiting or blocked): it ends at once.
 UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = %(now)s,
     updated_at = %(now)s, message = coalesce(%(message)s, message)
-WHERE id = %(id)s AND status IN ('queued', 'pending')
+WHERE id = %(id)s AND status IN ('queued', 'pending', 'blocked')
 RETURNING *;
 
 -- name: request_cancel
@@ -638,6 +714,119 @@ WHERE s.token_hash = %(token_hash)s AND s.expires_at > %(now)s::timestamptz;
 -- name: delete_session
 -- Log out.
 DELETE FROM api_sessions WHERE token_hash = %(token_hash)s;
+
+-- == Worker pools you can see (issue 12) ===============================================
+-- name: register_worker
+-- A pool announces itself, or renews its registration (its heartbeat); a pool whose row lapsed
+-- and was deleted comes back with a new started_at.
+INSERT INTO workers (id, host, pid, job_types, concurrency, started_at, heartbeat_at, expires_at)
+VALUES (%(id)s, %(host)s, %(pid)s, %(job_types)s::jsonb, %(concurrency)s, %(now)s, %(now)s, %(expires_at)s)
+ON CONFLICT (id) DO UPDATE SET
+    host = excluded.host, pid = excluded.pid, job_types = excluded.job_types,
+    concurrency = excluded.concurrency, heartbeat_at = excluded.heartbeat_at,
+    expires_at = excluded.expires_at
+RETURNING *;
+
+-- name: delete_worker
+-- A pool stopped.
+DELETE FROM workers WHERE id = %(id)s RETURNING id;
+
+-- name: delete_lapsed_workers
+-- Pools whose heartbeat lapsed (the process died or froze).
+DELETE FROM workers WHERE expires_at < %(now)s RETURNING id;
+
+-- name: live_workers
+-- Every pool whose registration has not lapsed, oldest first.
+SELECT * FROM workers WHERE expires_at >= %(now)s ORDER BY started_at, id;
+
+-- name: held_jobs_of_live_workers
+-- The jobs live pools hold: how many per pool, and the ids of the %(shown)s held longest.
+SELECT worker_id, id, held FROM (
+    SELECT worker_id, id,
+           row_number() OVER (PARTITION BY worker_id ORDER BY started_at, id) AS n,
+           count(*) OVER (PARTITION BY worker_id) AS held
+    FROM jobs
+    WHERE lease_expires_at IS NOT NULL
+      AND worker_id IN (SELECT id FROM workers WHERE expires_at >= %(now)s)
+) AS held_jobs
+WHERE n <= %(shown)s
+ORDER BY worker_id, n;
+
+-- name: live_worker_types
+-- The job types some live pool serves.
+SELECT DISTINCT jsonb_array_elements_text(job_types) AS job_type FROM workers
+WHERE expires_at >= %(now)s;
+
+-- name: waiting_types
+-- The job types that have waiting jobs.
+SELECT DISTINCT job_type FROM jobs WHERE status IN ('queued', 'pending');
+
+-- == Bulk operations (issue 12) =================================================================
+
+-- name: get_jobs_by_idempotency_keys
+-- The jobs created earlier with any of the keys in %(keys)s (a batch's replays).
+SELECT * FROM jobs WHERE idempotency_key = ANY(%(keys)s::text[]);
+
+-- name: retry_failed_of_type
+-- Put up to %(limit)s failed jobs of one type back in the queue (as retry_job), oldest failure
+-- first. SKIP LOCKED and the status checked again on the locked row: a job changed meanwhile
+-- is left alone.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'queued', progress = 0, attempts = 0,
+    run_at = %(now)s, result_data = NULL, error = NULL, message = NULL, worker_id = NULL,
+    claim_token = NULL, lease_expires_at = NULL, cancel_requested = false, completed_at = NULL,
+    updated_at = %(now)s
+WHERE id IN (
+    SELECT id FROM jobs WHERE job_type = %(job_type)s AND status = 'failed'
+    ORDER BY completed_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+) AND status = 'failed'
+RETURNING *;
+
+-- name: any_failed_of_type
+-- Whether failed jobs of the type remain (a bulk retry says so).
+SELECT EXISTS (SELECT 1 FROM jobs WHERE job_type = %(job_type)s AND status = 'failed') AS found;
+
+-- name: cancel_waiting_of_type
+-- Cancel up to %(limit)s waiting jobs of one type (blocked ones too) (as cancel_waiting_job), oldest first. SKIP
+-- LOCKED, and the status checked again on the locked row: a job a worker is claiming right now
+-- is running, not waiting, and is left alone.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = %(now)s,
+    updated_at = %(now)s, message = coalesce(%(message)s, message)
+WHERE id IN (
+    SELECT id FROM jobs WHERE job_type = %(job_type)s AND status IN ('queued', 'pending', 'blocked')
+    ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+) AND status IN ('queued', 'pending', 'blocked')
+RETURNING *;
+
+-- name: any_waiting_of_type
+-- Whether waiting jobs of the type remain (a bulk cancel says so).
+SELECT EXISTS (
+    SELECT 1 FROM jobs WHERE job_type = %(job_type)s AND status IN ('queued', 'pending', 'blocked')
+) AS found;
+
+-- name: purge_jobs
+-- Delete up to %(limit)s finished jobs in %(statuses)s, optionally of one type and finished
+-- before %(before)s, oldest first (their events go with them).
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs
+    WHERE status = ANY(%(statuses)s::text[])
+      AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text)
+      AND (%(before)s::timestamptz IS NULL OR completed_at < %(before)s::timestamptz)
+    ORDER BY completed_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+) AND status = ANY(%(statuses)s::text[])
+RETURNING id;
+
+-- name: any_to_purge
+-- Whether jobs matching a purge remain.
+SELECT EXISTS (
+    SELECT 1 FROM jobs
+    WHERE status = ANY(%(statuses)s::text[])
+      AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text)
+      AND (%(before)s::timestamptz IS NULL OR completed_at < %(before)s::timestamptz)
+) AS found;
+
+-- name: any_lapsed_worker
+-- Whether a registration lapsed (a cheap read before writing).
+SELECT 1 FROM workers WHERE expires_at < %(now)s LIMIT 1;
 
 -- name: ended_attempts
 -- The last %(limit)s attempts of a job that ended other than by completing, newest first.

@@ -9,6 +9,7 @@ What a change means (allowed moves, event kinds, refusals) is decided in
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Container, Sequence
@@ -18,8 +19,17 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from jobqueue.errors import ApiKeyExists, ApiKeyNotFound, DatabaseError, JobNotFound, LeaseLost
+from jobqueue.errors import (
+    ApiKeyExists,
+    ApiKeyNotFound,
+    BatchRefused,
+    DatabaseError,
+    JobNotFound,
+    JobQueueError,
+    LeaseLost,
+)
 from jobqueue.models import (
+    TERMINAL_EVENT_KINDS,
     ApiKey,
     Attempt,
     ApiSession,
@@ -30,6 +40,7 @@ from jobqueue.models import (
     JobStatus,
     JobUpdate,
     KeyScope,
+    Worker,
     MissedTicks,
     Schedule,
     ScheduleSpec,
@@ -38,7 +49,7 @@ from jobqueue.models import (
 )
 from jobqueue.settings import Settings
 from jobqueue.storage import flow, rules
-from jobqueue.storage.base import EventListener
+from jobqueue.storage.base import BatchOutcome, EventListener, NewJob
 from jobqueue.storage.migrate import apply_migrations
 from jobqueue.storage.postgres.connection import (
     QUERIES,
@@ -56,6 +67,10 @@ EventedOp = Callable[[Transaction, list[EventValues]], Awaitable[T]]
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
+
+#: Inserts of a job with a unique key before giving up, each after the key's job finished
+#: between the insert and the read of that job (by another transaction).
+UNIQUE_INSERT_TRIES = 5
 
 
 def _ts(value: float) -> datetime:
@@ -109,6 +124,9 @@ def job_from_row(row: Row) -> Job:
         event_seq=row["event_seq"],
         concurrency_key=row["concurrency_key"],
         attempt_started_at=_utc(row["attempt_started_at"]),
+        depends_on=row["depends_on"],
+        on_dependency_failure=row["on_dependency_failure"],
+        unique_key=row["unique_key"],
     )
 
 
@@ -132,6 +150,21 @@ def api_key_from_row(row: Row) -> ApiKey:
         created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
         last_used_at=_utc(row["last_used_at"]),
         revoked_at=_utc(row["revoked_at"]),
+    )
+
+
+def worker_from_row(row: Row, held: int, held_ids: list[str]) -> Worker:
+    return Worker(
+        id=row["id"],
+        host=row["host"],
+        pid=row["pid"],
+        job_types=row["job_types"],
+        concurrency=row["concurrency"],
+        started_at=_utc(row["started_at"]),  # type: ignore[arg-type]
+        heartbeat_at=_utc(row["heartbeat_at"]),  # type: ignore[arg-type]
+        expires_at=_utc(row["expires_at"]),  # type: ignore[arg-type]
+        held_jobs=held,
+        held_job_ids=held_ids,
     )
 
 
@@ -167,7 +200,13 @@ def _event_from_values(values: EventValues) -> JobEvent:
 
 
 def _record(tx: Transaction, events: list[EventValues], row: Row | Job, kind: EventKind, data: Any = None) -> None:
-    """Record the event of the change that produced ``row`` (``data``: the decoded payload)."""
+    """Record the event of the change that produced ``row`` (``data``: the decoded payload).
+
+    Every change of a job passes here, so this is where a job that others depend on and that
+    just finished has its dependents settled, in the same transaction (at its end, see
+    ``Transaction.before_finish``), whichever path finished it. A job without dependents
+    (nearly all) pays one column read for it.
+    """
     if isinstance(row, Job):
         values: EventValues = [
             0, row.id, row.event_seq, row.job_type, kind.value, row.status.value,
@@ -178,8 +217,26 @@ def _record(tx: Transaction, events: list[EventValues], row: Row | Job, kind: Ev
             0, row["id"], row["event_seq"], row["job_type"], kind.value, row["status"],
             row["progress"], row["message"], _json_or_none(data), row["updated_at"],
         ]
+        if kind in TERMINAL_EVENT_KINDS and row["has_dependents"]:
+            tx.before_finish.append(functools.partial(_settle_dependents, finished=row, events=events))
     tx.events.append(values)
     events.append(values)
+
+
+async def _settle_dependents(tx: Transaction, *, finished: Row, events: list[EventValues]) -> None:
+    """``finished`` (a job others depend on) finished: its blocked dependents whose
+    dependencies have now all finished join the queue; if it did not complete, those whose
+    policy is ``cancel`` end cancelled, naming it (their own dependents are settled in turn:
+    recording their end defers that too). Their events go with those of the op that finished it."""
+    params = {"id": finished["id"], "now": finished["updated_at"]}
+    if not await tx.fetch_all(QUERIES["lock_dependents"], params):
+        return
+    if finished["status"] != JobStatus.COMPLETED.value:
+        reason = rules.dependency_failure_message(finished["id"], finished["status"])
+        for row in await tx.fetch_all(QUERIES["cancel_dependents"], {**params, "reason": reason}):
+            _record(tx, events, row, EventKind.CANCELLED)
+    for row in await tx.fetch_all(QUERIES["release_dependents"], params):
+        _record(tx, events, row, EventKind.STATUS)
 
 
 def _event_data(kind: EventKind, row: Row) -> Any:
@@ -194,9 +251,19 @@ def _keyed_job_params(
     now: float,
     due: float,
     timeout: float | None,
-    idempotency_key: str,
+    idempotency_key: str | None,
     concurrency_key: str | None = None,
+    dependencies: rules.Dependencies | None = None,
+    unique: rules.UniqueKey | None = None,
 ) -> dict[str, Any]:
+    """The ``insert_job`` parameters of a job that may conflict (an idempotency or unique key)
+    or has dependencies."""
+    fingerprint = None
+    if idempotency_key is not None:
+        fingerprint = rules.fingerprint(
+            job_type, request_data, priority, max_attempts, timeout,
+            concurrency_key=concurrency_key, extras=rules.create_extras(dependencies, unique),
+        )
     return {
         "id": str(uuid.uuid4()),
         "job_type": job_type,
@@ -207,8 +274,9 @@ def _keyed_job_params(
         "run_at": _ts(due),
         "timeout": timeout,
         "idempotency_key": idempotency_key,
-        "fingerprint": rules.fingerprint(job_type, request_data, priority, max_attempts, timeout, concurrency_key),
+        "fingerprint": fingerprint,
         "concurrency_key": concurrency_key,
+        **rules.option_columns(dependencies, unique),
     }
 
 
@@ -317,27 +385,76 @@ class PostgresStore:
         timeout: float | None,
         idempotency_key: str | None,
         concurrency_key: str | None = None,
+        dependencies: rules.Dependencies | None = None,
+        unique: rules.UniqueKey | None = None,
     ) -> tuple[Job, bool]:
-        """Store a new job; returns it and whether it was created (False: idempotent replay)."""
+        """Store a new job; returns it and whether it was created (False: an idempotent replay,
+        or the unfinished job that holds ``unique``'s key)."""
         now = time.time()
         due = now if run_at is None else run_at
         timeout = None if timeout is None else float(timeout)  # the driver wants a float8 a float
-        if idempotency_key is None:
+        if idempotency_key is None and dependencies is None and unique is None:
             return await self._insert_new_job(
                 job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key
             )
         params = _keyed_job_params(
-            job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key, concurrency_key
+            job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key,
+            concurrency_key, dependencies, unique,
         )
         fingerprint = params["fingerprint"]
 
         async def op(tx: Transaction, events: list[EventValues]) -> tuple[Row, bool]:
-            row, created = await _insert_keyed(tx, events, params)
-            if not created:
-                rules.check_idempotent_replay(
-                    idempotency_key, row["id"], row["idempotency_fingerprint"], fingerprint
+            cancel_reason = None
+            if dependencies is not None:
+                ids = {"ids": dependencies.ids}
+                error = rules.unknown_dependencies(
+                    dependencies.ids, {row["id"] for row in await tx.fetch_all(QUERIES["known_jobs"], ids)}
                 )
-            return row, created
+                if error is not None:
+                    raise error  # before anything is written
+                statuses = {row["id"]: row["status"] for row in await tx.fetch_all(QUERIES["mark_dependencies"], ids)}
+                params["status"], cancel_reason = rules.initial_status(dependencies, statuses)
+            # A conflicting unique key's job may finish between the insert and the read of it
+            # (another transaction): then the insert is tried again.
+            for _ in range(UNIQUE_INSERT_TRIES):
+                row = await tx.fetch_one(QUERIES["insert_job"], params)
+                if row is not None:
+                    _record(tx, events, row, EventKind.CREATED)
+                    if dependencies is not None:
+                        await tx.fetch_all(QUERIES["insert_dependencies"], params)
+                    if cancel_reason is not None:
+                        row = await tx.fetch_one(
+                            QUERIES["cancel_blocked_job"],
+                            {"id": row["id"], "now": params["now"], "reason": cancel_reason},
+                        )
+                        assert row is not None
+                        _record(tx, events, row, EventKind.CANCELLED)
+                    return row, True
+                if idempotency_key is not None:
+                    existing = await tx.fetch_one(QUERIES["get_job_by_idempotency_key"], {"key": idempotency_key})
+                    if existing is not None:
+                        rules.check_idempotent_replay(
+                            idempotency_key, existing["id"], existing["idempotency_fingerprint"], fingerprint
+                        )
+                        return existing, False
+                assert unique is not None
+                if unique.debounced:
+                    debounced = await tx.fetch_one(
+                        QUERIES["debounce_job"],
+                        {
+                            "key": unique.key,
+                            "request_data": params["request_data"],
+                            "run_at": params["run_at"],
+                            "now": params["now"],
+                        },
+                    )
+                    if debounced is not None:
+                        _record(tx, events, debounced, EventKind.UPDATED)
+                        return debounced, False
+                existing = await tx.fetch_one(QUERIES["get_unfinished_job_by_unique_key"], {"key": unique.key})
+                if existing is not None:
+                    return existing, False
+            raise DatabaseError(f"unique key {unique.key!r}: its jobs kept finishing while a new one was inserted")
 
         row, created = await self._write(op)
         return job_from_row(row), created
@@ -355,12 +472,7 @@ class PostgresStore:
     ) -> tuple[Job, bool]:
         """A job without idempotency key: its row joins the transaction's one multi-row insert,
         and the job is built here from the values inserted (no row to decode)."""
-        encoded = None if request_data is None else _json_encode(request_data)
-        job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout, concurrency_key)
-        values = (
-            job.id, job_type, priority, None if encoded is None else msgspec.Raw(encoded),
-            job.created_at, max_attempts, job.run_at, timeout, concurrency_key,
-        )
+        job, values = _new_job_values(job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key)
 
         async def op(tx: Transaction, events: list[EventValues]) -> tuple[Job, bool]:
             tx.new_jobs.append(values)
@@ -465,7 +577,7 @@ class PostgresStore:
         return job_from_row(await self._write(op))
 
     async def cancel(self, job_id: str, message: str | None) -> Job:
-        """Cancel a waiting job at once, or ask the holder of a running one to stop."""
+        """Cancel a waiting or blocked job at once, or ask the holder of a running one to stop."""
         params = {"id": job_id, "now": _ts(time.time()), "message": message}
 
         async def op(tx: Transaction, events: list[EventValues]) -> Row:
@@ -699,6 +811,169 @@ class PostgresStore:
         return [job_from_row(row) for row in await self._write(op)]
 
 
+    # -- worker pools you can see ---------------------------------------------------------------
+
+    async def register_worker(
+        self, *, worker_id: str, host: str, pid: int, job_types: Sequence[str], concurrency: int, ttl: float
+    ) -> Worker:
+        now = time.time()
+        params = {
+            "id": worker_id,
+            "host": host,
+            "pid": pid,
+            "job_types": _json_encode(list(job_types)).decode(),
+            "concurrency": concurrency,
+            "now": _ts(now),
+            "expires_at": _ts(now + ttl),
+        }
+
+        async def op(tx: Transaction, events: list[EventValues]) -> Row:
+            row = await tx.fetch_one(QUERIES["register_worker"], params)
+            assert row is not None  # an upsert always returns its row
+            return row
+
+        return worker_from_row(await self._write(op), 0, [])
+
+    async def unregister_worker(self, worker_id: str) -> bool:
+        async def op(tx: Transaction, events: list[EventValues]) -> bool:
+            return await tx.fetch_one(QUERIES["delete_worker"], {"id": worker_id}) is not None
+
+        return await self._write(op)
+
+    async def delete_lapsed_workers(self) -> int:
+        params = {"now": _ts(time.time())}
+        if await self.db.fetch_one(QUERIES["any_lapsed_worker"], params) is None:
+            return 0  # the common case: no write transaction
+
+        async def op(tx: Transaction, events: list[EventValues]) -> int:
+            return len(await tx.fetch_all(QUERIES["delete_lapsed_workers"], params))
+
+        return await self._write(op)
+
+    async def live_workers(self, held_ids_shown: int) -> list[Worker]:
+        now = _ts(time.time())
+        rows = await self.db.fetch_all(QUERIES["live_workers"], {"now": now})
+        held = await self.db.fetch_all(QUERIES["held_jobs_of_live_workers"], {"now": now, "shown": held_ids_shown})
+        grouped = rules.held_by_worker([(r["worker_id"], r["id"], r["held"]) for r in held])
+        return [worker_from_row(row, *grouped.get(row["id"], (0, []))) for row in rows]
+
+    async def live_worker_types(self) -> set[str]:
+        rows = await self.db.fetch_all(QUERIES["live_worker_types"], {"now": _ts(time.time())})
+        return {row["job_type"] for row in rows}
+
+    async def waiting_types(self) -> set[str]:
+        return {row["job_type"] for row in await self.db.fetch_all(QUERIES["waiting_types"])}
+
+    # -- bulk operations ------------------------------------------------------------------------
+
+    async def insert_jobs(self, items: Sequence[NewJob], *, atomic: bool) -> list[BatchOutcome]:
+        """Store a batch in one transaction: the jobs without idempotency key join the
+        transaction's one JSON-rows insert (as ``insert_job`` does for one); the keyed ones are
+        checked against the stored keys first and inserted under a savepoint, so a key another
+        transaction took meanwhile refuses an atomic batch without leaving anything behind."""
+        now = time.time()
+        # The driver wants a float8 a float; and the fingerprints are those of insert_job.
+        items = [item if item.timeout is None else item._replace(timeout=float(item.timeout)) for item in items]
+        unkeyed = {
+            index: _new_job_values(
+                item.job_type, item.request_data, item.priority, item.max_attempts, now,
+                now if item.run_at is None else item.run_at, item.timeout, item.concurrency_key,
+            )
+            for index, item in enumerate(items)
+            if item.idempotency_key is None
+        }  # fmt: skip
+        keys = [item.idempotency_key for item in items if item.idempotency_key is not None]
+
+        async def op(tx: Transaction, events: list[EventValues]) -> list[Any]:
+            stored = {}
+            if keys:
+                rows = await tx.fetch_all(QUERIES["get_jobs_by_idempotency_keys"], {"keys": keys})
+                stored = {r["idempotency_key"]: (r["id"], r["idempotency_fingerprint"], r) for r in rows}
+            plan = rules.plan_batch(items, stored)
+            if atomic and plan.errors:
+                raise BatchRefused(sorted(plan.errors.items()), len(items))
+            outcomes: list[Any] = [None] * len(items)
+            rules.settle_known(outcomes, plan)
+            keyed = [index for index in plan.inserts if items[index].idempotency_key is not None]
+            inserted: list[tuple[int, Row]] = []
+            async with tx.conn.transaction():  # a savepoint: a refused atomic batch leaves nothing
+                for index in keyed:
+                    item = items[index]
+                    params = _keyed_job_params(
+                        item.job_type, item.request_data, item.priority, item.max_attempts, now,
+                        now if item.run_at is None else item.run_at, item.timeout,
+                        item.idempotency_key, item.concurrency_key,
+                    )  # fmt: skip
+                    row = await tx.fetch_one(QUERIES["insert_job"], params)
+                    if row is not None:
+                        inserted.append((index, row))
+                        continue
+                    # Another transaction committed this key since it was read.
+                    try:
+                        existing = await tx.fetch_one(QUERIES["get_job_by_idempotency_key"], {"key": item.idempotency_key})
+                        assert existing is not None
+                        rules.check_idempotent_replay(
+                            item.idempotency_key,  # type: ignore[arg-type]
+                            existing["id"], existing["idempotency_fingerprint"], plan.fingerprints[index],
+                        )  # fmt: skip
+                        outcomes[index] = (existing, False)
+                    except JobQueueError as exc:
+                        if atomic:
+                            raise BatchRefused([(index, exc)], len(items)) from None
+                        outcomes[index] = exc
+            # Recorded only now: a refusal above must not leave events or rows to insert.
+            for index, row in inserted:
+                _record(tx, events, row, EventKind.CREATED)
+                outcomes[index] = (row, True)
+            for index, (job, values) in unkeyed.items():
+                tx.new_jobs.append(values)
+                _record(tx, events, job, EventKind.CREATED)
+                outcomes[index] = (job, True)
+            for index, earlier in plan.repeats.items():
+                outcomes[index] = (outcomes[earlier][0], False)
+            return outcomes
+
+        return [
+            outcome if isinstance(outcome, JobQueueError) or isinstance(outcome[0], Job)
+            else (job_from_row(outcome[0]), outcome[1])
+            for outcome in await self._write(op)
+        ]
+
+    async def retry_failed(self, job_type: str, limit: int) -> tuple[list[str], bool]:
+        params = {"job_type": job_type, "limit": limit, "now": _ts(time.time())}
+        return await self._bulk_change("retry_failed_of_type", "any_failed_of_type", params, EventKind.RETRIED)
+
+    async def cancel_waiting(self, job_type: str, limit: int, message: str) -> tuple[list[str], bool]:
+        params = {"job_type": job_type, "limit": limit, "now": _ts(time.time()), "message": message}
+        return await self._bulk_change("cancel_waiting_of_type", "any_waiting_of_type", params, EventKind.CANCELLED)
+
+    async def purge(
+        self, statuses: Sequence[JobStatus], job_type: str | None, before: float | None, limit: int
+    ) -> tuple[list[str], bool]:
+        params = {
+            "statuses": [s.value for s in statuses],
+            "job_type": job_type,
+            "before": None if before is None else _ts(before),
+            "limit": limit,
+        }
+        return await self._bulk_change("purge_jobs", "any_to_purge", params, None)
+
+    async def _bulk_change(
+        self, query: str, remaining: str, params: dict[str, Any], kind: EventKind | None
+    ) -> tuple[list[str], bool]:
+        """Change (or, without ``kind``, delete) the jobs ``query`` picks, recording ``kind`` for
+        each, and tell whether ``remaining`` still finds some, all in one transaction."""
+
+        async def op(tx: Transaction, events: list[EventValues]) -> tuple[list[str], bool]:
+            rows = await tx.fetch_all(QUERIES[query], params)
+            if kind is not None:
+                for row in rows:
+                    _record(tx, events, row, kind)
+            found = await tx.fetch_one(QUERIES[remaining], params)
+            return [row["id"] for row in rows], bool(found and found["found"])
+
+        return await self._write(op)
+
     # -- flow control per job type ------------------------------------------------------------
 
     async def get_type_controls(self, job_type: str) -> TypeControls:
@@ -928,6 +1203,26 @@ class PostgresStore:
             return await tx.fetch_one(QUERIES["skip_schedule_ticks"], params) is not None
 
         return await self._write(op)
+
+
+def _new_job_values(
+    job_type: str,
+    request_data: Any,
+    priority: int,
+    max_attempts: int,
+    now: float,
+    due: float,
+    timeout: float | None,
+    concurrency_key: str | None,
+) -> tuple[Job, tuple[Any, ...]]:
+    """A job without idempotency key, and its values for ``Transaction.new_jobs``."""
+    encoded = None if request_data is None else _json_encode(request_data)
+    job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout, concurrency_key)
+    values = (
+        job.id, job_type, priority, None if encoded is None else msgspec.Raw(encoded),
+        job.created_at, max_attempts, job.run_at, timeout, concurrency_key,
+    )
+    return job, values
 
 
 def _as_stored(value: Any) -> Any:

@@ -4,13 +4,75 @@
 -- lease_expires_at IS NOT NULL, and the holder is whoever presents claim_token.
 
 -- name: insert_job
--- Create a job; with an idempotency key already in use nothing is written and no row returns.
+-- Create a job; with an idempotency key already used, or a unique key held by an unfinished job,
+-- nothing is written and no row returns. :status is 'queued', or 'blocked' for a job whose
+-- dependencies (:depends_on, a JSON array) have not all finished.
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
                   max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint, event_seq,
-                  concurrency_key)
-VALUES (:id, 'queued', 0, :job_type, :priority, :request_data, :now, :now,
-        :max_attempts, :run_at, :timeout, :idempotency_key, :fingerprint, 1, :concurrency_key)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                  concurrency_key, depends_on, on_dependency_failure, unique_key)
+VALUES (:id, :status, 0, :job_type, :priority, :request_data, :now, :now,
+        :max_attempts, :run_at, :timeout, :idempotency_key, :fingerprint, 1,
+        :concurrency_key, :depends_on, :on_dependency_failure, :unique_key)
+ON CONFLICT DO NOTHING
+RETURNING *;
+
+-- name: insert_dependencies
+-- Record a new job's dependencies (the JSON array :depends_on), indexed by the job depended on.
+INSERT INTO job_dependencies (job_id, depends_on)
+SELECT :id, value FROM json_each(:depends_on);
+
+-- name: known_jobs
+-- Which of the ids in the JSON array :ids exist (a new job's dependencies must).
+SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: mark_dependencies
+-- Flag the jobs a new job depends on, so finishing them looks for their dependents; returns
+-- their statuses, which decide the new job's own.
+UPDATE jobs SET has_dependents = 1
+WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING id, status;
+
+-- name: cancel_dependents
+-- A job that did not complete cancels its blocked dependents whose policy is 'cancel'; :reason
+-- names it. (Their own dependents follow: the store walks the cascade.)
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = :now,
+    updated_at = :now, message = :reason, error = :reason
+WHERE status = 'blocked' AND on_dependency_failure = 'cancel'
+  AND id IN (SELECT job_id FROM job_dependencies WHERE depends_on = :id)
+RETURNING *;
+
+-- name: cancel_blocked_job
+-- A new job whose dependency had already failed (policy 'cancel'): cancelled at once.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = :now,
+    updated_at = :now, message = :reason, error = :reason
+WHERE id = :id
+RETURNING *;
+
+-- name: release_dependents
+-- Blocked dependents of a job that just finished, whose dependencies have all finished now
+-- (all completed, under the policy 'cancel'), join the queue. A deleted dependency counts as
+-- finished. run_at is kept: a dependent created with a delay still waits for it.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'queued', updated_at = :now
+WHERE status = 'blocked'
+  AND id IN (SELECT job_id FROM job_dependencies WHERE depends_on = :id)
+  AND NOT EXISTS (
+      SELECT 1 FROM job_dependencies d JOIN jobs j ON j.id = d.depends_on
+      WHERE d.job_id = jobs.id
+        AND (j.status NOT IN ('completed', 'failed', 'cancelled')
+             OR (j.status <> 'completed' AND jobs.on_dependency_failure = 'cancel'))
+  )
+RETURNING *;
+
+-- name: get_unfinished_job_by_unique_key
+-- The unfinished job holding a unique key.
+SELECT * FROM jobs WHERE unique_key = :key AND status NOT IN ('completed', 'failed', 'cancelled');
+
+-- name: debounce_job
+-- A debounced repeat of a unique key while its job still waits (not claimed): the newer request
+-- data replaces the old, and the job waits :run_at again.
+UPDATE jobs SET event_seq = event_seq + 1, request_data = :request_data, run_at = :run_at,
+    updated_at = :now
+WHERE unique_key = :key AND status IN ('queued', 'pending', 'blocked')
 RETURNING *;
 
 -- name: insert_new_jobs
@@ -232,10 +294,10 @@ WHERE id = :id AND claim_token = :token AND lease_expires_at IS NOT NULL
 RETURNING *;
 
 -- name: cancel_waiting_job
--- Cancel a job no worker holds: it ends at once.
+-- Cancel a job no worker holds (waiting or blocked): it ends at once.
 UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = :now, updated_at = :now,
     message = coalesce(:message, message)
-WHERE id = :id AND status IN ('queued', 'pending')
+WHERE id = :id AND status IN ('queued', 'pending', 'blocked')
 RETURNING *;
 
 -- name: request_cancel
@@ -449,6 +511,111 @@ WHERE s.token_hash = :token_hash AND s.expires_at > :now;
 -- name: delete_session
 -- Log out.
 DELETE FROM api_sessions WHERE token_hash = :token_hash;
+
+-- == Worker pools you can see (issue 12) ===============================================
+-- name: register_worker
+-- A pool announces itself, or renews its registration (its heartbeat); a pool whose row lapsed
+-- and was deleted comes back with a new started_at.
+INSERT INTO workers (id, host, pid, job_types, concurrency, started_at, heartbeat_at, expires_at)
+VALUES (:id, :host, :pid, :job_types, :concurrency, :now, :now, :expires_at)
+ON CONFLICT (id) DO UPDATE SET
+    host = excluded.host, pid = excluded.pid, job_types = excluded.job_types,
+    concurrency = excluded.concurrency, heartbeat_at = excluded.heartbeat_at,
+    expires_at = excluded.expires_at
+RETURNING *;
+
+-- name: delete_worker
+-- A pool stopped.
+DELETE FROM workers WHERE id = :id RETURNING id;
+
+-- name: delete_lapsed_workers
+-- Pools whose heartbeat lapsed (the process died or froze).
+DELETE FROM workers WHERE expires_at < :now RETURNING id;
+
+-- name: live_workers
+-- Every pool whose registration has not lapsed, oldest first.
+SELECT * FROM workers WHERE expires_at >= :now ORDER BY started_at, id;
+
+-- name: held_jobs_of_live_workers
+-- The jobs live pools hold: how many per pool, and the ids of the :shown held longest.
+SELECT worker_id, id, held FROM (
+    SELECT worker_id, id,
+           row_number() OVER (PARTITION BY worker_id ORDER BY started_at, id) AS n,
+           count(*) OVER (PARTITION BY worker_id) AS held
+    FROM jobs
+    WHERE lease_expires_at IS NOT NULL
+      AND worker_id IN (SELECT id FROM workers WHERE expires_at >= :now)
+)
+WHERE n <= :shown
+ORDER BY worker_id, n;
+
+-- name: live_worker_types
+-- The job types some live pool serves.
+SELECT DISTINCT j.value FROM workers w, json_each(w.job_types) j WHERE w.expires_at >= :now;
+
+-- name: waiting_types
+-- The job types that have waiting jobs (one probe per type through jobs_claim_by_type).
+SELECT DISTINCT job_type FROM jobs WHERE status IN ('queued', 'pending');
+
+-- == Bulk operations (issue 12) =================================================================
+
+-- name: get_jobs_by_idempotency_keys
+-- The jobs created earlier with any of the keys in the JSON array :keys (a batch's replays).
+SELECT * FROM jobs WHERE idempotency_key IN (SELECT value FROM json_each(:keys));
+
+-- name: retry_failed_of_type
+-- Put up to :limit failed jobs of one type back in the queue (as retry_job), oldest failure first.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'queued', progress = 0, attempts = 0, run_at = :now,
+    result_data = NULL, error = NULL, message = NULL, worker_id = NULL, claim_token = NULL,
+    lease_expires_at = NULL, cancel_requested = 0, completed_at = NULL, updated_at = :now
+WHERE id IN (
+    SELECT id FROM jobs WHERE job_type = :job_type AND status = 'failed'
+    ORDER BY completed_at, id LIMIT :limit
+)
+RETURNING *;
+
+-- name: any_failed_of_type
+-- Whether failed jobs of the type remain (a bulk retry says so).
+SELECT EXISTS (SELECT 1 FROM jobs WHERE job_type = :job_type AND status = 'failed');
+
+-- name: cancel_waiting_of_type
+-- Cancel up to :limit waiting jobs of one type (blocked ones too) (as cancel_waiting_job), oldest first.
+UPDATE jobs SET event_seq = event_seq + 1, status = 'cancelled', completed_at = :now, updated_at = :now,
+    message = coalesce(:message, message)
+WHERE id IN (
+    SELECT id FROM jobs WHERE job_type = :job_type AND status IN ('queued', 'pending', 'blocked')
+    ORDER BY created_at, id LIMIT :limit
+)
+RETURNING *;
+
+-- name: any_waiting_of_type
+-- Whether waiting jobs of the type remain (a bulk cancel says so).
+SELECT EXISTS (SELECT 1 FROM jobs WHERE job_type = :job_type AND status IN ('queued', 'pending', 'blocked'));
+
+-- name: purge_jobs
+-- Delete up to :limit finished jobs in the statuses of the JSON array :statuses, optionally of
+-- one type and finished before :before, oldest first (their events go with them).
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs
+    WHERE status IN (SELECT value FROM json_each(:statuses))
+      AND (:job_type IS NULL OR job_type = :job_type)
+      AND (:before IS NULL OR completed_at < :before)
+    ORDER BY completed_at, id LIMIT :limit
+)
+RETURNING id;
+
+-- name: any_to_purge
+-- Whether jobs matching a purge remain.
+SELECT EXISTS (
+    SELECT 1 FROM jobs
+    WHERE status IN (SELECT value FROM json_each(:statuses))
+      AND (:job_type IS NULL OR job_type = :job_type)
+      AND (:before IS NULL OR completed_at < :before)
+);
+
+-- name: any_lapsed_worker
+-- Whether a registration lapsed (a cheap read before taking the write lock).
+SELECT 1 FROM workers WHERE expires_at < :now LIMIT 1;
 
 -- name: type_controls_of
 -- The controls of the job types in the JSON array :job_types, or of every type when it is NULL.
