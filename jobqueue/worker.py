@@ -305,6 +305,7 @@ class WorkerPool:
         context = running.context
         handler = self.registry.handlers[job.job_type]
         service = self.service
+        started = time.monotonic()
         try:
             outcome = "completed"
             result: Any = None
@@ -335,7 +336,6 @@ class WorkerPool:
             except Exception as exc:
                 outcome = "failed"
                 error = "".join(traceback.format_exception_only(exc)).strip()
-                logger.info("job %s (%s) attempt %d failed: %s", job.id, job.job_type, job.attempts, error)
             finally:
                 running.in_handler = False
             if outcome == "lease_lost":
@@ -346,12 +346,25 @@ class WorkerPool:
             if outcome == "completed":
                 await service.complete_job(job.id, token, result)
             elif outcome == "failed":
-                await service.fail_job(job.id, token, error, attempts=job.attempts)
+                after = await service.fail_job(job.id, token, error, attempts=job.attempts)
+                outcome = "failed" if after.status is JobStatus.FAILED else "failed, will retry"
             elif outcome == "cancel":
+                outcome = "cancelled"
                 await service.acknowledge_cancel(job.id, token)
             elif outcome == "shutdown":
+                outcome = "handed back (shutdown)"
                 await service.release_job(job.id, token, "handed back: worker shut down")
             self.processed += 1
+            logger.info(
+                "job %s %s %s in %.3fs (attempt %d/%d)%s",
+                job.id,
+                job.job_type,
+                outcome,
+                time.monotonic() - started,
+                job.attempts,
+                job.max_attempts,
+                f": {error}" if error else "",
+            )
         except LeaseLost as exc:
             logger.warning("job %s: %s", job.id, exc)
         finally:
