@@ -24,7 +24,6 @@ from jobqueue.cli_client import (
     _configure_job_id,
     _encode_json,
     _print_json,
-    _table,
     _when,
 )
 from jobqueue.client import ClientError, JobCancelled, JobFailed, JobQueueClient, WaitTimeout
