@@ -317,14 +317,8 @@ class BatchCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Body of ``POST /api/jobs/batch``. Each item has the shape of ``JobCreate`` and is checked
     on its own, so one bad item is reported by its index instead of refusing the request."""
 
-    jobs: Annotated[
-        list[dict[str, Any]],
-        msgspec.Meta(
-            min_length=1,
-            max_length=MAX_BATCH_JOBS,
-            extra_json_schema={"items": {"$ref": "#/components/schemas/JobCreate"}},
-        ),
-    ]
+    #: Each a ``JobCreate`` body (the OpenAPI document says so).
+    jobs: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1, max_length=MAX_BATCH_JOBS)]
     #: All or nothing: any refused item refuses the batch (422) and nothing is stored. By
     #: default the valid items are stored and the refused ones reported.
     atomic: bool = False

@@ -494,6 +494,7 @@ class WorkerPool:
         context = running.context
         handler = self.registry.handlers[job.job_type]
         service = self.service
+        started = time.monotonic()
         try:
             outcome = "completed"
             result: Any = None
@@ -532,7 +533,6 @@ class WorkerPool:
                 trace = "".join(traceback.format_exception(exc))
                 if (policy := self.registry.retry_policies.get(job.job_type)) is not None:
                     retry, retry_delay = policy.retries(exc), policy.retry_delay
-                logger.info("job %s (%s) attempt %d failed: %s", job.id, job.job_type, job.attempts, error)
             finally:
                 running.in_handler = False
             if outcome == "completed" and (problem := unstorable_result(result)) is not None:
@@ -540,7 +540,6 @@ class WorkerPool:
                 # write would raise outside any handler and the job would sit until its lease lapsed.
                 outcome = "failed"
                 error = f"the handler's return value cannot be stored as result_data: {problem}"
-                logger.info("job %s (%s) attempt %d failed: %s", job.id, job.job_type, job.attempts, error)
             if outcome == "lease_lost":
                 logger.warning("job %s: claim lost; its result is discarded", job.id)
                 return
@@ -549,14 +548,27 @@ class WorkerPool:
             if outcome == "completed":
                 await service.complete_job(job.id, token, result)
             elif outcome == "failed":
-                await service.fail_job(
+                after = await service.fail_job(
                     job.id, token, error, attempts=job.attempts, traceback=trace, retry=retry, retry_delay=retry_delay
                 )
+                outcome = "failed" if after.status is JobStatus.FAILED else "failed (will retry)"
             elif outcome == "cancel":
+                outcome = "cancelled"
                 await service.acknowledge_cancel(job.id, token)
             elif outcome == "shutdown":
+                outcome = "handed back (shutdown)"
                 await service.release_job(job.id, token, "handed back: worker shut down")
             self.processed += 1
+            logger.info(
+                "job %s %s %s in %.3fs (attempt %d/%d)%s",
+                job.id,
+                job.job_type,
+                outcome,
+                time.monotonic() - started,
+                job.attempts,
+                job.max_attempts,
+                f": {error}" if error else "",
+            )
         except LeaseLost as exc:
             logger.warning("job %s: %s", job.id, exc)
         finally:

@@ -131,7 +131,7 @@ async def purge_jobs(request: Request) -> Response:
         )
     before = None
     raw = request.query_params.get("before")
-    if raw:
+    if raw is not None:  # given empty is a mistake too, not "no cutoff"
         try:
             before = datetime.fromisoformat(raw)
         except ValueError:
