@@ -139,6 +139,9 @@ class Job(msgspec.Struct, kw_only=True):
     on_dependency_failure: DependencyFailurePolicy | None = None
     #: At most one unfinished job has this key; see ``JobCreate.unique_key``.
     unique_key: str | None = None
+    #: The trace context it was enqueued in (``traceparent``, ``tracestate``), with the ``otel``
+    #: extra; each attempt's span links to it (a remote worker can link its own spans too).
+    trace_context: dict[str, str] | None = None
 
 
 class ClaimedJob(msgspec.Struct, kw_only=True):

@@ -35,6 +35,7 @@ from jobqueue.jsonlimits import unstorable_result
 from jobqueue.models import ACTIVE_STATUSES, ClaimedJob, Job, JobStatus, MissedTicks, ScheduleSpec
 from jobqueue.scheduler import check_spec
 from jobqueue.service import JobQueueService, check_schedule_name
+from jobqueue.tracing import AttemptSpan
 
 if TYPE_CHECKING:
     from jobqueue.client import JobQueueClient
@@ -495,6 +496,7 @@ class WorkerPool:
         handler = self.registry.handlers[job.job_type]
         service = self.service
         started = time.monotonic()
+        span = AttemptSpan(job)
         try:
             outcome = "completed"
             result: Any = None
@@ -509,10 +511,11 @@ class WorkerPool:
                 # asyncio.timeout(None) never expires; on expiry it cancels this task inside
                 # the handler and raises TimeoutError here.
                 async with asyncio.timeout(job.timeout) as deadline:
-                    if job.job_type in self.registry.threaded:
-                        result = await self._run_in_thread(handler, context)
-                    else:
-                        result = await handler(context)
+                    with span.current():
+                        if job.job_type in self.registry.threaded:
+                            result = await self._run_in_thread(handler, context)
+                        else:
+                            result = await handler(context)
             except asyncio.CancelledError:
                 if running.stop_reason is None:
                     raise  # this task itself is being cancelled, not by the pool
@@ -541,6 +544,7 @@ class WorkerPool:
                 outcome = "failed"
                 error = f"the handler's return value cannot be stored as result_data: {problem}"
             if outcome == "lease_lost":
+                span.end(outcome)
                 logger.warning("job %s: claim lost; its result is discarded", job.id)
                 return
             if outcome in ("completed", "failed"):
@@ -558,6 +562,7 @@ class WorkerPool:
             elif outcome == "shutdown":
                 outcome = "handed back (shutdown)"
                 await service.release_job(job.id, token, "handed back: worker shut down")
+            span.end(outcome, error)
             self.processed += 1
             logger.info(
                 "job %s %s %s in %.3fs (attempt %d/%d)%s",
@@ -572,6 +577,7 @@ class WorkerPool:
         except LeaseLost as exc:
             logger.warning("job %s: %s", job.id, exc)
         finally:
+            span.end("interrupted")  # when the attempt ended by an exception (else a no-op)
             if context._flush_task is not None:
                 # A coalesced progress write must not land after the job was handed on.
                 context._flush_task.cancel()
