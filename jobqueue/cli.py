@@ -17,9 +17,11 @@ import socket
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from jobqueue import __version__
 from jobqueue.cli_client import CLIENT_COMMANDS, add_client_commands, run_client_command
+from jobqueue.cli_follow import FOLLOW_COMMANDS
 from jobqueue.errors import ConfigError, JobQueueError
 from jobqueue.models import KeyScope
 from jobqueue.settings import Settings, load_settings
@@ -51,8 +53,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--log-level",
         default="info",
         type=str.lower,
-        choices=["debug", "info", "warning", "error"],
-        help="debug, info, warning or error (default info)",
+        choices=["trace", "debug", "info", "warning", "error"],
+        help="debug, info, warning or error (default info); trace is debug with the database, Redis "
+        "and HTTP libraries' own debug lines too",
     )
 
 
@@ -181,8 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(prune)
     prune.add_argument(
         "--completed-days",
-        "--retention-completed-days",  # the name a bad value's error message uses
+        "--retention-completed-days",
         dest="completed_days",
+        action=_TypedFlag,
         metavar="D",
         help="keep completed jobs this many days (default 7) [env RETENTION_COMPLETED_DAYS]",
     )
@@ -190,13 +194,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--failed-days",
         "--retention-failed-days",
         dest="failed_days",
+        action=_TypedFlag,
         metavar="D",
         help="keep failed and cancelled jobs this many days (default 30) [env RETENTION_FAILED_DAYS]",
     )
 
     _key_commands(commands)
-    add_client_commands(commands)
+    add_client_commands(commands, {**CLIENT_COMMANDS, **FOLLOW_COMMANDS})
     return parser
+
+
+class _TypedFlag(argparse.Action):
+    """Stores the value and the option string the user typed (of a flag with aliases), so an
+    error about the value names the flag as it was written."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        typed = dict(getattr(namespace, "typed_flags", {}))
+        typed[self.dest] = option
+        namespace.typed_flags = typed
 
 
 def _key_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -237,6 +255,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, str | None] = {f: getattr(args, f, None) for f in flags}
     overrides["retention_completed_days"] = getattr(args, "completed_days", None)
     overrides["retention_failed_days"] = getattr(args, "failed_days", None)
+    typed = getattr(args, "typed_flags", {})
+    names = {"retention_completed_days": typed.get("completed_days"), "retention_failed_days": typed.get("failed_days")}
     overrides["allowed_hosts"] = getattr(args, "allowed_hosts", None)
     if getattr(args, "no_worker", False):
         overrides["run_worker"] = "false"
@@ -244,7 +264,18 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["debug"] = "true"
     if getattr(args, "insecure_no_auth", False):
         overrides["insecure_no_auth"] = "true"
-    return load_settings(overrides=overrides)
+    return load_settings(overrides=overrides, names={k: v for k, v in names.items() if v})
+
+
+def check_job_types(settings: Settings, registry: Any) -> None:
+    """``ConfigError`` (one line) when ``--job-types`` names a type the registry has no handler
+    for: the pool would refuse it with a ValueError."""
+    missing = [t for t in settings.job_types or () if t not in registry.handlers]
+    if missing:
+        raise ConfigError(
+            f"--job-types/WORKER_JOB_TYPES: no handler registered for {', '.join(missing)} "
+            f"(this worker handles {', '.join(registry.handlers) or 'nothing'}); add one with --registry MODULE:ATTR"
+        )
 
 
 def _load_registry(spec: str | None, with_examples: bool = False) -> Any:
@@ -389,6 +420,7 @@ async def _run_worker(settings: Settings, registry: Any, burst: bool, metrics_po
     from jobqueue.service import JobQueueService
     from jobqueue.worker import Reaper, WorkerPool
 
+    check_job_types(settings, registry)
     async with JobQueueService.open(settings) as service:
         pool = WorkerPool(service, registry, job_types=settings.job_types)
         await service.declare_schedules(registry.schedules)
@@ -402,7 +434,12 @@ async def _run_worker(settings: Settings, registry: Any, burst: bool, metrics_po
             asyncio.create_task(Scheduler(service).run(), name="jobqueue-scheduler"),
         ]
         logger.info(
-            "worker %s: concurrency %d, job types %s", pool.worker_id, pool.concurrency, ",".join(pool.job_types)
+            "worker %s: concurrency %d, job types %s; database %s, Redis %s",
+            pool.worker_id,
+            pool.concurrency,
+            ",".join(pool.job_types),
+            settings.database_name,
+            redact_password(settings.redis_url) if settings.redis_url else "not configured",
         )
         try:
             await pool.run(burst=burst)
@@ -464,9 +501,7 @@ def _serve(settings: Settings, registry: Any, log_level: str, child: int | None 
     if child is None:
         # Fail fast with one line (bad file, migration refused, no key) before uvicorn starts
         # logging. A child of --workers: its supervisor did this once for all of them.
-        _run(_migrate(settings))
-        banner = auth_banner(settings, _run(_any_key(settings)))
-        logger.log(logging.WARNING if banner.startswith("authentication is OFF") else logging.INFO, banner)
+        _check_and_announce(settings, registry)
     elif child > 0:
         # One pool and one retention loop for the whole server, in the first process, as with
         # --workers 1: WORKER_CONCURRENCY keeps its meaning, and processing scales with
@@ -474,7 +509,7 @@ def _serve(settings: Settings, registry: Any, log_level: str, child: int | None 
         settings = msgspec.structs.replace(settings, run_worker=False, prune_interval=0)
     app = create_app(settings, registry=registry)
     options: dict[str, Any] = {
-        "log_level": "debug" if settings.debug else log_level.lower(),
+        "log_level": "debug" if settings.debug and log_level != "trace" else log_level,
         "timeout_graceful_shutdown": int(settings.shutdown_grace) + 5,
         **UVICORN_HTTP_OPTIONS,
     }
@@ -499,12 +534,19 @@ def _child_command(argv: list[str], index: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "jobqueue", *argv, "--child", str(index), *extra]
 
 
-def _supervise_serve(settings: Settings, argv: list[str], count: int) -> int:
-    from jobqueue.supervisor import Supervisor
-
+def _check_and_announce(settings: Settings, registry: Any) -> None:
+    if settings.run_worker:
+        check_job_types(settings, registry)
     _run(_migrate(settings))
     banner = auth_banner(settings, _run(_any_key(settings)))
+    logger.info(serve_banner(settings, registry))
     logger.log(logging.WARNING if banner.startswith("authentication is OFF") else logging.INFO, banner)
+
+
+def _supervise_serve(settings: Settings, registry: Any, argv: list[str], count: int) -> int:
+    from jobqueue.supervisor import Supervisor
+
+    _check_and_announce(settings, registry)
     listener = _listen(settings)
     fd = listener.fileno()
     logger.info(
@@ -526,21 +568,74 @@ def _supervise_workers(settings: Settings, argv: list[str], count: int, burst: b
     return Supervisor("worker", commands, restart_clean_exit=not burst).run()
 
 
+def redact_password(url: str) -> str:
+    """A URL with its password (if any) replaced by ``***``, for logs."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+
+
+def serve_banner(settings: Settings, registry: Any) -> str:
+    """The server's start-up line: where it listens, its database and Redis (no passwords), its
+    worker pool, and the URLs of the pages."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    base = f"http://{host}:{settings.port}"
+    redis = redact_password(settings.redis_url) if settings.redis_url else "not configured"
+    if settings.run_worker:
+        types = settings.job_types or tuple(registry.handlers)
+        pool = f"worker pool of {settings.concurrency} for {','.join(types)}"
+    else:
+        pool = "no worker pool"
+    return (
+        f"jobqueue {__version__} on {settings.host}:{settings.port}: database {settings.database_name}, "
+        f"Redis {redis}, {pool}; dashboard {base}/dashboard, API docs {base}/docs"
+    )
+
+
+#: Libraries whose own debug lines (each query, frame or connection) drown jobqueue's under
+#: ``--log-level debug``: they stay at INFO unless ``--log-level trace`` asks for them too.
+CHATTY_LOGGERS = ("aiosqlite", "asyncpg", "httpx", "httpcore", "redis", "hpack", "multipart")
+#: Exit code after stdout's reader went away (``jobqueue get ID | head``): 128 + SIGPIPE, what a
+#: shell reports for a program that SIGPIPE ended.
+EXIT_BROKEN_PIPE = 141
+
+
+def configure_logging(level_name: str, child: int | None = None) -> None:
+    level = logging.DEBUG if level_name == "trace" else getattr(logging, level_name.upper(), logging.INFO)
+    # A child of --workers / --processes says which one it is: their lines interleave.
+    tag = "" if child is None else f"[{child}]"
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s")
+    if level_name != "trace":
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(max(logging.INFO, level))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``jobqueue`` command. A reader that stops reading (``| head``) ends it quietly."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here rather than in the flush at exit
+    except BrokenPipeError:
+        # What Python's documentation of SIGPIPE advises: point stdout at devnull so the flush
+        # at exit cannot fail again, and leave without a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "serve")  # no command: serve, with the options given
     args = parser.parse_args(argv)
     command = args.command
-    if command in CLIENT_COMMANDS:
+    if getattr(args, "client_command", None) is not None:
         return run_client_command(args)
     child = getattr(args, "child", None)
-    logging.basicConfig(
-        level=getattr(logging, str(getattr(args, "log_level", "warning")).upper(), logging.INFO),
-        # A child of --workers / --processes says which one it is: their lines interleave.
-        format="%(asctime)s %(levelname)s %(name)s" + ("" if child is None else f"[{child}]") + ": %(message)s",
-    )
+    configure_logging(str(getattr(args, "log_level", "warning")), child)
     try:
         settings = _settings(args)
         if command == "migrate":
@@ -566,8 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _supervise_workers(settings, argv, args.processes, args.burst)
             _run(_run_worker(settings, registry, args.burst, args.metrics_port))
         elif args.workers > 1:
-            _load_registry(args.registry, args.with_examples)  # a bad --registry: one line, here
-            return _supervise_serve(settings, argv, args.workers)
+            return _supervise_serve(settings, _load_registry(args.registry, args.with_examples), argv, args.workers)
         else:
             _serve(settings, _load_registry(args.registry, args.with_examples), args.log_level, child, args.listen_fd)
     except JobQueueError as exc:

@@ -1,6 +1,7 @@
-"""Client commands of the CLI: ``jobqueue enqueue|get|list|stats|cancel|retry|wait|schedules|schedule``,
+"""Client commands of the CLI: ``jobqueue enqueue|get|list|stats|cancel|retry|delete|schedules|schedule``,
 the flow controls of job types (``types|pause|resume|limit``), the worker pools (``workers``) and
-the bulk operations (``enqueue-batch|retry-failed|cancel-waiting|purge``).
+the bulk operations (``enqueue-batch|retry-failed|cancel-waiting|purge``); in cli_follow.py, the
+live ones: ``wait|events|top|check``.
 
 They talk to a running server over HTTP through ``jobqueue.client`` (``--url``, env
 ``JOBQUEUE_URL``, default http://127.0.0.1:8000; ``--api-key``, env ``JOBQUEUE_API_KEY``). ``--json`` prints the API's JSON for scripts.
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,15 +31,8 @@ from typing import Any, TextIO
 import httpx
 import msgspec
 
-from jobqueue.client import (
-    DEFAULT_URL,
-    ClientError,
-    JobCancelled,
-    JobFailed,
-    JobQueueClient,
-    WaitTimeout,
-)
-from jobqueue.models import Attempt, Job, JobEvent, JobStatus, TypeControls
+from jobqueue.client import DEFAULT_URL, ClientError, JobQueueClient
+from jobqueue.models import Attempt, Job, JobStatus, TypeControls
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -149,6 +142,11 @@ def _configure_enqueue(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="with --unique-key: run S seconds after the last repeat, with its data",
     )
+    parser.add_argument(
+        "--wait", action="store_true", help="then follow the job like `jobqueue wait` (and exit as it does)"
+    )
+    parser.add_argument("--wait-timeout", type=float, metavar="S", help="with --wait: give up after S seconds (exit 124)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="with --wait: only the id and the exit code")
 
 
 def _request_data(raw: str | None) -> dict[str, Any] | None:
@@ -186,6 +184,12 @@ async def _enqueue(client: JobQueueClient, args: argparse.Namespace, out: TextIO
         unique_key=args.unique_key,
         debounce=args.debounce,
     )
+    if args.wait:
+        from jobqueue.cli_follow import follow_job
+
+        if not args.json:
+            out.write(job.id + "\n")
+        return await follow_job(client, job.id, out, timeout=args.wait_timeout, quiet=args.quiet, json=args.json)
     if args.json:
         _print_json(job, out)
     else:
@@ -249,11 +253,12 @@ async def _list(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -
     if not page.items:
         out.write(f"no jobs (total {page.total})\n")
         return EXIT_OK
-    rows = [["ID", "TYPE", "STATUS", "PROGRESS", "CREATED", "MESSAGE"]]
+    # Failed jobs say why: the error replaces the message (which is often the last progress).
+    errors = any(job.error for job in page.items)
+    rows = [["ID", "TYPE", "STATUS", "PROGRESS", "CREATED", "ERROR / MESSAGE" if errors else "MESSAGE"]]
     for job in page.items:
-        rows.append(
-            [job.id, job.job_type, job.status.value, f"{job.progress}%", _when(job.created_at), job.message or ""]
-        )
+        note = job.error if job.status is JobStatus.FAILED and job.error else job.message or ""
+        rows.append([job.id, job.job_type, job.status.value, f"{job.progress}%", _when(job.created_at), note])
     _table(rows, out)
     shown = f"{page.offset + 1}-{page.offset + len(page.items)}"
     out.write(f"showing {shown} of {page.total}\n")
@@ -291,6 +296,15 @@ async def _cancel(client: JobQueueClient, args: argparse.Namespace, out: TextIO)
     return EXIT_OK
 
 
+async def _delete(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
+    await client.delete(args.job_id)
+    if args.json:
+        _print_json({"id": args.job_id, "deleted": True}, out)
+    else:
+        out.write(f"job {args.job_id} deleted\n")
+    return EXIT_OK
+
+
 async def _retry(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
     job = await client.retry(args.job_id)
     if args.json:
@@ -298,73 +312,6 @@ async def _retry(client: JobQueueClient, args: argparse.Namespace, out: TextIO) 
     else:
         out.write(f"job {job.id} queued again ({job.status.value})\n")
     return EXIT_OK
-
-
-def _configure_wait(parser: argparse.ArgumentParser) -> None:
-    _configure_job_id(parser)
-    parser.add_argument(
-        "--timeout", type=float, metavar="S", help="give up after S seconds (exit 124); default: wait for ever"
-    )
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output, only the exit code")
-
-
-class ProgressView:
-    """The job's progress as it arrives: a bar redrawn in place on a terminal, else plain lines."""
-
-    def __init__(self, out: TextIO, tty: bool) -> None:
-        self.out = out
-        self.tty = tty
-        self._last: tuple[str, int, str | None] | None = None
-
-    def update(self, item: Job | JobEvent) -> None:
-        state = (item.status.value, item.progress, item.message)
-        if state == self._last:
-            return
-        self._last = state
-        status, progress, message = state
-        if not self.tty:
-            self.out.write(f"{status} {progress}%" + (f" {message}" if message else "") + "\n")
-            self.out.flush()
-            return
-        columns = shutil.get_terminal_size((80, 24)).columns
-        bar_width = max(10, min(40, columns // 3))
-        filled = bar_width * progress // 100
-        line = f"[{'#' * filled}{'.' * (bar_width - filled)}] {progress:3d}% {status}"
-        if message:
-            line += f"  {message}"
-        self.out.write("\r\x1b[2K" + line[: columns - 1])
-        self.out.flush()
-
-    def close(self) -> None:
-        if self.tty and self._last is not None:
-            self.out.write("\n")
-            self.out.flush()
-
-
-async def _wait(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
-    view = None if args.quiet or args.json else ProgressView(out, out.isatty())
-    try:
-        job = await client.wait(
-            args.job_id, timeout=args.timeout, on_update=None if view is None else view.update
-        )
-        code = EXIT_OK
-    except JobCancelled as exc:
-        job, code = exc.job, EXIT_JOB_CANCELLED
-    except JobFailed as exc:
-        job, code = exc.job, EXIT_JOB_FAILED
-    except WaitTimeout as exc:
-        if view is not None:
-            view.close()
-        print(f"jobqueue: {exc}", file=sys.stderr)
-        return EXIT_TIMEOUT
-    if view is not None:
-        view.close()
-    if args.json:
-        _print_json(job, out)
-    elif not args.quiet:
-        detail = job.error if job.status is JobStatus.FAILED else job.message
-        out.write(f"job {job.id} {job.status.value}" + (f": {detail}" if detail else "") + "\n")
-    return code
 
 
 # -- worker pools and bulk operations ---------------------------------------------------------
@@ -698,11 +645,7 @@ CLIENT_COMMANDS: dict[str, ClientCommand] = {
     "stats": ClientCommand("job counts by status and mean timings", _configure_stats, _stats),
     "cancel": ClientCommand("cancel a job (a running one is stopped by its worker)", _configure_job_id, _cancel),
     "retry": ClientCommand("queue a failed or cancelled job again", _configure_job_id, _retry),
-    "wait": ClientCommand(
-        "follow a job's progress until it finishes (exit 0 completed, 1 failed, 3 cancelled, 124 timeout)",
-        _configure_wait,
-        _wait,
-    ),
+    "delete": ClientCommand("delete a finished job and its events", _configure_job_id, _delete),
     "schedules": ClientCommand("list the schedules of periodic jobs", _no_options, _schedules),
     "schedule": ClientCommand(
         "add (or replace), remove, pause, resume or run a schedule", _configure_schedule, _schedule
@@ -753,18 +696,21 @@ def _connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
     )
 
 
-def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the client commands to the CLI's subparsers."""
+def add_client_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], table: dict[str, ClientCommand] = CLIENT_COMMANDS
+) -> None:
+    """Add the client commands of ``table`` to the CLI's subparsers."""
     common = argparse.ArgumentParser(add_help=False)
     _connection_options(common, defaults=True)
-    for name, command in CLIENT_COMMANDS.items():
+    for name, command in table.items():
         sub = commands.add_parser(name, help=command.help, description=command.help, parents=[common])
         command.configure(sub)
+        sub.set_defaults(client_command=command)
 
 
 def run_client_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the parsed client command; returns the exit code. Errors are one line on stderr."""
-    command = CLIENT_COMMANDS[args.command]
+    command: ClientCommand = args.client_command
     out = sys.stdout if out is None else out
 
     async def run() -> int:

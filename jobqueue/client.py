@@ -375,6 +375,7 @@ class JobQueueClient:
     async def unregister_worker(self, worker_id: str) -> None:
         """A remote pool stopped: it is no longer listed."""
         await self._call("DELETE", f"/api/workers/{worker_id}", type(None), safe=True)
+
     # -- periodic jobs ------------------------------------------------------------------------------
 
     async def schedules(self) -> list[Schedule]:
@@ -461,6 +462,22 @@ class JobQueueClient:
             body["rate"] = rate
         return await self._call("PATCH", _type_path(job_type), TypeControls, json=body, safe=True)
 
+    async def delete(self, job_id: str) -> None:
+        """Delete a finished job and its events (``ApiError`` 409 while it is not finished)."""
+        await self._call("DELETE", f"/api/jobs/{job_id}", type(None), job_id=job_id)
+
+    async def health(self) -> tuple[int, dict[str, Any]]:
+        """``GET /health`` (needs no key): its status code and body, a 503 included."""
+        try:
+            response = await self._http.get("/health")
+        except _TRANSPORT_ERRORS as exc:
+            raise ConnectionFailed(_describe(exc, self.base_url)) from None
+        try:
+            body = msgspec.json.decode(response.content, type=dict[str, Any])
+        except msgspec.DecodeError:
+            raise ApiError(response.status_code, None, response.text) from None
+        return response.status_code, body
+
     # -- waiting and events -----------------------------------------------------------------------
 
     async def events(
@@ -474,6 +491,19 @@ class JobQueueClient:
         """
         async for item in self._job_stream(job_id, last_event_id, snapshots):
             yield item
+
+    async def all_events(
+        self, *, job_type: str | None = None, last_event_id: int | None = None
+    ) -> AsyncIterator[JobEvent]:
+        """Every job's events as they happen (``GET /api/events``), for ever; reconnects after a
+        drop with ``Last-Event-ID``, so no event is skipped or repeated."""
+        params = {} if job_type is None else {"job_type": job_type}
+        async for message in self._messages("/api/events", params, lambda: last_event_id, None):
+            event = msgspec.json.decode(message.data, type=JobEvent)
+            if last_event_id is not None and event.id <= last_event_id:
+                continue
+            last_event_id = event.id
+            yield event
 
     async def wait(
         self,
@@ -559,10 +589,35 @@ class JobQueueClient:
     async def _job_stream(
         self, job_id: str, last_event_id: int | None, snapshots: bool
     ) -> AsyncIterator[JobEvent | Job]:
-        path = f"/api/jobs/{job_id}/events"
+        async for message in self._messages(f"/api/jobs/{job_id}/events", {}, lambda: last_event_id, job_id):
+            if message.event == "snapshot":
+                job = msgspec.json.decode(message.data, type=Job)
+                if snapshots:
+                    yield job
+                if job.status in TERMINAL_STATUSES and last_event_id is None:
+                    # Joined after the end: the snapshot is the whole story.
+                    return
+                if last_event_id is None and message.id and message.id.isdigit():
+                    # Events up to the snapshot's seq are already in it.
+                    last_event_id = int(message.id)
+                continue
+            event = msgspec.json.decode(message.data, type=JobEvent)
+            if last_event_id is not None and event.seq <= last_event_id:
+                continue  # already yielded before the reconnect
+            last_event_id = event.seq
+            yield event
+            if event.kind in TERMINAL_EVENT_KINDS:
+                return
+
+    async def _messages(
+        self, path: str, params: dict[str, str], resume_from: Callable[[], int | None], job_id: str | None
+    ) -> AsyncIterator[ServerSentEvent]:
+        """The messages of an event stream, reopened after a drop (from ``resume_from()``, the
+        caller's last event id, sent as ``Last-Event-ID``) until the caller stops reading."""
         failures = 0
         while True:
             headers = {"accept": "text/event-stream", "cache-control": "no-cache"}
+            last_event_id = resume_from()
             if last_event_id is not None:
                 headers["last-event-id"] = str(last_event_id)
             parser = SSEParser()
@@ -570,6 +625,7 @@ class JobQueueClient:
                 async with self._http.stream(
                     "GET",
                     path,
+                    params=params,
                     headers=headers,
                     timeout=httpx.Timeout(self.timeout, read=STREAM_IDLE_TIMEOUT),
                 ) as response:
@@ -578,38 +634,20 @@ class JobQueueClient:
                         raise self._error(response, job_id, missing_route=True)
                     async for line in response.aiter_lines():
                         message = parser.feed(line)
-                        if message is None:
-                            continue
-                        failures = 0
-                        if message.event == "snapshot":
-                            job = msgspec.json.decode(message.data, type=Job)
-                            if snapshots:
-                                yield job
-                            if job.status in TERMINAL_STATUSES and last_event_id is None:
-                                # Joined after the end: the snapshot is the whole story.
-                                return
-                            if last_event_id is None and message.id and message.id.isdigit():
-                                # Events up to the snapshot's seq are already in it.
-                                last_event_id = int(message.id)
-                            continue
-                        event = msgspec.json.decode(message.data, type=JobEvent)
-                        if last_event_id is not None and event.seq <= last_event_id:
-                            continue  # already yielded before the reconnect
-                        last_event_id = event.seq
-                        yield event
-                        if event.kind in TERMINAL_EVENT_KINDS:
-                            return
+                        if message is not None:
+                            failures = 0
+                            yield message
             except _TRANSPORT_ERRORS as exc:
                 failures += 1
                 if failures > self.retries:
                     raise ConnectionFailed(_describe(exc, self.base_url)) from None
                 await asyncio.sleep(self._delay(failures))
                 continue
-            # The server closed the stream without a terminal event (restart, proxy timeout):
-            # reopen it, resuming after the last event seen.
+            # The server closed the stream early (restart, proxy timeout): reopen it, resuming
+            # after the last event seen.
             failures += 1
             if failures > self.retries:
-                raise ConnectionFailed(f"event stream of job {job_id} keeps closing early")
+                raise ConnectionFailed(f"event stream {path} keeps closing early")
             await asyncio.sleep(self._delay(failures))
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -657,9 +695,7 @@ class JobQueueClient:
             # Say, no live worker serves the job's type: the job would wait in silence.
             logger.warning("%s %s: %s", method, path, response.headers["warning"])
         if response.status_code == 204:
-            return None  # type: ignore[return-value]
-        if response.status_code == 204:
-            return None  # type: ignore[return-value]  # only asked with kind None
+            return None  # type: ignore[return-value]  # kind is NoneType: no content
         try:
             return msgspec.json.decode(response.content, type=kind)
         except msgspec.DecodeError as exc:

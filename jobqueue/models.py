@@ -139,6 +139,9 @@ class Job(msgspec.Struct, kw_only=True):
     on_dependency_failure: DependencyFailurePolicy | None = None
     #: At most one unfinished job has this key; see ``JobCreate.unique_key``.
     unique_key: str | None = None
+    #: The trace context it was enqueued in (``traceparent``, ``tracestate``), with the ``otel``
+    #: extra; each attempt's span links to it (a remote worker can link its own spans too).
+    trace_context: dict[str, str] | None = None
 
 
 class ClaimedJob(msgspec.Struct, kw_only=True):
@@ -324,14 +327,8 @@ class BatchCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Body of ``POST /api/jobs/batch``. Each item has the shape of ``JobCreate`` and is checked
     on its own, so one bad item is reported by its index instead of refusing the request."""
 
-    jobs: Annotated[
-        list[dict[str, Any]],
-        msgspec.Meta(
-            min_length=1,
-            max_length=MAX_BATCH_JOBS,
-            extra_json_schema={"items": {"$ref": "#/components/schemas/JobCreate"}},
-        ),
-    ]
+    #: Each a ``JobCreate`` body (the OpenAPI document says so).
+    jobs: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1, max_length=MAX_BATCH_JOBS)]
     #: All or nothing: any refused item refuses the batch (422) and nothing is stored. By
     #: default the valid items are stored and the refused ones reported.
     atomic: bool = False

@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from jobqueue import tracing
 from jobqueue.errors import BatchRefused, JobNotFound, JobQueueError, ScheduleNotFound, ValidationFailed
 from jobqueue.events import EventHub, ListenerCutOff
 from jobqueue.models import (
@@ -178,6 +179,7 @@ class JobQueueService:
         on_dependency_failure: str | None = None,
         unique_key: str | None = None,
         debounce: float | None = None,
+        trace_context: dict[str, str] | None = None,
     ) -> tuple[Job, bool]:
         """Queue a job; returns it and whether it is new (False: an idempotent replay, or the
         unfinished job already holding ``unique_key``: see ``deduplicated``).
@@ -188,10 +190,13 @@ class JobQueueService:
         ``"run"``: until they finished, however). ``unique_key``: at most one unfinished job per
         key. ``debounce`` (needs ``unique_key``): run this many seconds from now, and a repeat
         while the job still waits replaces its request_data and pushes its run_at again.
+
+        ``trace_context`` (an OpenTelemetry carrier; default: the span current here, with the
+        ``otel`` extra) is what each attempt's span links to.
         """
         new = self._new_job(
             job_type, request_data, priority, max_attempts, timeout, run_at, delay, idempotency_key,
-            concurrency_key, depends_on, on_dependency_failure, unique_key, debounce,
+            concurrency_key, depends_on, on_dependency_failure, unique_key, debounce, trace_context,
         )  # fmt: skip
         return await self.store.insert_job(**new._asdict())
 
@@ -210,6 +215,7 @@ class JobQueueService:
         on_dependency_failure: str | None = None,
         unique_key: str | None = None,
         debounce: float | None = None,
+        trace_context: dict[str, str] | None = None,
     ) -> NewJob:
         """A create request checked and with its defaults, as the store takes it."""
         if not job_type or len(job_type) > 100:
@@ -236,6 +242,7 @@ class JobQueueService:
             concurrency_key=concurrency_key,
             dependencies=dependencies,
             unique=unique,
+            trace_context=trace_context if trace_context is not None else tracing.current(),
         )
 
     async def get_job(self, job_id: str) -> Job | None:
@@ -718,7 +725,9 @@ class JobQueueService:
 
     # -- bulk operations ------------------------------------------------------------------------
 
-    async def create_jobs(self, items: Sequence[JobCreate], *, atomic: bool = False) -> list[BatchOutcome]:
+    async def create_jobs(
+        self, items: Sequence[JobCreate], *, atomic: bool = False, trace_context: dict[str, str] | None = None
+    ) -> list[BatchOutcome]:
         """Queue a batch of jobs in one transaction; one outcome per item, in order: the job and
         whether it is new, or the error refusing it. With ``atomic`` any refused item raises
         ``BatchRefused`` (listing them) and nothing is stored."""
@@ -732,7 +741,7 @@ class JobQueueService:
                     self._new_job(
                         item.job_type, item.request_data, item.priority, item.max_attempts,
                         item.timeout, item.run_at, item.delay, item.idempotency_key,
-                        item.concurrency_key,
+                        item.concurrency_key, trace_context=trace_context,
                     )
                 )  # fmt: skip
                 positions.append(index)

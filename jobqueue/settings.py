@@ -258,9 +258,14 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
 
 
 def load_settings(
-    env: Mapping[str, str] | None = None, overrides: Mapping[str, str | None] | None = None
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str | None] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Settings from ``env`` (default ``os.environ``), then string ``overrides`` (CLI flags)."""
+    """Settings from ``env`` (default ``os.environ``), then string ``overrides`` (CLI flags).
+
+    An error about an override names its flag: ``names[field]`` when given (the option as the
+    user typed it), else ``--field-name``."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     for field, (variable, parse) in ENVIRONMENT.items():
@@ -268,7 +273,7 @@ def load_settings(
         name = variable
         if overrides is not None and overrides.get(field) is not None:
             raw = overrides[field]
-            name = "--" + field.replace("_", "-")
+            name = (names or {}).get(field) or "--" + field.replace("_", "-")
         if raw is not None:
             values[field] = parse(name, raw)
     return Settings(**values)

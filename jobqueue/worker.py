@@ -35,6 +35,7 @@ from jobqueue.jsonlimits import unstorable_result
 from jobqueue.models import ACTIVE_STATUSES, ClaimedJob, Job, JobStatus, MissedTicks, ScheduleSpec
 from jobqueue.scheduler import check_spec
 from jobqueue.service import JobQueueService, check_schedule_name
+from jobqueue.tracing import AttemptSpan
 
 if TYPE_CHECKING:
     from jobqueue.client import JobQueueClient
@@ -494,6 +495,8 @@ class WorkerPool:
         context = running.context
         handler = self.registry.handlers[job.job_type]
         service = self.service
+        started = time.monotonic()
+        span = AttemptSpan(job)
         try:
             outcome = "completed"
             result: Any = None
@@ -508,10 +511,11 @@ class WorkerPool:
                 # asyncio.timeout(None) never expires; on expiry it cancels this task inside
                 # the handler and raises TimeoutError here.
                 async with asyncio.timeout(job.timeout) as deadline:
-                    if job.job_type in self.registry.threaded:
-                        result = await self._run_in_thread(handler, context)
-                    else:
-                        result = await handler(context)
+                    with span.current():
+                        if job.job_type in self.registry.threaded:
+                            result = await self._run_in_thread(handler, context)
+                        else:
+                            result = await handler(context)
             except asyncio.CancelledError:
                 if running.stop_reason is None:
                     raise  # this task itself is being cancelled, not by the pool
@@ -532,7 +536,6 @@ class WorkerPool:
                 trace = "".join(traceback.format_exception(exc))
                 if (policy := self.registry.retry_policies.get(job.job_type)) is not None:
                     retry, retry_delay = policy.retries(exc), policy.retry_delay
-                logger.info("job %s (%s) attempt %d failed: %s", job.id, job.job_type, job.attempts, error)
             finally:
                 running.in_handler = False
             if outcome == "completed" and (problem := unstorable_result(result)) is not None:
@@ -540,8 +543,8 @@ class WorkerPool:
                 # write would raise outside any handler and the job would sit until its lease lapsed.
                 outcome = "failed"
                 error = f"the handler's return value cannot be stored as result_data: {problem}"
-                logger.info("job %s (%s) attempt %d failed: %s", job.id, job.job_type, job.attempts, error)
             if outcome == "lease_lost":
+                span.end(outcome)
                 logger.warning("job %s: claim lost; its result is discarded", job.id)
                 return
             if outcome in ("completed", "failed"):
@@ -549,17 +552,32 @@ class WorkerPool:
             if outcome == "completed":
                 await service.complete_job(job.id, token, result)
             elif outcome == "failed":
-                await service.fail_job(
+                after = await service.fail_job(
                     job.id, token, error, attempts=job.attempts, traceback=trace, retry=retry, retry_delay=retry_delay
                 )
+                outcome = "failed" if after.status is JobStatus.FAILED else "failed (will retry)"
             elif outcome == "cancel":
+                outcome = "cancelled"
                 await service.acknowledge_cancel(job.id, token)
             elif outcome == "shutdown":
+                outcome = "handed back (shutdown)"
                 await service.release_job(job.id, token, "handed back: worker shut down")
+            span.end(outcome, error)
             self.processed += 1
+            logger.info(
+                "job %s %s %s in %.3fs (attempt %d/%d)%s",
+                job.id,
+                job.job_type,
+                outcome,
+                time.monotonic() - started,
+                job.attempts,
+                job.max_attempts,
+                f": {error}" if error else "",
+            )
         except LeaseLost as exc:
             logger.warning("job %s: %s", job.id, exc)
         finally:
+            span.end("interrupted")  # when the attempt ended by an exception (else a no-op)
             if context._flush_task is not None:
                 # A coalesced progress write must not land after the job was handed on.
                 context._flush_task.cancel()

@@ -200,6 +200,7 @@ async def test_purge_deletes_finished_jobs_by_filter_with_their_events(
     assert_error(await client.delete("/api/jobs"), 422, "status")
     assert_error(await client.delete("/api/jobs", params={"status": "queued"}), 422, "status")
     assert_error(await client.delete("/api/jobs", params={"status": "failed", "before": "yesterday"}), 422, "before")
+    assert_error(await client.delete("/api/jobs", params={"status": "failed", "before": ""}), 422, "before")
     assert_error(await client.delete("/api/jobs", params={"status": "failed", "limit": "1001"}), 422, "limit")
     assert (await service.require_job(waiting)).status is JobStatus.QUEUED
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -156,10 +157,12 @@ def test_wait_exit_codes_and_progress_lines(
             waiter.kill()
     assert waiter.returncode == exit_code, (stdout, stderr)
     lines = stdout.splitlines()
-    # Not a terminal: one plain line per change, then the outcome.
-    assert lines[0] == "queued 0%"
-    assert "processing 25% a quarter" in lines
-    assert lines[-1] == f"job {job_id} {last_line}"
+    # Not a terminal: one plain line per change (status, progress, attempt, elapsed, message),
+    # then the outcome.
+    assert re.fullmatch(r"queued 0%  \d+\.\ds", lines[0]), lines
+    assert any(re.fullmatch(r"processing 25%  attempt 1/3  \d+\.\ds  a quarter", line) for line in lines), lines
+    status, detail = last_line.split(": ")
+    assert re.fullmatch(rf"job {job_id} {status} after \d+\.\ds: {detail}", lines[-1]), lines
     assert "\r" not in stdout and "\x1b" not in stdout
 
 

@@ -60,8 +60,9 @@ async def test_schemas_are_the_msgspec_types(client: httpx.AsyncClient) -> None:
     for kind in SCHEMA_TYPES:
         assert kind.__name__ in schemas
     _, expected = msgspec.json.schema_components([Job, JobCreate], ref_template="#/components/schemas/{name}")
-    assert schemas["Job"] == expected["Job"]
-    assert schemas["JobCreate"] == expected["JobCreate"]
+    # The same schemas, with an example added (jobqueue/api/examples.py).
+    assert {k: v for k, v in schemas["Job"].items() if k != "examples"} == expected["Job"]
+    assert {k: v for k, v in schemas["JobCreate"].items() if k != "examples"} == expected["JobCreate"]
     assert schemas["JobCreate"]["required"] == ["job_type"]
 
     create = document["paths"]["/api/jobs"]["post"]
@@ -205,7 +206,7 @@ def test_docs_render_offline_and_send_requests(offline_browser: Any, docs_server
     create = browser.find_element(By.ID, "post_api_jobs")
     create.find_element(By.TAG_NAME, "summary").click()
     body = create.find_element(By.TAG_NAME, "textarea")
-    assert json.loads(body.get_attribute("value")) == {"job_type": "string"}  # the example body
+    assert json.loads(body.get_attribute("value"))["job_type"] == "thumbnail"  # the schema's example
     body.clear()
     body.send_keys('{"job_type": "from-docs", "priority": 7}')
     create.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
@@ -226,3 +227,131 @@ def test_docs_render_offline_and_send_requests(offline_browser: Any, docs_server
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     # The one expected console error is the 404 the test asked for.
     assert all("missing-job" in entry["message"] for entry in errors), errors
+
+
+# -- examples, Markdown, copy as curl and search (issue 13) ----------------------------------------
+
+
+async def test_every_request_body_has_an_example_the_api_accepts(client: httpx.AsyncClient) -> None:
+    from jobqueue.api.examples import EXAMPLES
+
+    document = (await client.get("/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    types = {kind.__name__: kind for kind in SCHEMA_TYPES}
+    bodies = 0
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            body = op.get("requestBody")
+            if body is None:
+                continue
+            bodies += 1
+            name = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+            examples = schemas[name].get("examples")
+            assert examples, f"{method.upper()} {path}: {name} has no example"
+            msgspec.convert(examples[0], types[name])  # what the endpoint decodes it with
+    assert bodies >= 10
+    for kind, example in EXAMPLES.items():
+        assert schemas[kind.__name__]["examples"] == [example]
+        msgspec.convert(example, kind)
+
+
+def _screenshot(browser: Any, tmp_path_factory: pytest.TempPathFactory, name: str) -> None:
+    """A screenshot of the page in the test run's folder (``screenshots/``), checked to be a PNG."""
+    folder = tmp_path_factory.getbasetemp() / "screenshots"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}.png"
+    assert browser.save_screenshot(str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_docs_render_markdown_examples_copy_as_curl_and_search(
+    offline_browser: Any, docs_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import subprocess
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = offline_browser
+    browser.get(f"{docs_server}/docs")
+    wait = WebDriverWait(browser, DEADLINE)
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+    document = httpx.get(f"{docs_server}/openapi.json").json()
+    schemas = document["components"]["schemas"]
+
+    # Markdown: the info's links, the PUT description's list with bold and code.
+    assert browser.find_element(By.CSS_SELECTOR, "#subtitle a[href='/dashboard']").text == "dashboard"
+    put = browser.find_element(By.ID, "put_api_jobs_job_id")
+    put.find_element(By.TAG_NAME, "summary").click()
+    items = put.find_elements(By.CSS_SELECTOR, ".body > .md ul li")
+    assert len(items) == 2 and items[0].find_element(By.TAG_NAME, "strong").text == "admin"
+    assert "claim_token" in [code.text for code in put.find_elements(By.CSS_SELECTOR, ".body > .md code")]
+    # Anything else in a description stays text: no element, no script URL.
+    rendered = browser.execute_script(
+        "return markdown('<img src=x onerror=alert(1)> **b** [x](javascript:alert(1)) [y](//evil.example)').innerHTML"
+    )
+    assert "<img" not in rendered and "&lt;img" in rendered and "<strong>b</strong>" in rendered
+    assert "<a" not in rendered and "javascript:" in rendered  # shown as text, not linked
+
+    # Every body starts as its schema's example.
+    for op in browser.find_elements(By.CSS_SELECTOR, "#operations details.op"):
+        textareas = op.find_elements(By.TAG_NAME, "textarea")
+        if not textareas:
+            continue
+        method, path = op.get_attribute("data-search").split(" ")[:2]
+        ref = document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        expected = schemas[ref.rsplit("/", 1)[1]]["examples"][0]
+        assert json.loads(textareas[0].get_attribute("value")) == expected, (method, path)
+
+    # Copy as curl: the command runs as shown, against this server.
+    def curl_of(op_id: str, **inputs: str) -> str:
+        op = browser.find_element(By.ID, op_id)
+        if op.get_attribute("open") is None:
+            op.find_element(By.TAG_NAME, "summary").click()
+        for name, value in inputs.items():
+            field = op.find_element(By.CSS_SELECTOR, f"input[data-param='{name}']")
+            field.clear()
+            field.send_keys(value)
+        op.find_element(By.CSS_SELECTOR, "button.copy-curl").click()
+        wait.until(lambda b: op.find_element(By.CSS_SELECTOR, "pre.curl").text)
+        return str(op.find_element(By.CSS_SELECTOR, "pre.curl").text)
+
+    def run(command: str, **env: str) -> Any:
+        result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin", **env})
+        assert result.returncode == 0, (command, result.stderr)
+        return json.loads(result.stdout)
+
+    create = curl_of("post_api_jobs")
+    assert create.startswith(f'curl -sS -X POST "{docs_server}/api/jobs"') and "$JOBQUEUE_API_KEY" in create
+    created = run(create)
+    assert (created["job_type"], created["priority"], created["request_data"]) == (
+        "thumbnail", 5, schemas["JobCreate"]["examples"][0]["request_data"]
+    )
+    unfilled = curl_of("get_api_jobs_job_id")
+    assert '/api/jobs/$JOB_ID"' in unfilled
+    assert run(unfilled, JOB_ID=created["id"])["id"] == created["id"]
+    listed = run(curl_of("get_api_jobs", job_type="thumbnail", limit="5"))
+    assert created["id"] in [job["id"] for job in listed["items"]]
+
+    # Search over operations: every word must match; headings of empty groups hide.
+    def visible() -> list[str]:
+        return [op.get_attribute("id") for op in browser.find_elements(By.CSS_SELECTOR, "#operations details.op") if op.is_displayed()]
+
+    total = sum(len(item) for item in document["paths"].values())
+    search = browser.find_element(By.ID, "search")
+    browser.find_element(By.TAG_NAME, "body").send_keys("/")  # "/" focuses the search
+    assert browser.switch_to.active_element == search
+    search.send_keys("claim")
+    wait.until(lambda b: len(visible()) < total)
+    assert "post_api_workers_claim" in visible()
+    assert all("claim" in browser.find_element(By.ID, op_id).get_attribute("data-search") for op_id in visible())
+    assert browser.find_element(By.ID, "search-count").text == f"{len(visible())} of {total} operations"
+    _screenshot(browser, tmp_path_factory, "docs-search-claim")
+    search.send_keys(" nothing-matches-this")
+    wait.until(lambda b: not visible())
+    assert not [h for h in browser.find_elements(By.CSS_SELECTOR, "#operations h2") if h.is_displayed()]
+    search.clear()
+    search.send_keys(" ")
+    wait.until(lambda b: len(visible()) == total)
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors

@@ -97,8 +97,11 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     # traceback page instead of the error shape; internal_error_handler puts the traceback in it.
     return Starlette(
         routes=[
-            *routes,
+            # Before the job routes: /api/jobs/batch is its own resource, not the job "batch" of
+            # /api/jobs/{job_id} (routing tries a full match anyway; the 405's Allow uses the first
+            # pattern that matches).
             *bulk_routes,
+            *routes,
             *worker_routes,
             *stream_routes,
             *key_routes,

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from jobqueue import tracing
 from jobqueue.api.auth import principal, requires
 from jobqueue.api.errors import RequestError, validation_error
 from jobqueue.api.responses import JSONResponse
@@ -78,7 +79,9 @@ async def create_jobs(request: Request) -> Response:
         return _refused(refused, len(body.jobs))
     service = get_job_queue_service(request)
     try:
-        outcomes = await service.create_jobs(valid, atomic=body.atomic)
+        outcomes = await service.create_jobs(
+            valid, atomic=body.atomic, trace_context=tracing.from_headers(request.headers)
+        )
     except BatchRefused as exc:
         return _refused({positions[i]: _error_body(error) for i, error in exc.errors}, len(body.jobs))
     items = [BatchItem(index=index, error=error) for index, error in refused.items()]
@@ -131,7 +134,7 @@ async def purge_jobs(request: Request) -> Response:
         )
     before = None
     raw = request.query_params.get("before")
-    if raw:
+    if raw is not None:  # given empty is a mistake too, not "no cutoff"
         try:
             before = datetime.fromisoformat(raw)
         except ValueError:

@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 import jobqueue
 from jobqueue.api.auth import requires
+from jobqueue.api.examples import add_examples
 from jobqueue.api.responses import JSONResponse
 from jobqueue.api.routes import (
     MAX_OFFSET,
@@ -307,7 +308,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             ),
         ),
         description="A job a worker holds changes only with its `claim_token` (else 409 `job_held`) "
-        "or with `force=true`. Without a `claim_token`, or with `force`, the `admin` scope is needed.",
+        "or with `force=true`.\n\n"
+        "- Without a `claim_token`, or with `force`, the **admin** scope is needed.\n"
+        "- A field left out stays as it is; `null` clears `message`, `result_data`, `error` and `worker_id`.",
     ),
     ("GET", "/api/jobs/{job_id}/attempts"): Operation(
         "The job's attempts: worker, start, end, outcome, error and traceback of each",
@@ -751,6 +754,10 @@ def build_openapi(routes: list[BaseRoute]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of an app with these routes."""
     _, components = msgspec.json.schema_components(SCHEMA_TYPES, ref_template=REF)
     components["JSONData"] = JSON_DATA_SCHEMA
+    add_examples(components)
+    # A batch item is decoded on its own (so one bad item is reported by its index), hence a
+    # plain object in the struct; the document gives its real shape.
+    components["BatchCreate"]["properties"]["jobs"]["items"] = {"$ref": REF.format(name="JobCreate")}
     paths: dict[str, dict[str, Any]] = {}
     scopes = required_scopes(routes)
     for method, path in documented_routes(routes):
@@ -761,7 +768,9 @@ def build_openapi(routes: list[BaseRoute]) -> dict[str, Any]:
         "info": {
             "title": "jobqueue",
             "version": jobqueue.__version__,
-            "description": "A durable async job queue: REST API, worker protocol and live job events.",
+            "description": "A durable async job queue: REST API, worker protocol and live job events.\n\n"
+            "Send the key as `Authorization: Bearer <key>` when the server has keys. See also the "
+            "[dashboard](/dashboard), [metrics](/metrics) and the raw [OpenAPI document](/openapi.json).",
         },
         "tags": [
             {"name": "jobs", "description": "Queue, inspect, cancel and retry jobs"},

@@ -41,6 +41,7 @@ from jobqueue.models import (
     ProgressUpdate,
     WorkerId,
 )
+from jobqueue import tracing
 from jobqueue.service import MAX_PAGE_SIZE, JobQueueService, deduplicated
 from jobqueue.worker import Registry
 
@@ -294,6 +295,7 @@ async def create_job(request: Request) -> Response:
         on_dependency_failure=body.on_dependency_failure,
         unique_key=body.unique_key,
         debounce=body.debounce,
+        trace_context=tracing.from_headers(request.headers),
     )
     headers = await unserved_warning(service, [job.job_type])
     if deduplicated(job, created, idempotency_key, body.unique_key):

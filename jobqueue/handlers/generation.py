@@ -68,5 +68,6 @@ async def generate_audio(ctx: JobContext) -> dict[str, object]:
         "prompt": ctx.request_data["prompt"],
         "duration": duration,
         "sample_rate": MODELS.get(model, 32_000),
+        # A placeholder: nothing is written and the service serves no files (see the README).
         "audio_url": f"/files/{ctx.job.id}.wav",
     }

@@ -30,11 +30,51 @@ function describeSchema(schema) {
   return schema.type || "any";
 }
 
-// An example body from a schema: required fields with plausible values.
+// Markdown of the descriptions, a small safe subset: paragraphs, "- " and "1. " lists, `code`,
+// **bold** and [links](/path). Everything is built as DOM nodes from text, so nothing in a
+// description can become markup; a link goes only to this site or to http(s).
+const INLINE = /(`[^`]+`)|(\*\*[^*]+\*\*)|\[([^\]]+)\]\(([^)\s]+)\)/g;
+const SAFE_HREF = /^(\/(?!\/)|#|https?:)/;
+
+function inline(text) {
+  const nodes = [];
+  let last = 0;
+  for (const match of text.matchAll(INLINE)) {
+    if (match.index > last) nodes.push(text.slice(last, match.index));
+    const [whole, code, bold, label, href] = match;
+    if (code) nodes.push(el("code", {}, code.slice(1, -1)));
+    else if (bold) nodes.push(el("strong", {}, bold.slice(2, -2)));
+    else if (SAFE_HREF.test(href)) nodes.push(el("a", { href }, label));
+    else nodes.push(whole);
+    last = match.index + whole.length;
+  }
+  if (last < text.length) nodes.push(text.slice(last));
+  return nodes;
+}
+
+function markdown(text) {
+  const out = el("div", { class: "md" });
+  for (const block of String(text || "").split(/\n\s*\n/)) {
+    const lines = block.split("\n").map((line) => line.trim()).filter(Boolean);
+    if (!lines.length) continue;
+    const bullet = lines.every((line) => /^[-*] /.test(line));
+    const numbered = lines.every((line) => /^\d+\. /.test(line));
+    if (bullet || numbered) {
+      out.append(el(bullet ? "ul" : "ol", {}, lines.map((line) => el("li", {}, inline(line.replace(/^([-*]|\d+\.) /, ""))))));
+    } else {
+      out.append(el("p", {}, inline(lines.join(" "))));
+    }
+  }
+  return out;
+}
+
+// An example body: the schema's own example (components carry realistic ones), else one made
+// from the fields' examples and defaults.
 function example(schema, spec, depth = 0) {
   const name = refName(schema);
   if (name) return example(spec.components.schemas[name], spec, depth + 1);
   if (!schema || depth > 4) return null;
+  if (schema.examples && schema.examples.length) return schema.examples[0];
   if (schema.default !== undefined) return schema.default;
   if (schema.enum) return schema.enum[0];
   if (schema.anyOf) return example(schema.anyOf[0], spec, depth + 1);
@@ -53,6 +93,58 @@ function example(schema, spec, depth = 0) {
   }
 }
 
+// The request the form describes, as a shell command: path parameters left empty stay as
+// shell variables ($JOB_ID), the key comes from $JOBQUEUE_API_KEY.
+function shellQuote(text) {
+  return "'" + text.replace(/'/g, "'\\''") + "'";
+}
+
+function requestOf(method, path, form) {
+  let url = path;
+  const query = new URLSearchParams();
+  const headers = {};
+  for (const input of form.querySelectorAll("input[data-param]")) {
+    const value = input.value.trim();
+    const where = input.dataset.in;
+    if (where === "path") {
+      const name = input.dataset.param;
+      url = url.replace(`{${name}}`, value ? encodeURIComponent(value) : "$" + name.toUpperCase());
+    } else if (!value) continue;
+    else if (where === "query") value.split(",").forEach((v) => query.append(input.dataset.param, v.trim()));
+    else if (where === "header") headers[input.dataset.param] = value;
+  }
+  if ([...query].length) url += "?" + query;
+  const textarea = form.querySelector("textarea");
+  const body = textarea && textarea.value.trim() ? textarea.value : null;
+  return { method: method.toUpperCase(), url, headers, body };
+}
+
+function isStream(op) {
+  const ok = op.responses["200"];
+  return Boolean(ok && ok.content && ok.content["text/event-stream"]);
+}
+
+function curlCommand(method, path, op, form) {
+  const request = requestOf(method, path, form);
+  const streaming = isStream(op);
+  // Double quotes for the URL so $JOB_ID expands; every other character of it is %-encoded.
+  const parts = ["curl", streaming ? "-sSN" : "-sS", "-X", request.method, `"${location.origin}${request.url}"`];
+  if (op.security && op.security.length) parts.push("-H", '"Authorization: Bearer $JOBQUEUE_API_KEY"');
+  for (const [name, value] of Object.entries(request.headers)) parts.push("-H", shellQuote(`${name}: ${value}`));
+  if (request.body !== null) parts.push("-H", shellQuote("Content-Type: application/json"), "-d", shellQuote(request.body));
+  return parts.join(" ");
+}
+
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    // No clipboard permission (an insecure origin, a headless browser): select it for the user.
+    return false;
+  }
+}
+
 function paramsTable(params) {
   if (!params.length) return null;
   return el("table", {},
@@ -60,31 +152,21 @@ function paramsTable(params) {
     params.map((p) => el("tr", {},
       el("td", {}, p.name + (p.required ? " *" : "")),
       el("td", {}, p.in),
-      el("td", {}, describeSchema(p.schema), p.description ? el("div", {}, p.description) : null),
+      el("td", {}, describeSchema(p.schema), p.description ? markdown(p.description) : null),
       el("td", {}, el("input", { "data-param": p.name, "data-in": p.in, placeholder: p.in === "path" ? "required" : "" })),
     )));
 }
 
 async function send(method, path, op, form, output) {
-  let url = path;
-  const query = new URLSearchParams();
-  const headers = {};
-  for (const input of form.querySelectorAll("input[data-param]")) {
-    const value = input.value.trim();
-    if (!value) continue;
-    const where = input.dataset.in;
-    if (where === "path") url = url.replace(`{${input.dataset.param}}`, encodeURIComponent(value));
-    else if (where === "query") value.split(",").forEach((v) => query.append(input.dataset.param, v.trim()));
-    else if (where === "header") headers[input.dataset.param] = value;
-  }
-  if ([...query].length) url += "?" + query;
-  const init = { method: method.toUpperCase(), headers };
-  const body = form.querySelector("textarea");
-  if (body && body.value.trim()) {
+  const request = requestOf(method, path, form);
+  const url = request.url;
+  const headers = request.headers;
+  const init = { method: request.method, headers };
+  if (request.body !== null) {
     headers["Content-Type"] = "application/json";
-    init.body = body.value;
+    init.body = request.body;
   }
-  const streaming = op.responses["200"] && op.responses["200"].content && op.responses["200"].content["text/event-stream"];
+  const streaming = isStream(op);
   output.replaceChildren(el("p", {}, `${init.method} ${url} …`));
   const controller = new AbortController();
   init.signal = controller.signal;
@@ -126,16 +208,26 @@ function operationView(spec, method, path, op) {
     );
     form.querySelector("textarea").value = JSON.stringify(example(body.schema, spec), null, 2);
   }
-  form.append(el("button", { type: "submit" }, "Send"));
+  const curl = el("pre", { class: "curl", hidden: "" });
+  const copy = el("button", { type: "button", class: "copy-curl" }, "Copy as curl");
+  copy.addEventListener("click", async () => {
+    curl.textContent = curlCommand(method, path, op, form);
+    curl.hidden = false;
+    const copied = await copyText(curl.textContent);
+    copy.textContent = copied ? "Copied" : "Copy as curl";
+    if (!copied) window.getSelection().selectAllChildren(curl);
+  });
+  form.append(el("div", { class: "actions" }, el("button", { type: "submit" }, "Send"), copy), curl);
   form.addEventListener("submit", (event) => { event.preventDefault(); send(method, path, op, form, output); });
   const responses = Object.entries(op.responses).map(([code, r]) => {
     const media = r.content ? Object.entries(r.content)[0] : null;
     return el("tr", {}, el("td", {}, code), el("td", {}, r.description), el("td", {}, media ? describeSchema(media[1].schema) : ""));
   });
-  return el("details", { class: "op", id: op.operationId },
+  const searchText = [method, path, op.summary, op.description, op.operationId, (op.tags || []).join(" ")].join(" ").toLowerCase();
+  return el("details", { class: "op", id: op.operationId, "data-search": searchText },
     el("summary", {}, el("span", { class: "method " + method }, method.toUpperCase()), el("span", { class: "path" }, path), el("span", {}, op.summary || "")),
     el("div", { class: "body" },
-      op.description ? el("p", {}, op.description) : null,
+      op.description ? markdown(op.description) : null,
       el("table", {}, el("tr", {}, el("th", {}, "Status"), el("th", {}, "Meaning"), el("th", {}, "Body")), responses),
       form,
       output,
@@ -146,11 +238,45 @@ function schemaView(name, schema) {
   const rows = Object.entries(schema.properties || {}).map(([field, s]) => el("tr", {},
     el("td", {}, field + ((schema.required || []).includes(field) ? " *" : "")),
     el("td", {}, describeSchema(s)),
-    el("td", {}, s.description || ""),
+    el("td", {}, s.description ? markdown(s.description) : ""),
   ));
   return el("details", { class: "op", id: "schema-" + name },
-    el("summary", {}, el("span", { class: "path" }, name), el("span", {}, schema.description || "")),
+    el("summary", {}, el("span", { class: "path" }, name), el("span", {}, schema.description ? inline(schema.description.split("\n")[0]) : "")),
     el("div", { class: "body" }, rows.length ? el("table", {}, rows) : el("pre", {}, JSON.stringify(schema, null, 2))));
+}
+
+// Search: every word typed must appear in an operation's method, path, summary, description or tag.
+function filterOperations(query) {
+  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
+  const operations = [...document.querySelectorAll("#operations details.op")];
+  let shown = 0;
+  for (const op of operations) {
+    const match = words.every((word) => op.dataset.search.includes(word));
+    op.hidden = !match;
+    if (match) shown += 1;
+  }
+  for (const heading of document.querySelectorAll("#operations h2")) {
+    let next = heading.nextElementSibling;
+    let any = false;
+    while (next && next.tagName !== "H2") {
+      if (!next.hidden) any = true;
+      next = next.nextElementSibling;
+    }
+    heading.hidden = !any;
+  }
+  document.getElementById("search-count").textContent = words.length ? `${shown} of ${operations.length} operations` : `${operations.length} operations`;
+}
+
+function setUpSearch() {
+  const input = document.getElementById("search");
+  input.addEventListener("input", () => filterOperations(input.value));
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "/" && document.activeElement !== input && !["INPUT", "TEXTAREA"].includes(document.activeElement.tagName)) {
+      event.preventDefault();
+      input.focus();
+    }
+  });
+  filterOperations(input.value);
 }
 
 async function main() {
@@ -162,7 +288,7 @@ async function main() {
   }
   const spec = await response.json();
   document.getElementById("title").textContent = `${spec.info.title} ${spec.info.version}`;
-  document.getElementById("subtitle").replaceChildren(spec.info.description + " ", el("a", { href: "/openapi.json" }, "openapi.json"));
+  document.getElementById("subtitle").replaceChildren(markdown(spec.info.description));
   const groups = new Map((spec.tags || []).map((t) => [t.name, []]));
   for (const [path, item] of Object.entries(spec.paths)) {
     for (const method of METHODS) {
@@ -180,6 +306,7 @@ async function main() {
   const schemas = document.getElementById("schemas");
   for (const [name, schema] of Object.entries(spec.components.schemas)) schemas.append(schemaView(name, schema));
   document.getElementById("schemas-section").hidden = false;
+  setUpSearch();
   document.body.dataset.ready = "true";
 }
 

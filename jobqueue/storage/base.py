@@ -48,6 +48,7 @@ class NewJob(NamedTuple):
     concurrency_key: str | None = None
     dependencies: Dependencies | None = None
     unique: UniqueKey | None = None
+    trace_context: dict[str, str] | None = None
 
 
 #: The outcome of one job of a batch: the job and whether it was created, or why it was refused.
@@ -83,6 +84,7 @@ class Store(Protocol):
         concurrency_key: str | None = None,
         dependencies: Dependencies | None = None,
         unique: UniqueKey | None = None,
+        trace_context: dict[str, str] | None = None,
     ) -> tuple[Job, bool]:
         """Store a new job; returns it and whether it was created (False: an idempotent replay,
         or the unfinished job holding ``unique``'s key, which a debounced request updated).

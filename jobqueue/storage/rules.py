@@ -89,6 +89,7 @@ def new_job(
     due: float,
     timeout: float | None,
     concurrency_key: str | None = None,
+    trace_context: dict[str, str] | None = None,
 ) -> Job:
     """A job without idempotency key as it is stored: what ``RETURNING *`` would give, built in
     Python so the insert needs no row back (nothing can conflict with a fresh id)."""
@@ -119,6 +120,7 @@ def new_job(
         idempotency_key=None,
         event_seq=1,
         concurrency_key=concurrency_key,
+        trace_context=trace_context,
     )
 
 

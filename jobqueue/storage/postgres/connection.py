@@ -185,6 +185,7 @@ class Transaction:
 #: The keys of a new job's values (``Transaction.new_jobs``), as insert_new_jobs reads them.
 _NEW_JOB_KEYS = (
     "id", "job_type", "priority", "request_data", "now", "max_attempts", "run_at", "timeout", "concurrency_key",
+    "trace_context",
 )
 _encode = msgspec.json.Encoder().encode
 

@@ -12,10 +12,11 @@
 -- array) have not all finished.
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
                   max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint, event_seq,
-                  concurrency_key, depends_on, on_dependency_failure, unique_key)
+                  concurrency_key, depends_on, on_dependency_failure, unique_key, trace_context)
 VALUES (%(id)s, %(status)s, 0, %(job_type)s, %(priority)s, %(request_data)s::jsonb, %(now)s, %(now)s,
         %(max_attempts)s, %(run_at)s, %(timeout)s, %(idempotency_key)s, %(fingerprint)s, 1,
-        %(concurrency_key)s, %(depends_on)s::jsonb, %(on_dependency_failure)s, %(unique_key)s)
+        %(concurrency_key)s, %(depends_on)s::jsonb, %(on_dependency_failure)s, %(unique_key)s,
+        %(trace_context)s)
 ON CONFLICT DO NOTHING
 RETURNING *;
 
@@ -98,12 +99,13 @@ RETURNING *;
 -- call, where a parameter per column cost the driver more than the statement). Nothing can
 -- conflict (fresh ids), so nothing needs to come back: the store builds the returned jobs.
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
-                  max_attempts, run_at, timeout, event_seq, concurrency_key)
+                  max_attempts, run_at, timeout, event_seq, concurrency_key, trace_context)
 SELECT n.id, 'queued', 0, n.job_type, n.priority, n.request_data::jsonb, n.now, n.now,
-       n.max_attempts, n.run_at, n.timeout, 1, n.concurrency_key
+       n.max_attempts, n.run_at, n.timeout, 1, n.concurrency_key, n.trace_context
 FROM json_to_recordset(%(rows)s::json)
      AS n(id text, job_type text, priority integer, request_data json, now timestamptz,
-          max_attempts integer, run_at timestamptz, timeout double precision, concurrency_key text);
+          max_attempts integer, run_at timestamptz, timeout double precision, concurrency_key text,
+          trace_context text);
 
 -- name: get_job
 -- One job by id.

@@ -127,6 +127,7 @@ def job_from_row(row: Row) -> Job:
         depends_on=row["depends_on"],
         on_dependency_failure=row["on_dependency_failure"],
         unique_key=row["unique_key"],
+        trace_context=None if row["trace_context"] is None else _json_decode(row["trace_context"]),
     )
 
 
@@ -255,6 +256,7 @@ def _keyed_job_params(
     concurrency_key: str | None = None,
     dependencies: rules.Dependencies | None = None,
     unique: rules.UniqueKey | None = None,
+    trace_context: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The ``insert_job`` parameters of a job that may conflict (an idempotency or unique key)
     or has dependencies."""
@@ -276,6 +278,7 @@ def _keyed_job_params(
         "idempotency_key": idempotency_key,
         "fingerprint": fingerprint,
         "concurrency_key": concurrency_key,
+        "trace_context": _json_or_none(trace_context),
         **rules.option_columns(dependencies, unique),
     }
 
@@ -387,6 +390,7 @@ class PostgresStore:
         concurrency_key: str | None = None,
         dependencies: rules.Dependencies | None = None,
         unique: rules.UniqueKey | None = None,
+        trace_context: dict[str, str] | None = None,
     ) -> tuple[Job, bool]:
         """Store a new job; returns it and whether it was created (False: an idempotent replay,
         or the unfinished job that holds ``unique``'s key)."""
@@ -395,11 +399,11 @@ class PostgresStore:
         timeout = None if timeout is None else float(timeout)  # the driver wants a float8 a float
         if idempotency_key is None and dependencies is None and unique is None:
             return await self._insert_new_job(
-                job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key
+                job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key, trace_context
             )
         params = _keyed_job_params(
             job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key,
-            concurrency_key, dependencies, unique,
+            concurrency_key, dependencies, unique, trace_context,
         )
         fingerprint = params["fingerprint"]
 
@@ -469,10 +473,11 @@ class PostgresStore:
         due: float,
         timeout: float | None,
         concurrency_key: str | None,
+        trace_context: dict[str, str] | None = None,
     ) -> tuple[Job, bool]:
         """A job without idempotency key: its row joins the transaction's one multi-row insert,
         and the job is built here from the values inserted (no row to decode)."""
-        job, values = _new_job_values(job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key)
+        job, values = _new_job_values(job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key, trace_context)
 
         async def op(tx: Transaction, events: list[EventValues]) -> tuple[Job, bool]:
             tx.new_jobs.append(values)
@@ -878,6 +883,7 @@ class PostgresStore:
             index: _new_job_values(
                 item.job_type, item.request_data, item.priority, item.max_attempts, now,
                 now if item.run_at is None else item.run_at, item.timeout, item.concurrency_key,
+                item.trace_context,
             )
             for index, item in enumerate(items)
             if item.idempotency_key is None
@@ -902,7 +908,7 @@ class PostgresStore:
                     params = _keyed_job_params(
                         item.job_type, item.request_data, item.priority, item.max_attempts, now,
                         now if item.run_at is None else item.run_at, item.timeout,
-                        item.idempotency_key, item.concurrency_key,
+                        item.idempotency_key, item.concurrency_key, None, None, item.trace_context,
                     )  # fmt: skip
                     row = await tx.fetch_one(QUERIES["insert_job"], params)
                     if row is not None:
@@ -1214,13 +1220,14 @@ def _new_job_values(
     due: float,
     timeout: float | None,
     concurrency_key: str | None,
+    trace_context: dict[str, str] | None = None,
 ) -> tuple[Job, tuple[Any, ...]]:
     """A job without idempotency key, and its values for ``Transaction.new_jobs``."""
     encoded = None if request_data is None else _json_encode(request_data)
-    job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout, concurrency_key)
+    job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout, concurrency_key, trace_context)
     values = (
         job.id, job_type, priority, None if encoded is None else msgspec.Raw(encoded),
-        job.created_at, max_attempts, job.run_at, timeout, concurrency_key,
+        job.created_at, max_attempts, job.run_at, timeout, concurrency_key, _json_or_none(trace_context),
     )
     return job, values
 

@@ -9,10 +9,10 @@
 -- dependencies (:depends_on, a JSON array) have not all finished.
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
                   max_attempts, run_at, timeout, idempotency_key, idempotency_fingerprint, event_seq,
-                  concurrency_key, depends_on, on_dependency_failure, unique_key)
+                  concurrency_key, depends_on, on_dependency_failure, unique_key, trace_context)
 VALUES (:id, :status, 0, :job_type, :priority, :request_data, :now, :now,
         :max_attempts, :run_at, :timeout, :idempotency_key, :fingerprint, 1,
-        :concurrency_key, :depends_on, :on_dependency_failure, :unique_key)
+        :concurrency_key, :depends_on, :on_dependency_failure, :unique_key, :trace_context)
 ON CONFLICT DO NOTHING
 RETURNING *;
 
@@ -80,10 +80,10 @@ RETURNING *;
 -- just before its events. Nothing can conflict (fresh ids), so nothing needs to come back: the
 -- repository builds the returned jobs from these values and the defaults of the columns.
 -- Positional: (id, job_type, priority, request_data, now, max_attempts, run_at, timeout,
--- concurrency_key).
+-- concurrency_key, trace_context).
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
-                  max_attempts, run_at, timeout, event_seq, concurrency_key)
-VALUES (?1, 'queued', 0, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, 1, ?9);
+                  max_attempts, run_at, timeout, event_seq, concurrency_key, trace_context)
+VALUES (?1, 'queued', 0, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, 1, ?9, ?10);
 
 -- name: get_job
 -- One job by id.

@@ -94,6 +94,7 @@ def job_from_row(row: sqlite3.Row) -> Job:
         depends_on=None if row["depends_on"] is None else _json_decode(row["depends_on"]),
         on_dependency_failure=row["on_dependency_failure"],
         unique_key=row["unique_key"],
+        trace_context=None if row["trace_context"] is None else _json_decode(row["trace_context"]),
     )
 
 
@@ -321,6 +322,7 @@ class SQLiteStore:
         concurrency_key: str | None = None,
         dependencies: rules.Dependencies | None = None,
         unique: rules.UniqueKey | None = None,
+        trace_context: dict[str, str] | None = None,
     ) -> tuple[Job, bool]:
         """Store a new job; returns it and whether it was created (False: an idempotent replay,
         or the unfinished job that holds ``unique``'s key)."""
@@ -328,11 +330,11 @@ class SQLiteStore:
         due = now if run_at is None else run_at
         if idempotency_key is None and dependencies is None and unique is None:
             return await self._insert_new_job(
-                job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key
+                job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key, trace_context
             )
         params = self._keyed_job_params(
             job_type, request_data, priority, max_attempts, now, due, timeout, idempotency_key,
-            concurrency_key, dependencies, unique,
+            concurrency_key, dependencies, unique, trace_context,
         )
         fingerprint = params["fingerprint"]
         encoded_request = params["request_data"]
@@ -395,6 +397,7 @@ class SQLiteStore:
         concurrency_key: str | None = None,
         dependencies: rules.Dependencies | None = None,
         unique: rules.UniqueKey | None = None,
+        trace_context: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """The ``insert_job`` parameters of a job that may conflict (an idempotency or unique
         key) or has dependencies."""
@@ -416,6 +419,7 @@ class SQLiteStore:
             "idempotency_key": idempotency_key,
             "fingerprint": fingerprint,
             "concurrency_key": concurrency_key,
+            "trace_context": _json_or_none(trace_context),
             **rules.option_columns(dependencies, unique),
         }
 
@@ -441,13 +445,14 @@ class SQLiteStore:
         due: float,
         timeout: float | None,
         concurrency_key: str | None,
+        trace_context: dict[str, str] | None = None,
     ) -> tuple[Job, bool]:
         """A job without idempotency key: its row joins the transaction's one multi-row insert.
 
         Nothing can conflict, so the op runs no statement of its own and the job is built here
         from the values inserted (what ``RETURNING *`` would give, without decoding a row).
         """
-        job, row = _new_job_row(job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key)
+        job, row = _new_job_row(job_type, request_data, priority, max_attempts, now, due, timeout, concurrency_key, trace_context)
 
         def op(conn: WriteConnection, events: list[EventRow]) -> tuple[Job, bool]:
             pending = _pending_rows(conn)
@@ -890,6 +895,7 @@ class SQLiteStore:
             index: _new_job_row(
                 item.job_type, item.request_data, item.priority, item.max_attempts, now,
                 now if item.run_at is None else item.run_at, item.timeout, item.concurrency_key,
+                item.trace_context,
             )
             for index, item in enumerate(items)
             if item.idempotency_key is None
@@ -918,7 +924,7 @@ class SQLiteStore:
                 params = self._keyed_job_params(
                     item.job_type, item.request_data, item.priority, item.max_attempts, now,
                     now if item.run_at is None else item.run_at, item.timeout,
-                    item.idempotency_key, item.concurrency_key,
+                    item.idempotency_key, item.concurrency_key, None, None, item.trace_context,
                 )  # fmt: skip
                 inserted = conn.fetch_one(QUERIES["insert_job"], params)
                 assert inserted is not None  # the key was free: checked under this write lock
@@ -1332,13 +1338,14 @@ def _new_job_row(
     due: float,
     timeout: float | None,
     concurrency_key: str | None,
+    trace_context: dict[str, str] | None = None,
 ) -> tuple[Job, tuple[Any, ...]]:
     """A job without idempotency key, and its values for ``insert_new_jobs``."""
     encoded = None if request_data is None else _json_encode(request_data)
-    job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout, concurrency_key)
+    job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout, concurrency_key, trace_context)
     row = (
         job.id, job_type, priority, None if encoded is None else encoded.decode(),
-        now, max_attempts, due, timeout, concurrency_key,
+        now, max_attempts, due, timeout, concurrency_key, _json_or_none(trace_context),
     )
     return job, row
 
