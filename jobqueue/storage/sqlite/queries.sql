@@ -79,11 +79,12 @@ RETURNING *;
 -- Create jobs without an idempotency key: every new job of one transaction in one executemany,
 -- just before its events. Nothing can conflict (fresh ids), so nothing needs to come back: the
 -- repository builds the returned jobs from these values and the defaults of the columns.
--- Positional: (id, job_type, priority, request_data, now, max_attempts, run_at, timeout,
--- concurrency_key, trace_context).
+-- Positional, plain ? (sqlite3 deprecates numbered ?NNN with a sequence since Python 3.12):
+-- (id, job_type, priority, request_data, now, now, max_attempts, run_at, timeout, concurrency_key,
+-- trace_context).
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
                   max_attempts, run_at, timeout, event_seq, concurrency_key, trace_context)
-VALUES (?1, 'queued', 0, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, 1, ?9, ?10);
+VALUES (?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?);
 
 -- name: get_job
 -- One job by id.

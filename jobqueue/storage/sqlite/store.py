@@ -1345,7 +1345,7 @@ def _new_job_row(
     job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout, concurrency_key, trace_context)
     row = (
         job.id, job_type, priority, None if encoded is None else encoded.decode(),
-        now, max_attempts, due, timeout, concurrency_key, _json_or_none(trace_context),
+        now, now, max_attempts, due, timeout, concurrency_key, _json_or_none(trace_context),
     )
     return job, row
 
