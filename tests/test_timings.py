@@ -4,11 +4,15 @@ checked against figures worked out by hand from jobs with known clocks."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 
-from jobqueue.models import MAX_TIMINGS_WINDOW
+from jobqueue.keys import create_key
+from jobqueue.models import MAX_TIMINGS_WINDOW, KeyScope
+from jobqueue.service import JobQueueService
 from jobqueue.settings import Settings
 
 from .conftest import assert_error, create
@@ -63,3 +67,23 @@ async def test_no_finished_jobs_and_bad_windows(client: httpx.AsyncClient) -> No
     assert body == {"window": 3600, "items": [], "sampled": False}
     for window in ("0", str(MAX_TIMINGS_WINDOW + 1), "soon"):
         assert_error(await client.get("/api/stats/timings", params={"window": window}), 422, "window")
+
+
+
+async def test_read_scope_and_keys_limited_to_job_types(
+    service: JobQueueService, app_client_factory: Callable[..., Any], settings: Settings
+) -> None:
+    async with app_client_factory(settings) as client:  # no key yet: open
+        for job_type in ("mine", "theirs"):
+            await finish(client, settings.database_url, job_type, wait=1, run=1, ago=5)
+    reader = (await create_key(service.store, "reader", [KeyScope.READ], None)).key
+    producer = (await create_key(service.store, "producer", [KeyScope.ENQUEUE], None)).key
+    limited = (await create_key(service.store, "limited", [KeyScope.READ], ["mine"])).key
+    async with app_client_factory(settings) as client:
+        def types(key: str) -> Any:
+            return client.get("/api/stats/timings", headers={"authorization": f"Bearer {key}"})
+
+        assert [item["job_type"] for item in (await types(reader)).json()["items"]] == ["mine", "theirs"]
+        assert [item["job_type"] for item in (await types(limited)).json()["items"]] == ["mine"]
+        assert_error(await types(producer), 403)
+        assert_error(await client.get("/api/stats/timings"), 401)

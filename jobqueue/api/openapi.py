@@ -245,6 +245,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "service",
         media_type="text/html",
     ),
+    ("GET", "/dashboard/charts"): Operation(
+        "Charts (HTML): throughput from the event stream, wait and run time percentiles per type",
+        "service",
+        media_type="text/html",
+    ),
+    ("GET", "/dashboard/workers"): Operation(
+        "The live worker pools and the job types no live worker serves (HTML)", "service", media_type="text/html"
+    ),
     ("POST", "/api/jobs"): Operation(
         "Queue a job",
         "jobs",
