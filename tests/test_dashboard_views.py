@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from .helpers import set_job_clock
@@ -159,3 +160,24 @@ def test_workers_view_lists_live_pools_and_flags_unserved_types(
     page.enqueue("gate", ledger=str(tmp_path / "ledger"), gate=str(gate))
     page.wait_for(lambda: page.unserved() is not None and "gate" in page.unserved())  # type: ignore[operator]
     assert page.console_errors() == []
+
+
+def test_the_pages_are_self_contained_and_linked(live_server: Callable[..., str]) -> None:
+    """Without a browser: each page and its modules are served under the dashboard's policy, and
+    every page links to both."""
+    base = live_server(RUN_WORKER="false")
+    for page, assets in (
+        ("/dashboard/charts", ("charts.js", "charts.css")),
+        ("/dashboard/workers", ("workers.js", "workers.css")),
+        ("/dashboard", ("workers.js", "workers.css")),
+    ):
+        response = httpx.get(base + page, timeout=10)
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+        assert "http://" not in response.text and "https://" not in response.text
+        assert 'href="/dashboard/charts"' in response.text and 'href="/dashboard/workers"' in response.text
+        for asset in assets:
+            assert f"/dashboard/static/{asset}" in response.text
+    for module in ("charts.js", "workers.js", "common.js"):
+        response = httpx.get(f"{base}/dashboard/static/{module}", timeout=10)
+        assert response.status_code == 200 and "javascript" in response.headers["content-type"]
