@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from jobqueue.keys import create_key
-from jobqueue.models import MAX_TIMINGS_WINDOW, KeyScope
+from jobqueue.models import MAX_TIMINGS_WINDOW, TIMING_PERCENTILES, KeyScope
 from jobqueue.service import JobQueueService
 from jobqueue.settings import Settings
 
@@ -87,3 +87,15 @@ async def test_read_scope_and_keys_limited_to_job_types(
         assert [item["job_type"] for item in (await types(limited)).json()["items"]] == ["mine"]
         assert_error(await types(producer), 403)
         assert_error(await client.get("/api/stats/timings"), 401)
+
+
+async def test_the_read_is_bounded_to_the_most_recently_finished(
+    client: httpx.AsyncClient, service: JobQueueService, settings: Settings
+) -> None:
+    # Runs of 1..5 s, the longest finished first: a sample of 3 holds the runs of 1, 2 and 3 s.
+    for run in (5, 4, 3, 2, 1):
+        await finish(client, settings.database_url, "batch", wait=0, run=run, ago=10 * run)
+    (sample,) = await service.store.timings(time.time() - 3600, 3, TIMING_PERCENTILES)
+    assert sample.count == 3 and sample.run.p50 == pytest.approx(2) and sample.run.p99 == pytest.approx(2.98)
+    whole = (await client.get("/api/stats/timings")).json()
+    assert whole["sampled"] is False and whole["items"][0]["run"]["p50"] == pytest.approx(3)
