@@ -26,8 +26,11 @@ from jobqueue.models import (
     MAX_BULK_JOBS,
     MAX_DEBOUNCE_SECONDS,
     MAX_DEPENDENCIES,
+    MAX_TIMINGS_WINDOW,
     MAX_TRACEBACK_CHARS,
     TERMINAL_STATUSES,
+    TIMING_PERCENTILES,
+    TIMINGS_SAMPLE,
     Attempt,
     AttemptList,
     ClaimedJob,
@@ -38,6 +41,7 @@ from jobqueue.models import (
     JobStats,
     JobStatus,
     JobUpdate,
+    Timings,
     Worker,
     Schedule,
     ScheduleName,
@@ -400,6 +404,14 @@ class JobQueueService:
             oldest_waiting_at=oldest,
             unserved_types=await self.unserved_types(waiting),
         )
+
+    async def timings(self, window: float = TIMINGS_WINDOW_SECONDS) -> Timings:
+        """Wait and run time percentiles per job type, over jobs finished in the last ``window``
+        seconds (the most recent ``TIMINGS_SAMPLE`` of them)."""
+        if not 0 < window <= MAX_TIMINGS_WINDOW:
+            raise ValidationFailed(f"window must be more than 0 and at most {MAX_TIMINGS_WINDOW} seconds", "window")
+        items = await self.store.timings(time.time() - window, TIMINGS_SAMPLE, TIMING_PERCENTILES)
+        return Timings(window=window, items=items, sampled=sum(item.count for item in items) >= TIMINGS_SAMPLE)
 
     async def cancel_job(self, job_id: str, message: str | None = None) -> Job:
         """Cancel: a waiting or blocked job at once; a running one is stopped by its worker shortly.

@@ -46,6 +46,8 @@ from jobqueue.models import (
     JSON_DATA_REF,
     MAX_BATCH_JOBS,
     MAX_BULK_JOBS,
+    MAX_TIMINGS_WINDOW,
+    TIMINGS_SAMPLE,
     ApiKey,
     ApiKeyCreate,
     ApiKeyList,
@@ -76,8 +78,9 @@ from jobqueue.models import (
     TypeControls,
     TypeControlsList,
     TypeControlsUpdate,
+    Timings,
 )
-from jobqueue.service import MAX_PAGE_SIZE
+from jobqueue.service import MAX_PAGE_SIZE, TIMINGS_WINDOW_SECONDS
 
 OPENAPI_VERSION = "3.1.0"
 REF = "#/components/schemas/{name}"
@@ -90,6 +93,7 @@ SCHEMA_TYPES: tuple[type, ...] = (
     Job,
     JobList,
     JobStats,
+    Timings,
     JobEvent,
     ErrorBody,
     CancelRequest,
@@ -242,6 +246,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "service",
         media_type="text/html",
     ),
+    ("GET", "/dashboard/charts"): Operation(
+        "Charts (HTML): throughput from the event stream, wait and run time percentiles per type",
+        "service",
+        media_type="text/html",
+    ),
+    ("GET", "/dashboard/workers"): Operation(
+        "The live worker pools and the job types no live worker serves (HTML)", "service", media_type="text/html"
+    ),
     ("POST", "/api/jobs"): Operation(
         "Queue a job",
         "jobs",
@@ -281,6 +293,23 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/jobs/stats"): Operation("Counts by status and mean timings", "jobs", response=JobStats),
     ("GET", "/api/jobs/stats/{job_type}"): Operation(
         "Counts by status and mean timings of one job type", "jobs", response=JobStats
+    ),
+    ("GET", "/api/stats/timings"): Operation(
+        "Wait and run time percentiles (p50, p95, p99) per job type",
+        "jobs",
+        response=Timings,
+        errors=(422,),
+        params=(
+            Param(
+                "window",
+                {"type": "integer", "minimum": 1, "maximum": MAX_TIMINGS_WINDOW, "default": int(TIMINGS_WINDOW_SECONDS)},
+                "Seconds back from now: jobs finished within it count",
+            ),
+        ),
+        description="Over jobs that started and finished (completed, failed or cancelled) within "
+        f"the window, the most recent {TIMINGS_SAMPLE} at most (`sampled` says when the window "
+        "held that many). Wait is creation to start, run is start to finish; percentiles are "
+        "interpolated between the two nearest values. A key limited to job types sees those types.",
     ),
     ("GET", "/api/jobs/{job_id}"): Operation("Get a job", "jobs", response=Job, errors=(404,)),
     ("PUT", "/api/jobs/{job_id}"): Operation(

@@ -28,6 +28,7 @@ from jobqueue.api.responses import JSONResponse
 from jobqueue.errors import Forbidden, ValidationFailed
 from jobqueue.handlers.generation import GENERATION_JOB_TYPE, MODELS, DEFAULT_MODEL, GenerateRequest
 from jobqueue.models import (
+    MAX_TIMINGS_WINDOW,
     ClaimedJob,
     JobCreate,
     JobList,
@@ -41,7 +42,7 @@ from jobqueue.models import (
     WorkerId,
 )
 from jobqueue import tracing
-from jobqueue.service import MAX_PAGE_SIZE, JobQueueService, deduplicated
+from jobqueue.service import MAX_PAGE_SIZE, TIMINGS_WINDOW_SECONDS, JobQueueService, deduplicated
 from jobqueue.worker import Registry
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -386,6 +387,17 @@ async def stats(request: Request) -> Response:
     return JSONResponse(await get_job_queue_service(request).get_stats(job_type))
 
 
+@requires(KeyScope.READ)
+async def timings(request: Request) -> Response:
+    window = _query_int(request, "window", int(TIMINGS_WINDOW_SECONDS), 1, MAX_TIMINGS_WINDOW)
+    found = await get_job_queue_service(request).timings(window)
+    allowed = principal(request).job_types
+    if allowed is not None:
+        # A key limited to job types sees the timings of those types only.
+        found.items = [item for item in found.items if item.job_type in allowed]
+    return JSONResponse(found)
+
+
 class CancelRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Sent by the worker holding the job to confirm it stopped; the job then ends cancelled.
     claim_token: str | None = None
@@ -590,6 +602,7 @@ routes: list[Route] = [
     *_both("/api/jobs", list_jobs, ["GET"]),
     Route("/api/jobs/stats", stats, methods=["GET"]),
     Route("/api/jobs/stats/{job_type}", stats, methods=["GET"]),
+    Route("/api/stats/timings", timings, methods=["GET"]),
     Route("/api/jobs/{job_id}", get_job, methods=["GET"]),
     Route("/api/jobs/{job_id}", update_job, methods=["PUT"]),
     Route("/api/jobs/{job_id}", delete_job, methods=["DELETE"]),

@@ -27,6 +27,7 @@ from jobqueue.models import (
     ScheduleSpec,
     TypeControls,
     TypeControlsUpdate,
+    TypeTimings,
     Worker,
 )
 from jobqueue.storage.rules import Dependencies, UniqueKey
@@ -114,6 +115,10 @@ class Store(Protocol):
 
     async def recent_timings(self, job_type: str | None, since: float) -> tuple[float | None, float | None]:
         """Mean wait and run seconds of jobs finished since ``since``."""
+
+    async def timings(self, since: float, sample: int, percentiles: Sequence[float]) -> list[TypeTimings]:
+        """Per job type, by name: the ``percentiles`` (fractions, in order) of the wait and run
+        seconds of the ``sample`` jobs finished most recently since ``since`` that had started."""
 
     async def ping(self) -> None:
         """Raise ``DatabaseError`` unless the database answers, is still the one opened, and a

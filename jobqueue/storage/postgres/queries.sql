@@ -361,6 +361,27 @@ FROM jobs
 WHERE completed_at >= %(since)s AND started_at IS NOT NULL
   AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text);
 
+-- name: timings
+-- Per job type, by name: how many of the %(sample)s jobs finished most recently since %(since)s
+-- had started, and the percentiles %(percentiles)s of their wait (creation to start) and run
+-- (start to finish) seconds, as arrays in the same order. The read is bounded by %(sample)s and
+-- walks the jobs_completed index newest first.
+WITH finished AS (
+    SELECT job_type,
+           extract(epoch FROM started_at - created_at)::double precision AS wait,
+           extract(epoch FROM completed_at - started_at)::double precision AS run
+    FROM jobs
+    WHERE completed_at >= %(since)s AND started_at IS NOT NULL
+    ORDER BY completed_at DESC
+    LIMIT %(sample)s
+)
+SELECT job_type, count(*) AS count,
+       percentile_cont(%(percentiles)s::double precision[]) WITHIN GROUP (ORDER BY wait) AS wait,
+       percentile_cont(%(percentiles)s::double precision[]) WITHIN GROUP (ORDER BY run) AS run
+FROM finished
+GROUP BY job_type
+ORDER BY job_type;
+
 -- name: ping
 -- Cheap check that the database answers and this session may write (not a read-only replica).
 SELECT count(*) AS migrations, current_setting('transaction_read_only') AS read_only

@@ -42,10 +42,12 @@ from jobqueue.models import (
     KeyScope,
     Worker,
     MissedTicks,
+    Percentiles,
     Schedule,
     ScheduleSpec,
     TypeControls,
     TypeControlsUpdate,
+    TypeTimings,
 )
 from jobqueue.settings import Settings
 from jobqueue.storage import flow, rules
@@ -530,6 +532,17 @@ class PostgresStore:
         )
         assert row is not None
         return row["wait"], row["run"]
+
+    async def timings(self, since: float, sample: int, percentiles: Sequence[float]) -> list[TypeTimings]:
+        rows = await self.db.fetch_all(
+            QUERIES["timings"], {"since": _ts(since), "sample": sample, "percentiles": list(percentiles)}
+        )
+        return [
+            TypeTimings(
+                job_type=row["job_type"], count=row["count"], wait=Percentiles(*row["wait"]), run=Percentiles(*row["run"])
+            )
+            for row in rows
+        ]
 
     async def ping(self) -> None:
         row = await self.db.fetch_one(QUERIES["ping"])

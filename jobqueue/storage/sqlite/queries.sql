@@ -384,6 +384,42 @@ FROM jobs
 WHERE completed_at >= :since AND started_at IS NOT NULL
   AND (:job_type IS NULL OR job_type = :job_type);
 
+-- name: timings
+-- Per job type, by name: how many of the :sample jobs finished most recently since :since had
+-- started, and each percentile in the JSON array :percentiles of their wait (creation to start)
+-- and run (start to finish) seconds: one row per type and percentile, in the array's order.
+-- SQLite has no percentile aggregate, so window functions rank each type's values (from 0) and
+-- a percentile p is interpolated between the values ranked floor(p * (n - 1)) and the next, as
+-- PostgreSQL's percentile_cont does: both backends answer the same figures. The read is
+-- bounded by :sample and walks the jobs_completed index newest first.
+WITH finished AS (
+    SELECT job_type, started_at - created_at AS wait, completed_at - started_at AS run
+    FROM jobs
+    WHERE completed_at >= :since AND started_at IS NOT NULL
+    ORDER BY completed_at DESC
+    LIMIT :sample
+),
+ranked AS (
+    SELECT job_type, wait, run,
+           row_number() OVER (PARTITION BY job_type ORDER BY wait) - 1 AS wait_rank,
+           row_number() OVER (PARTITION BY job_type ORDER BY run) - 1 AS run_rank,
+           count(*) OVER (PARTITION BY job_type) AS n
+    FROM finished
+),
+points AS (
+    SELECT key AS position, value * (n - 1) AS at, CAST(value * (n - 1) AS INTEGER) AS below,
+           job_type, wait, run, wait_rank, run_rank, n
+    FROM ranked, json_each(:percentiles)
+)
+SELECT job_type, position, max(n) AS count,
+       sum(CASE wait_rank WHEN below THEN wait * (1 - (at - below))
+                          WHEN below + 1 THEN wait * (at - below) ELSE 0 END) AS wait,
+       sum(CASE run_rank WHEN below THEN run * (1 - (at - below))
+                         WHEN below + 1 THEN run * (at - below) ELSE 0 END) AS run
+FROM points
+GROUP BY job_type, position
+ORDER BY job_type, position;
+
 -- name: ping
 -- Cheap check that the database answers.
 SELECT count(*) FROM schema_migrations;

@@ -34,10 +34,12 @@ from jobqueue.models import (
     KeyScope,
     Worker,
     MissedTicks,
+    Percentiles,
     Schedule,
     ScheduleSpec,
     TypeControls,
     TypeControlsUpdate,
+    TypeTimings,
 )
 from jobqueue.settings import Settings
 from jobqueue.storage import flow, rules
@@ -503,6 +505,23 @@ class SQLiteStore:
             QUERIES["recent_timings"], {"job_type": job_type, "since": since}
         )
         return row[0], row[1]
+
+    async def timings(self, since: float, sample: int, percentiles: Sequence[float]) -> list[TypeTimings]:
+        rows = await self.db.fetch_all(
+            QUERIES["timings"], {"since": since, "sample": sample, "percentiles": _json_encode(list(percentiles)).decode()}
+        )
+        by_type: dict[str, list[sqlite3.Row]] = {}
+        for row in rows:
+            by_type.setdefault(row["job_type"], []).append(row)
+        return [
+            TypeTimings(
+                job_type=job_type,
+                count=points[0]["count"],
+                wait=Percentiles(*(point["wait"] for point in points)),
+                run=Percentiles(*(point["run"] for point in points)),
+            )
+            for job_type, points in by_type.items()
+        ]
 
     async def ping(self) -> None:
         await self.db.check_writable()
