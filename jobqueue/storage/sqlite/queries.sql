@@ -346,11 +346,28 @@ RETURNING *;
 DELETE FROM jobs WHERE id = :id AND status IN ('completed', 'failed', 'cancelled') RETURNING id;
 
 -- name: list_jobs
--- A page of jobs, newest first, optionally filtered (JSON array of statuses, type, worker).
+-- A page of jobs, newest first, optionally filtered (JSON array of statuses, type, worker, id
+-- prefix, fields of request_data).
 SELECT * FROM jobs
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:job_type IS NULL OR job_type = :job_type)
   AND (:worker_id IS NULL OR worker_id = :worker_id)
+  -- An index range on the primary key: BINARY order is code point order, so the range holds
+  -- exactly the ids starting with the prefix (LIKE would ignore case here).
+  AND (:id_prefix IS NULL OR (id >= :id_prefix AND id < :id_prefix_end))
+  -- :data is a JSON array of {field, value, number}; a job matches when no filter fails. The
+  -- field is an identifier (checked above the store), so '$.' || field is a plain JSON path.
+  AND (:data IS NULL OR NOT EXISTS (
+    SELECT 1 FROM json_each(:data) AS f
+    WHERE (CASE json_type(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+      WHEN 'text' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.value')
+      WHEN 'integer' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.number')
+      WHEN 'real' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.number')
+    END) IS NOT TRUE
+  ))
 ORDER BY created_at DESC
 LIMIT :limit OFFSET :offset;
 
@@ -359,7 +376,23 @@ LIMIT :limit OFFSET :offset;
 SELECT count(*) FROM jobs
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:job_type IS NULL OR job_type = :job_type)
-  AND (:worker_id IS NULL OR worker_id = :worker_id);
+  AND (:worker_id IS NULL OR worker_id = :worker_id)
+  -- An index range on the primary key: BINARY order is code point order, so the range holds
+  -- exactly the ids starting with the prefix (LIKE would ignore case here).
+  AND (:id_prefix IS NULL OR (id >= :id_prefix AND id < :id_prefix_end))
+  -- :data is a JSON array of {field, value, number}; a job matches when no filter fails. The
+  -- field is an identifier (checked above the store), so '$.' || field is a plain JSON path.
+  AND (:data IS NULL OR NOT EXISTS (
+    SELECT 1 FROM json_each(:data) AS f
+    WHERE (CASE json_type(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+      WHEN 'text' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.value')
+      WHEN 'integer' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.number')
+      WHEN 'real' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.number')
+    END) IS NOT TRUE
+  ));
 
 -- name: count_by_status
 -- Jobs per status, optionally of one type.

@@ -469,6 +469,8 @@ class SQLiteStore:
         statuses: Sequence[JobStatus] | None,
         job_type: str | None,
         worker_id: str | None,
+        id_prefix: str | None,
+        data: Sequence[rules.DataFilter],
         limit: int,
         offset: int,
     ) -> tuple[list[Job], int]:
@@ -476,6 +478,9 @@ class SQLiteStore:
             "statuses": _json_encode([s.value for s in statuses]).decode() if statuses else None,
             "job_type": job_type,
             "worker_id": worker_id,
+            "id_prefix": id_prefix,
+            "id_prefix_end": rules.prefix_range_end(id_prefix) if id_prefix else None,
+            "data": _json_encode([f._asdict() for f in data]).decode() if data else None,
             "limit": limit,
             "offset": offset,
         }
