@@ -19,12 +19,27 @@
   ];
   const TERMINAL_KINDS = ["completed", "failed", "cancelled"];
   const REFRESH_DELAY_MS = 250;
+  // Relative times and running durations are redrawn this often.
+  const TICK_MS = 1000;
+  // Requests one bulk action keeps in flight: enough to be quick, few enough to leave the
+  // server's other clients (and the browser's six connections per host) room.
+  const BULK_CONCURRENCY = 4;
+  const BULK_ACTIONS = {
+    retry: { verb: "Retry", method: "POST", path: (id) => `/api/jobs/${encodeURIComponent(id)}/retry` },
+    cancel: { verb: "Cancel", method: "POST", path: (id) => `/api/jobs/${encodeURIComponent(id)}/cancel` },
+    delete: { verb: "Delete", method: "DELETE", path: (id) => `/api/jobs/${encodeURIComponent(id)}` },
+  };
+  const tools = window.jobqueueList;
 
   const $ = (selector, root = document) => root.querySelector(selector);
 
   const state = {
     status: "",
     jobType: "",
+    // "all", or "failed": the failed jobs with their errors and the retry-all tools.
+    view: "all",
+    idPrefix: "",
+    data: [], // [[field, value]...]: data.<field>=<value> filters on request_data
     limit: 25,
     offset: 0,
     total: 0,
@@ -34,6 +49,12 @@
   // Job id -> {tr, job, seq}: rows are kept and updated in place, so focus and live values survive
   // a refresh of the page of jobs.
   let rows = new Map();
+  // Ids of the selected jobs (bulk actions); kept while the page re-renders, emptied when the
+  // filters or the page change.
+  const selected = new Set();
+  // While frozen the page of jobs is not re-read: rows stay where they are, and what happened
+  // meanwhile is only counted (ids of jobs created, and of jobs otherwise changed).
+  const frozen = { on: false, created: new Set(), changed: new Set() };
   const detail = { jobId: null, job: null, source: null, lastSeq: 0 };
 
   // -- helpers ---------------------------------------------------------------------------------
@@ -75,6 +96,12 @@
 
   function timeElement(iso) {
     return iso ? el("time", { dateTime: iso, title: iso }, formatTime(iso)) : document.createTextNode("—");
+  }
+
+  // "3 s ago", the absolute time on hover; ``tick`` keeps the text current.
+  function relativeTime(iso) {
+    if (!iso) return document.createTextNode("—");
+    return el("time", { dateTime: iso, title: formatTime(iso), className: "relative" }, tools.ago(iso));
   }
 
   function formatJson(value) {
@@ -155,8 +182,10 @@
             el("span", { className: "count" }),
             el("span", { className: "count-label" }, text),
           );
-          button.setAttribute("aria-pressed", String(state.status === status));
-          button.addEventListener("click", () => setFilters({ status }));
+          button.setAttribute("aria-pressed", String(shownStatus() === status));
+          // The failed card opens the failed view (errors, finish times, retry-all); the others
+          // filter the list.
+          button.addEventListener("click", () => setFilters(status === "failed" ? { view: "failed", status: "" } : { view: "all", status }));
           return el("li", {}, button);
         }),
       );
@@ -207,6 +236,7 @@
     const types = [...state.types].sort();
     const perType = await Promise.all(types.map((t) => api(`/api/jobs/stats/${encodeURIComponent(t)}`)));
     renderTypeCounts(perType);
+    renderRetryFailed(perType);
   }
 
   function addType(jobType) {
@@ -230,35 +260,74 @@
     );
     const each = el("optgroup", { label: "Status" }, ...state.statuses.map((s) => el("option", { value: s }, label(s))));
     select.replaceChildren(el("option", { value: "" }, "any"), groups, each);
-    select.value = state.status;
+    select.value = shownStatus();
   }
+
+  // The status the list shows: the failed view is the failed jobs, whatever the filter said.
+  const shownStatus = () => (state.view === "failed" ? "failed" : state.status);
 
   function setFilters(changes) {
     Object.assign(state, changes, { offset: "offset" in changes ? changes.offset : 0 });
-    $("#filter-status").value = state.status;
-    if ($("#filter-type").value !== state.jobType) $("#filter-type").value = state.jobType;
+    selected.clear();
+    showViewAndFilters();
     const query = new URLSearchParams();
+    if (state.view === "failed") query.set("view", "failed");
     if (state.status) query.set("status", state.status);
     if (state.jobType) query.set("job_type", state.jobType);
+    addSearchParams(query);
     if (state.offset) query.set("offset", String(state.offset));
     if (state.limit !== 25) query.set("limit", String(state.limit));
     const search = query.toString();
     history.replaceState(null, "", search ? `?${search}` : location.pathname);
     for (const card of document.querySelectorAll(".count-card")) {
-      card.setAttribute("aria-pressed", String((card.dataset.status === "all" ? "" : card.dataset.status) === state.status));
+      card.setAttribute("aria-pressed", String((card.dataset.status === "all" ? "" : card.dataset.status) === shownStatus()));
     }
     loadJobs().catch((error) => showNotice(error.message));
   }
 
+  function addSearchParams(query) {
+    if (state.idPrefix) query.set("id_prefix", state.idPrefix);
+    for (const [field, value] of state.data) query.set(`data.${field}`, value);
+  }
+
+  // The controls show the state (after a change, or as read from the URL).
+  function showViewAndFilters() {
+    const failed = state.view === "failed";
+    $("#filter-status").value = shownStatus();
+    $("#filter-status").disabled = failed;
+    if ($("#filter-type").value !== state.jobType) $("#filter-type").value = state.jobType;
+    $("#jobs").dataset.view = state.view;
+    $("#failed-tools").hidden = !failed;
+    for (const tab of document.querySelectorAll(".view-tab")) {
+      tab.setAttribute("aria-pressed", String(tab.dataset.view === state.view));
+    }
+  }
+
+  function sameSearch(parsed) {
+    return parsed.idPrefix === state.idPrefix && JSON.stringify(parsed.data) === JSON.stringify(state.data);
+  }
+
+  function onSearchInput() {
+    const parsed = tools.parseSearch($("#search").value);
+    $("#search-error").hidden = !parsed.error;
+    $("#search-error").textContent = parsed.error || "";
+    if (parsed.error || sameSearch(parsed)) return;
+    setFilters({ idPrefix: parsed.idPrefix, data: parsed.data });
+  }
+
   function readFiltersFromUrl() {
     const query = new URLSearchParams(location.search);
+    state.view = query.get("view") === "failed" ? "failed" : "all";
     state.status = query.get("status") || "";
     state.jobType = query.get("job_type") || "";
+    state.idPrefix = query.get("id_prefix") || "";
+    state.data = [...query].filter(([name]) => name.startsWith("data.")).map(([name, value]) => [name.slice(5), value]);
     state.offset = Math.max(0, Number.parseInt(query.get("offset") || "0", 10) || 0);
     const limit = Number.parseInt(query.get("limit") || "25", 10);
     state.limit = [10, 25, 50, 100].includes(limit) ? limit : 25;
-    $("#filter-type").value = state.jobType;
     $("#page-size").value = String(state.limit);
+    $("#search").value = tools.searchText({ idPrefix: state.idPrefix, data: state.data });
+    showViewAndFilters();
   }
 
   // -- the job table ---------------------------------------------------------------------------
@@ -268,8 +337,9 @@
   async function loadJobs() {
     const request = ++listRequest;
     const query = new URLSearchParams({ limit: String(state.limit), offset: String(state.offset) });
-    if (state.status) query.set("status", state.status);
+    if (shownStatus()) query.set("status", shownStatus());
     if (state.jobType) query.set("job_type", state.jobType);
+    addSearchParams(query);
     const page = await api(`/api/jobs?${query}`);
     if (request !== listRequest) return; // a newer request (say, another filter) answers instead
     if (page.items.length === 0 && state.offset > 0 && page.total > 0) {
@@ -278,6 +348,9 @@
       return loadJobs();
     }
     state.total = page.total;
+    frozen.created.clear();
+    frozen.changed.clear();
+    renderFrozen();
     renderJobs(page.items);
     for (const job of page.items) addType(job.job_type);
     if (state.jobType) addType(state.jobType);
@@ -314,12 +387,22 @@
     });
     for (const [id, entry] of rows) if (!next.has(id)) entry.tr.remove();
     rows = next;
+    renderSelection();
   }
 
   function createRow(job) {
+    const select = el("input", { type: "checkbox", className: "select", checked: selected.has(job.id) });
+    select.setAttribute("aria-label", `Select job ${job.id}`);
+    select.addEventListener("change", () => {
+      if (select.checked) selected.add(job.id);
+      else selected.delete(job.id);
+      renderSelection();
+    });
     const open = el("button", { type: "button", className: "link mono", title: job.id }, shortId(job.id));
     open.setAttribute("aria-label", `Show job ${job.id}`);
     open.addEventListener("click", () => openDetail(job.id));
+    const page = el("a", { className: "page-link", href: `/dashboard/jobs/${encodeURIComponent(job.id)}` }, "page");
+    page.setAttribute("aria-label", `Open the page of job ${job.id}`);
     const progress = el("progress", { max: 100, value: 0 });
     progress.setAttribute("aria-label", `Progress of job ${job.id}`);
     const cells = {
@@ -328,22 +411,43 @@
       percent: el("span", { className: "pct" }),
       message: el("td", { className: "message" }),
       attempts: el("td", { className: "num" }),
-      created: el("td"),
+      created: el("td", { className: "when" }),
+      updated: el("td", { className: "when list-only" }),
+      finished: el("td", { className: "when failed-only" }),
+      waited: el("td", { className: "num took", dataset: { took: "waited" } }),
+      ran: el("td", { className: "num took", dataset: { took: "ran" } }),
       actions: el("td", { className: "actions" }),
     };
     const tr = el(
       "tr",
       { dataset: { jobId: job.id } },
-      el("th", { scope: "row" }, open),
+      el("th", { scope: "row" }, select, " ", open, " ", page),
       cells.type,
       cells.status,
-      el("td", { className: "progress-cell" }, progress, cells.percent),
+      el("td", { className: "progress-cell list-only" }, progress, cells.percent),
       cells.message,
       cells.attempts,
       cells.created,
+      cells.updated,
+      cells.finished,
+      cells.waited,
+      cells.ran,
       cells.actions,
     );
-    return { tr, job, seq: job.event_seq, progress, cells };
+    return { tr, job, seq: job.event_seq, progress, cells, select };
+  }
+
+  // The cells that change with the clock alone: relative times and running durations.
+  function updateTimes(entry, now = Date.now()) {
+    const { job, cells } = entry;
+    for (const time of entry.tr.querySelectorAll("time.relative")) time.textContent = tools.ago(time.dateTime, now);
+    cells.waited.textContent = tools.duration(tools.waited(job, now));
+    cells.ran.textContent = tools.duration(tools.ran(job, now));
+  }
+
+  function tick() {
+    const now = Date.now();
+    for (const entry of rows.values()) updateTimes(entry, now);
   }
 
   function statusBadge(status) {
@@ -367,7 +471,14 @@
     cells.message.title = text;
     cells.message.classList.toggle("error", showError);
     cells.attempts.textContent = `${job.attempts} / ${job.max_attempts}`;
-    cells.created.replaceChildren(timeElement(job.created_at));
+    for (const [cell, iso] of [[cells.created, job.created_at], [cells.updated, job.updated_at], [cells.finished, job.completed_at]]) {
+      if (cell.dataset.at !== (iso || "")) {
+        cell.dataset.at = iso || "";
+        cell.replaceChildren(relativeTime(iso));
+      }
+    }
+    entry.select.checked = selected.has(job.id);
+    updateTimes(entry);
     const wanted = actionsFor(job).join(" ");
     if (cells.actions.dataset.actions !== wanted) {
       cells.actions.dataset.actions = wanted;
@@ -421,7 +532,9 @@
   // -- live events -----------------------------------------------------------------------------
 
   const refreshCounts = coalesced(loadCounts, REFRESH_DELAY_MS);
-  const refreshJobs = coalesced(loadJobs, REFRESH_DELAY_MS);
+  // Frozen, the page of jobs is read again only when asked for (Show, a filter, a page).
+  const refreshJobs = coalesced(async () => frozen.on || (await loadJobs()), REFRESH_DELAY_MS);
+  const reloadJobs = () => loadJobs().catch((error) => showNotice(error.message));
 
   function onEvent(message) {
     const event = JSON.parse(message.data);
@@ -436,6 +549,10 @@
         message: event.message,
         error: event.kind === "failed" && event.data ? event.data.error : entry.job.error,
         cancel_requested: event.kind === "cancel_requested" || (entry.job.cancel_requested && isRunning(event.status)),
+        // Close enough for the clock columns until the row is read again.
+        updated_at: event.at,
+        started_at: entry.job.started_at || (isRunning(event.status) ? event.at : null),
+        completed_at: TERMINAL.includes(event.status) ? entry.job.completed_at || event.at : null,
       };
       updateRow(entry);
     }
@@ -444,7 +561,159 @@
     }
     refreshCounts();
     // Progress changes nothing the page of jobs is filtered or ordered by; anything else may.
-    if (event.kind !== "progress") refreshJobs();
+    if (event.kind === "progress") return;
+    if (!frozen.on) {
+      refreshJobs();
+    } else {
+      if (event.kind === "created") frozen.created.add(event.job_id);
+      else if (!frozen.created.has(event.job_id)) frozen.changed.add(event.job_id);
+      renderFrozen();
+    }
+  }
+
+  // -- freeze / follow -------------------------------------------------------------------------
+
+  function setFrozen(on) {
+    frozen.on = on;
+    $("#freeze").setAttribute("aria-pressed", String(on));
+    $("#jobs").classList.toggle("is-frozen", on);
+    renderFrozen();
+    if (!on) refreshJobs(); // catch up with what was only counted
+  }
+
+  function renderFrozen() {
+    const box = $("#frozen");
+    box.hidden = !frozen.on;
+    const created = frozen.created.size;
+    const changed = frozen.changed.size;
+    const parts = [created ? `${created} new` : "", changed ? `${changed} changed` : ""].filter(Boolean);
+    $("#frozen-count").textContent = parts.length ? parts.join(", ") : "no changes";
+    $("#show-changes").disabled = parts.length === 0;
+  }
+
+  // -- selection and bulk actions --------------------------------------------------------------
+
+  function renderSelection() {
+    const count = selected.size;
+    $("#bulk-bar").hidden = count === 0;
+    $("#bulk-count").textContent = `${count} selected`;
+    const onPage = [...rows.keys()];
+    const all = $("#select-page");
+    const picked = onPage.filter((id) => selected.has(id)).length;
+    all.checked = onPage.length > 0 && picked === onPage.length;
+    all.indeterminate = picked > 0 && picked < onPage.length;
+    for (const entry of rows.values()) entry.tr.classList.toggle("selected", selected.has(entry.job.id));
+  }
+
+  function clearSelection() {
+    selected.clear();
+    for (const entry of rows.values()) entry.select.checked = false;
+    renderSelection();
+  }
+
+  function selectPage(on) {
+    for (const [id, entry] of rows) {
+      if (on) selected.add(id);
+      else selected.delete(id);
+      entry.select.checked = on;
+    }
+    renderSelection();
+  }
+
+  // Ask first, naming what and how many; resolves true for Yes.
+  function confirmDialog(question, yes) {
+    const dialog = $("#bulk-confirm");
+    $("#bulk-question").textContent = question;
+    $("#bulk-yes").textContent = yes;
+    return new Promise((resolve) => {
+      const answer = (value) => () => {
+        $("#bulk-yes").onclick = $("#bulk-no").onclick = dialog.onclose = null;
+        if (dialog.open) dialog.close();
+        resolve(value);
+      };
+      $("#bulk-yes").onclick = answer(true);
+      $("#bulk-no").onclick = answer(false);
+      dialog.onclose = answer(false); // Escape
+      dialog.showModal();
+      $("#bulk-no").focus();
+    });
+  }
+
+  function showBulkResult(summary, failures) {
+    $("#bulk-result").hidden = false;
+    $("#bulk-summary").textContent = summary;
+    $("#bulk-failures").replaceChildren(
+      ...failures.map(({ item, error }) =>
+        el("li", { dataset: { jobId: item } }, el("a", { href: `/dashboard/jobs/${encodeURIComponent(item)}`, className: "mono" }, item), `: ${error.message}`),
+      ),
+    );
+  }
+
+  async function bulk(action) {
+    const { verb, method, path } = BULK_ACTIONS[action];
+    const ids = [...selected];
+    const noun = ids.length === 1 ? "job" : "jobs";
+    if (!(await confirmDialog(`${verb} ${ids.length} selected ${noun}?`, `${verb} ${ids.length} ${noun}`))) return;
+    for (const button of document.querySelectorAll("[data-bulk]")) button.disabled = true;
+    try {
+      const results = await tools.runBounded(ids, BULK_CONCURRENCY, (id) => api(path(id), { method }));
+      const failures = results.filter((r) => !r.ok);
+      for (const result of results) {
+        if (!result.ok) continue;
+        selected.delete(result.item);
+        if (result.value) applyJob(result.value);
+      }
+      const done = results.length - failures.length;
+      const past = { retry: "retried", cancel: "cancelled", delete: "deleted" }[action];
+      const summary = `${done} of ${results.length} ${noun} ${past}` + (failures.length ? `; ${failures.length} could not be:` : ".");
+      showBulkResult(summary, failures);
+      announce(summary);
+      renderSelection();
+      // Deleted rows are gone however the list is set; read it again even while frozen.
+      if (action === "delete") reloadJobs();
+    } finally {
+      for (const button of document.querySelectorAll("[data-bulk]")) button.disabled = false;
+    }
+  }
+
+  // -- the failed view -------------------------------------------------------------------------
+
+  // One "Retry all N failed" button per type that has failed jobs (from the per-type counts).
+  function renderRetryFailed(perType) {
+    const list = $("#retry-failed");
+    const failing = perType.filter((stats) => (stats.by_status.failed || 0) > 0);
+    list.replaceChildren(
+      ...failing.map((stats) => {
+        const count = stats.by_status.failed;
+        const button = el("button", { type: "button", className: "action retry", dataset: { jobType: stats.job_type } },
+          `Retry all ${count} failed ${stats.job_type}`);
+        button.addEventListener("click", () => retryFailed(stats.job_type, count, button));
+        return el("li", {}, button);
+      }),
+    );
+    if (failing.length === 0) list.append(el("li", { className: "hint" }, "No failed jobs."));
+  }
+
+  async function retryFailed(jobType, count, button) {
+    const noun = count === 1 ? "job" : "jobs";
+    if (!(await confirmDialog(`Retry all ${count} failed ${noun} of type ${jobType}?`, `Retry ${count} ${noun}`))) return;
+    button.disabled = true;
+    try {
+      let retried = 0;
+      let result;
+      do {
+        result = await api(`/api/job-types/${encodeURIComponent(jobType)}/retry-failed`, { method: "POST" });
+        retried += result.affected;
+      } while (result.more && result.affected > 0);
+      showBulkResult(`${retried} failed ${jobType} ${retried === 1 ? "job" : "jobs"} retried.`, []);
+      announce(`${retried} failed ${jobType} jobs retried`);
+      reloadJobs();
+      refreshCounts();
+    } catch (error) {
+      showNotice(`Could not retry the failed ${jobType} jobs: ${error.message}`);
+    } finally {
+      button.disabled = false;
+    }
   }
 
   let liveSource = null;
@@ -575,6 +844,23 @@
       typing = setTimeout(() => setFilters({ jobType: event.target.value.trim() }), REFRESH_DELAY_MS);
     });
     $("#page-size").addEventListener("change", (event) => setFilters({ limit: Number(event.target.value) }));
+    let searching = null;
+    $("#search").addEventListener("input", () => {
+      clearTimeout(searching);
+      searching = setTimeout(onSearchInput, REFRESH_DELAY_MS);
+    });
+    for (const tab of document.querySelectorAll(".view-tab")) {
+      tab.addEventListener("click", () => setFilters({ view: tab.dataset.view }));
+    }
+    $("#freeze").addEventListener("click", () => setFrozen(!frozen.on));
+    $("#follow").addEventListener("click", () => setFrozen(false));
+    $("#show-changes").addEventListener("click", reloadJobs);
+    $("#select-page").addEventListener("change", (event) => selectPage(event.target.checked));
+    for (const button of document.querySelectorAll("[data-bulk]")) {
+      button.addEventListener("click", () => bulk(button.dataset.bulk));
+    }
+    $("#bulk-clear").addEventListener("click", clearSelection);
+    setInterval(tick, TICK_MS);
     $("#prev-page").addEventListener("click", () => setFilters({ offset: Math.max(0, state.offset - state.limit) }));
     $("#next-page").addEventListener("click", () => setFilters({ offset: state.offset + state.limit }));
     $("#detail-close").addEventListener("click", () => $("#detail").close());
