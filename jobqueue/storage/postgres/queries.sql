@@ -327,8 +327,8 @@ SELECT * FROM jobs
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text)
   AND (%(worker_id)s::text IS NULL OR worker_id = %(worker_id)s::text)
-  -- Escaped wildcards: the pattern is the prefix and one trailing %. (A btree index serves such a
-  -- LIKE under the C collation, or with text_pattern_ops.)
+  -- Escaped wildcards: the pattern is the prefix and one trailing %. A btree index serves such a
+  -- LIKE only under the C collation or with text_pattern_ops, which jobs.id does not have.
   AND (%(id_pattern)s::text IS NULL OR id LIKE %(id_pattern)s::text ESCAPE '\')
   -- Parallel arrays, one element per data filter; a job matches when no filter fails. CASE
   -- keeps the numeric cast to fields that are numbers.
@@ -350,8 +350,8 @@ SELECT count(*) AS total FROM jobs
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text)
   AND (%(worker_id)s::text IS NULL OR worker_id = %(worker_id)s::text)
-  -- Escaped wildcards: the pattern is the prefix and one trailing %. (A btree index serves such a
-  -- LIKE under the C collation, or with text_pattern_ops.)
+  -- Escaped wildcards: the pattern is the prefix and one trailing %. A btree index serves such a
+  -- LIKE only under the C collation or with text_pattern_ops, which jobs.id does not have.
   AND (%(id_pattern)s::text IS NULL OR id LIKE %(id_pattern)s::text ESCAPE '\')
   -- Parallel arrays, one element per data filter; a job matches when no filter fails. CASE
   -- keeps the numeric cast to fields that are numbers.

@@ -352,8 +352,9 @@ SELECT * FROM jobs
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:job_type IS NULL OR job_type = :job_type)
   AND (:worker_id IS NULL OR worker_id = :worker_id)
-  -- An index range on the primary key: BINARY order is code point order, so the range holds
-  -- exactly the ids starting with the prefix (LIKE would ignore case here).
+  -- A range rather than LIKE, which ignores case here: BINARY order is code point order, so the
+  -- range holds exactly the ids starting with the prefix. Inside "IS NULL OR" the planner does
+  -- not use the primary key for it; a query of its own would.
   AND (:id_prefix IS NULL OR (id >= :id_prefix AND id < :id_prefix_end))
   -- :data is a JSON array of {field, value, number}; a job matches when no filter fails. The
   -- field is an identifier (checked above the store), so '$.' || field is a plain JSON path.
@@ -377,8 +378,9 @@ SELECT count(*) FROM jobs
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:job_type IS NULL OR job_type = :job_type)
   AND (:worker_id IS NULL OR worker_id = :worker_id)
-  -- An index range on the primary key: BINARY order is code point order, so the range holds
-  -- exactly the ids starting with the prefix (LIKE would ignore case here).
+  -- A range rather than LIKE, which ignores case here: BINARY order is code point order, so the
+  -- range holds exactly the ids starting with the prefix. Inside "IS NULL OR" the planner does
+  -- not use the primary key for it; a query of its own would.
   AND (:id_prefix IS NULL OR (id >= :id_prefix AND id < :id_prefix_end))
   -- :data is a JSON array of {field, value, number}; a job matches when no filter fails. The
   -- field is an identifier (checked above the store), so '$.' || field is a plain JSON path.
