@@ -21,14 +21,6 @@
   const REFRESH_DELAY_MS = 250;
   // Relative times and running durations are redrawn this often.
   const TICK_MS = 1000;
-  // Requests one bulk action keeps in flight: enough to be quick, few enough to leave the
-  // server's other clients (and the browser's six connections per host) room.
-  const BULK_CONCURRENCY = 4;
-  const BULK_ACTIONS = {
-    retry: { verb: "Retry", method: "POST", path: (id) => `/api/jobs/${encodeURIComponent(id)}/retry` },
-    cancel: { verb: "Cancel", method: "POST", path: (id) => `/api/jobs/${encodeURIComponent(id)}/cancel` },
-    delete: { verb: "Delete", method: "DELETE", path: (id) => `/api/jobs/${encodeURIComponent(id)}` },
-  };
   const tools = window.jobqueueList;
 
   const $ = (selector, root = document) => root.querySelector(selector);
@@ -49,9 +41,19 @@
   // Job id -> {tr, job, seq}: rows are kept and updated in place, so focus and live values survive
   // a refresh of the page of jobs.
   let rows = new Map();
-  // Ids of the selected jobs (bulk actions); kept while the page re-renders, emptied when the
-  // filters or the page change.
-  const selected = new Set();
+  // Selection and bulk actions (bulk.js). The refreshers are constants defined further down,
+  // hence the arrows.
+  const bulk = window.jobqueueBulk({
+    api,
+    el,
+    rows: () => rows,
+    applyJob,
+    announce,
+    showNotice,
+    reloadJobs: () => reloadJobs(),
+    refreshCounts: () => refreshCounts(),
+  });
+  const { selected } = bulk;
   // While frozen the page of jobs is not re-read: rows stay where they are, and what happened
   // meanwhile is only counted (ids of jobs created, and of jobs otherwise changed).
   const frozen = { on: false, created: new Set(), changed: new Set() };
@@ -236,7 +238,7 @@
     const types = [...state.types].sort();
     const perType = await Promise.all(types.map((t) => api(`/api/jobs/stats/${encodeURIComponent(t)}`)));
     renderTypeCounts(perType);
-    renderRetryFailed(perType);
+    bulk.renderRetryFailed(perType);
   }
 
   function addType(jobType) {
@@ -387,7 +389,7 @@
     });
     for (const [id, entry] of rows) if (!next.has(id)) entry.tr.remove();
     rows = next;
-    renderSelection();
+    bulk.renderSelection();
   }
 
   function createRow(job) {
@@ -396,7 +398,7 @@
     select.addEventListener("change", () => {
       if (select.checked) selected.add(job.id);
       else selected.delete(job.id);
-      renderSelection();
+      bulk.renderSelection();
     });
     const open = el("button", { type: "button", className: "link mono", title: job.id }, shortId(job.id));
     open.setAttribute("aria-label", `Show job ${job.id}`);
@@ -571,151 +573,6 @@
     }
   }
 
-  // -- freeze / follow -------------------------------------------------------------------------
-
-  function setFrozen(on) {
-    frozen.on = on;
-    $("#freeze").setAttribute("aria-pressed", String(on));
-    $("#jobs").classList.toggle("is-frozen", on);
-    renderFrozen();
-    if (!on) refreshJobs(); // catch up with what was only counted
-  }
-
-  function renderFrozen() {
-    const box = $("#frozen");
-    box.hidden = !frozen.on;
-    const created = frozen.created.size;
-    const changed = frozen.changed.size;
-    const parts = [created ? `${created} new` : "", changed ? `${changed} changed` : ""].filter(Boolean);
-    $("#frozen-count").textContent = parts.length ? parts.join(", ") : "no changes";
-    $("#show-changes").disabled = parts.length === 0;
-  }
-
-  // -- selection and bulk actions --------------------------------------------------------------
-
-  function renderSelection() {
-    const count = selected.size;
-    $("#bulk-bar").hidden = count === 0;
-    $("#bulk-count").textContent = `${count} selected`;
-    const onPage = [...rows.keys()];
-    const all = $("#select-page");
-    const picked = onPage.filter((id) => selected.has(id)).length;
-    all.checked = onPage.length > 0 && picked === onPage.length;
-    all.indeterminate = picked > 0 && picked < onPage.length;
-    for (const entry of rows.values()) entry.tr.classList.toggle("selected", selected.has(entry.job.id));
-  }
-
-  function clearSelection() {
-    selected.clear();
-    for (const entry of rows.values()) entry.select.checked = false;
-    renderSelection();
-  }
-
-  function selectPage(on) {
-    for (const [id, entry] of rows) {
-      if (on) selected.add(id);
-      else selected.delete(id);
-      entry.select.checked = on;
-    }
-    renderSelection();
-  }
-
-  // Ask first, naming what and how many; resolves true for Yes.
-  function confirmDialog(question, yes) {
-    const dialog = $("#bulk-confirm");
-    $("#bulk-question").textContent = question;
-    $("#bulk-yes").textContent = yes;
-    return new Promise((resolve) => {
-      const answer = (value) => () => {
-        $("#bulk-yes").onclick = $("#bulk-no").onclick = dialog.onclose = null;
-        if (dialog.open) dialog.close();
-        resolve(value);
-      };
-      $("#bulk-yes").onclick = answer(true);
-      $("#bulk-no").onclick = answer(false);
-      dialog.onclose = answer(false); // Escape
-      dialog.showModal();
-      $("#bulk-no").focus();
-    });
-  }
-
-  function showBulkResult(summary, failures) {
-    $("#bulk-result").hidden = false;
-    $("#bulk-summary").textContent = summary;
-    $("#bulk-failures").replaceChildren(
-      ...failures.map(({ item, error }) =>
-        el("li", { dataset: { jobId: item } }, el("a", { href: `/dashboard/jobs/${encodeURIComponent(item)}`, className: "mono" }, item), `: ${error.message}`),
-      ),
-    );
-  }
-
-  async function bulk(action) {
-    const { verb, method, path } = BULK_ACTIONS[action];
-    const ids = [...selected];
-    const noun = ids.length === 1 ? "job" : "jobs";
-    if (!(await confirmDialog(`${verb} ${ids.length} selected ${noun}?`, `${verb} ${ids.length} ${noun}`))) return;
-    for (const button of document.querySelectorAll("[data-bulk]")) button.disabled = true;
-    try {
-      const results = await tools.runBounded(ids, BULK_CONCURRENCY, (id) => api(path(id), { method }));
-      const failures = results.filter((r) => !r.ok);
-      for (const result of results) {
-        if (!result.ok) continue;
-        selected.delete(result.item);
-        if (result.value) applyJob(result.value);
-      }
-      const done = results.length - failures.length;
-      const past = { retry: "retried", cancel: "cancelled", delete: "deleted" }[action];
-      const summary = `${done} of ${results.length} ${noun} ${past}` + (failures.length ? `; ${failures.length} could not be:` : ".");
-      showBulkResult(summary, failures);
-      announce(summary);
-      renderSelection();
-      // Deleted rows are gone however the list is set; read it again even while frozen.
-      if (action === "delete") reloadJobs();
-    } finally {
-      for (const button of document.querySelectorAll("[data-bulk]")) button.disabled = false;
-    }
-  }
-
-  // -- the failed view -------------------------------------------------------------------------
-
-  // One "Retry all N failed" button per type that has failed jobs (from the per-type counts).
-  function renderRetryFailed(perType) {
-    const list = $("#retry-failed");
-    const failing = perType.filter((stats) => (stats.by_status.failed || 0) > 0);
-    list.replaceChildren(
-      ...failing.map((stats) => {
-        const count = stats.by_status.failed;
-        const button = el("button", { type: "button", className: "action retry", dataset: { jobType: stats.job_type } },
-          `Retry all ${count} failed ${stats.job_type}`);
-        button.addEventListener("click", () => retryFailed(stats.job_type, count, button));
-        return el("li", {}, button);
-      }),
-    );
-    if (failing.length === 0) list.append(el("li", { className: "hint" }, "No failed jobs."));
-  }
-
-  async function retryFailed(jobType, count, button) {
-    const noun = count === 1 ? "job" : "jobs";
-    if (!(await confirmDialog(`Retry all ${count} failed ${noun} of type ${jobType}?`, `Retry ${count} ${noun}`))) return;
-    button.disabled = true;
-    try {
-      let retried = 0;
-      let result;
-      do {
-        result = await api(`/api/job-types/${encodeURIComponent(jobType)}/retry-failed`, { method: "POST" });
-        retried += result.affected;
-      } while (result.more && result.affected > 0);
-      showBulkResult(`${retried} failed ${jobType} ${retried === 1 ? "job" : "jobs"} retried.`, []);
-      announce(`${retried} failed ${jobType} jobs retried`);
-      reloadJobs();
-      refreshCounts();
-    } catch (error) {
-      showNotice(`Could not retry the failed ${jobType} jobs: ${error.message}`);
-    } finally {
-      button.disabled = false;
-    }
-  }
-
   let liveSource = null;
 
   function connect() {
@@ -735,6 +592,26 @@
       connection.dataset.state = closed ? "closed" : "reconnecting";
       connection.textContent = closed ? "disconnected: reload the page" : "reconnecting…";
     });
+  }
+
+  // -- freeze / follow -------------------------------------------------------------------------
+
+  function setFrozen(on) {
+    frozen.on = on;
+    $("#freeze").setAttribute("aria-pressed", String(on));
+    $("#jobs").classList.toggle("is-frozen", on);
+    renderFrozen();
+    if (!on) refreshJobs(); // catch up with what was only counted
+  }
+
+  function renderFrozen() {
+    const box = $("#frozen");
+    box.hidden = !frozen.on;
+    const created = frozen.created.size;
+    const changed = frozen.changed.size;
+    const parts = [created ? `${created} new` : "", changed ? `${changed} changed` : ""].filter(Boolean);
+    $("#frozen-count").textContent = parts.length ? parts.join(", ") : "no changes";
+    $("#show-changes").disabled = parts.length === 0;
   }
 
   // -- job detail ------------------------------------------------------------------------------
@@ -855,11 +732,7 @@
     $("#freeze").addEventListener("click", () => setFrozen(!frozen.on));
     $("#follow").addEventListener("click", () => setFrozen(false));
     $("#show-changes").addEventListener("click", reloadJobs);
-    $("#select-page").addEventListener("change", (event) => selectPage(event.target.checked));
-    for (const button of document.querySelectorAll("[data-bulk]")) {
-      button.addEventListener("click", () => bulk(button.dataset.bulk));
-    }
-    $("#bulk-clear").addEventListener("click", clearSelection);
+    bulk.wire();
     setInterval(tick, TICK_MS);
     $("#prev-page").addEventListener("click", () => setFilters({ offset: Math.max(0, state.offset - state.limit) }));
     $("#next-page").addEventListener("click", () => setFilters({ offset: state.offset + state.limit }));

@@ -1,5 +1,6 @@
-// Pure helpers of the dashboard's job list (dashboard.js): relative times and durations, the
-// search box's grammar, and bounded concurrency for bulk actions. No DOM and no requests here.
+// Pure helpers of the dashboard's job list (dashboard.js): relative times and durations (the job
+// page, job.js, shows its times with them too), the search box's grammar, and bounded
+// concurrency for bulk actions. No DOM and no requests here.
 "use strict";
 
 window.jobqueueList = (() => {
