@@ -3,14 +3,18 @@ backend, through the HTTP API (the stores each have their own SQL for it)."""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import httpx
 import pytest
 
+from jobqueue.service import JobQueueService
+from jobqueue.settings import Settings
 from jobqueue.storage.rules import MAX_DATA_FILTERS, MAX_DATA_VALUE
+from jobqueue.storage.sqlite.connection import QUERIES
 
-from .conftest import assert_error, create
+from .conftest import assert_error, create, sqlite_only
 
 
 async def ids(client: httpx.AsyncClient, params: Any) -> set[str]:
@@ -91,3 +95,14 @@ async def test_bad_search_parameters_are_422_naming_the_parameter(
     client: httpx.AsyncClient, params: Any, field: str
 ) -> None:
     assert_error(await client.get("/api/jobs", params=params), 422, field)
+
+
+@sqlite_only
+async def test_sqlite_reads_an_id_prefix_from_the_primary_key(service: JobQueueService, settings: Settings) -> None:
+    await service.enqueue_job("planned")  # the schema exists
+    params = dict.fromkeys(("statuses", "job_type", "worker_id", "data"), None)
+    params |= {"id_prefix": "abcd", "id_prefix_end": "abce", "limit": 10, "offset": 0}
+    with sqlite3.connect(settings.database_path) as db:
+        for name in ("list_jobs_by_id_prefix", "count_jobs_by_id_prefix"):
+            plan = " | ".join(row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + QUERIES[name], params))
+            assert "SEARCH jobs USING" in plan and "(id>? AND id<?)" in plan, (name, plan)

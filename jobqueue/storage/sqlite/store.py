@@ -484,8 +484,11 @@ class SQLiteStore:
             "limit": limit,
             "offset": offset,
         }
-        rows = await self.db.fetch_all(QUERIES["list_jobs"], params)
-        total = await self.db.fetch_one(QUERIES["count_jobs"], params)
+        list_query, count_query = (
+            ("list_jobs_by_id_prefix", "count_jobs_by_id_prefix") if id_prefix else ("list_jobs", "count_jobs")
+        )
+        rows = await self.db.fetch_all(QUERIES[list_query], params)
+        total = await self.db.fetch_one(QUERIES[count_query], params)
         return [job_from_row(r) for r in rows], total[0]
 
     async def count_by_status(self, job_type: str | None) -> dict[str, int]:
