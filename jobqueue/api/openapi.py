@@ -81,6 +81,7 @@ from jobqueue.models import (
     Timings,
 )
 from jobqueue.service import MAX_PAGE_SIZE, TIMINGS_WINDOW_SECONDS
+from jobqueue.storage.rules import ID_PREFIX_PATTERN, MAX_DATA_FILTERS, MAX_DATA_VALUE, MIN_ID_PREFIX
 
 OPENAPI_VERSION = "3.1.0"
 REF = "#/components/schemas/{name}"
@@ -286,8 +287,23 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             _STATUS_PARAM,
             Param("job_type", {"type": "string"}, "Only jobs of this type"),
             Param("worker_id", {"type": "string"}, "Only jobs held by this worker"),
+            Param(
+                "id_prefix",
+                {"type": "string", "pattern": f"^{ID_PREFIX_PATTERN.pattern}$"},
+                f"Only jobs whose id starts with this (case-sensitive, at least {MIN_ID_PREFIX} characters)",
+            ),
             Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 50}),
             Param("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}),
+        ),
+        description=(
+            "**Filter on request_data** with `data.<field>=<value>` (up to "
+            f"{MAX_DATA_FILTERS}, all must hold): the top-level `field` of the job's `request_data` "
+            "is the string `value`, or a number equal to `value` read as a number, so "
+            "`?data.user=ann&data.n=7` matches `{\"user\": \"ann\", \"n\": 7}` and "
+            "`{\"user\": \"ann\", \"n\": \"7\"}`. A field is letters, digits and `_` (not "
+            f"starting with a digit, at most 64); a value is 1 to {MAX_DATA_VALUE} characters. "
+            "Nested fields, booleans and nulls are not matched. A bad filter is a 422 whose `field` "
+            "names the parameter (`data.<field>`, or `data` for too many)."
         ),
     ),
     ("GET", "/api/jobs/stats"): Operation("Counts by status and mean timings", "jobs", response=JobStats),

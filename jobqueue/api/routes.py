@@ -158,6 +158,10 @@ def _integral_floats_as_ints(value: dict[str, Any], kind: type[msgspec.Struct]) 
                     _integral_floats_as_ints(item, nested.cls)
 
 
+#: Query parameters ``data.<field>=<value>`` of ``GET /api/jobs`` filter on ``request_data``.
+DATA_PARAM_PREFIX = "data."
+
+
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
@@ -194,6 +198,19 @@ def _query_statuses(request: Request) -> list[JobStatus] | None:
                 422, "validation_error", f"unknown status {value!r}; expected one of: {known}", "status"
             ) from None
     return statuses or None
+
+
+def _query_data(request: Request) -> dict[str, str]:
+    """The ``data.<field>=<value>`` parameters, by field (checked by the service)."""
+    data: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if not name.startswith(DATA_PARAM_PREFIX):
+            continue
+        field = name.removeprefix(DATA_PARAM_PREFIX)
+        if field in data:
+            raise RequestError(422, "validation_error", f"{name} is given more than once", name)
+        data[field] = value
+    return data
 
 
 def _idempotency_key(request: Request, body_key: str | None) -> str | None:
@@ -311,6 +328,8 @@ async def list_jobs(request: Request) -> Response:
         status=_query_statuses(request),
         job_type=visible_type(request, request.query_params.get("job_type") or None),
         worker_id=request.query_params.get("worker_id") or None,
+        id_prefix=request.query_params.get("id_prefix"),
+        data=_query_data(request),
         limit=limit,
         offset=offset,
     )

@@ -30,7 +30,7 @@ from jobqueue.models import (
     TypeTimings,
     Worker,
 )
-from jobqueue.storage.rules import Dependencies, UniqueKey
+from jobqueue.storage.rules import DataFilter, Dependencies, UniqueKey
 
 #: Called with the events of each committed write, on the event loop, in commit order.
 EventListener = Callable[[list[JobEvent]], None]
@@ -103,10 +103,13 @@ class Store(Protocol):
         statuses: Sequence[JobStatus] | None,
         job_type: str | None,
         worker_id: str | None,
+        id_prefix: str | None,
+        data: Sequence[DataFilter],
         limit: int,
         offset: int,
     ) -> tuple[list[Job], int]:
-        """A page of jobs, newest first, and how many match in all."""
+        """A page of jobs, newest first, and how many match in all; ``id_prefix`` and each of
+        ``data`` (checked by ``rules.check_id_prefix`` and ``rules.data_filter``) narrow it."""
 
     async def count_by_status(self, job_type: str | None) -> dict[str, int]: ...
 

@@ -500,6 +500,8 @@ class PostgresStore:
         statuses: Sequence[JobStatus] | None,
         job_type: str | None,
         worker_id: str | None,
+        id_prefix: str | None,
+        data: Sequence[rules.DataFilter],
         limit: int,
         offset: int,
     ) -> tuple[list[Job], int]:
@@ -507,6 +509,10 @@ class PostgresStore:
             "statuses": [s.value for s in statuses] if statuses else None,
             "job_type": job_type,
             "worker_id": worker_id,
+            "id_pattern": rules.like_prefix(id_prefix) if id_prefix else None,
+            "data_fields": [f.field for f in data] if data else None,
+            "data_values": [f.value for f in data] if data else None,
+            "data_numbers": [None if f.number is None else repr(f.number) for f in data] if data else None,
             "limit": limit,
             "offset": offset,
         }

@@ -476,6 +476,8 @@ class SQLiteStore:
         statuses: Sequence[JobStatus] | None,
         job_type: str | None,
         worker_id: str | None,
+        id_prefix: str | None,
+        data: Sequence[rules.DataFilter],
         limit: int,
         offset: int,
     ) -> tuple[list[Job], int]:
@@ -483,11 +485,17 @@ class SQLiteStore:
             "statuses": _json_encode([s.value for s in statuses]).decode() if statuses else None,
             "job_type": job_type,
             "worker_id": worker_id,
+            "id_prefix": id_prefix,
+            "id_prefix_end": rules.prefix_range_end(id_prefix) if id_prefix else None,
+            "data": _json_encode([f._asdict() for f in data]).decode() if data else None,
             "limit": limit,
             "offset": offset,
         }
-        rows = await self.db.fetch_all(QUERIES["list_jobs"], params)
-        total = await self.db.fetch_one(QUERIES["count_jobs"], params)
+        list_query, count_query = (
+            ("list_jobs_by_id_prefix", "count_jobs_by_id_prefix") if id_prefix else ("list_jobs", "count_jobs")
+        )
+        rows = await self.db.fetch_all(QUERIES[list_query], params)
+        total = await self.db.fetch_one(QUERIES[count_query], params)
         return [job_from_row(r) for r in rows], total[0]
 
     async def count_by_status(self, job_type: str | None) -> dict[str, int]:
