@@ -239,13 +239,34 @@ def _configure_list(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--job-type", metavar="T", help="only jobs of this type")
     parser.add_argument("--worker-id", metavar="W", help="only jobs held by this worker")
+    parser.add_argument("--id-prefix", metavar="P", help="only jobs whose id starts with P (4 characters or more)")
+    parser.add_argument(
+        "--data",
+        action="append",
+        type=_data_filter,
+        metavar="FIELD=VALUE",
+        help="only jobs whose request_data has FIELD equal to VALUE (a string or number; repeat for several)",
+    )
     parser.add_argument("--limit", type=int, default=20, metavar="N", help="jobs to show (default 20)")
     parser.add_argument("--offset", type=int, default=0, metavar="N", help="skip the first N (paging)")
 
 
+def _data_filter(text: str) -> tuple[str, str]:
+    field, equals, value = text.partition("=")
+    if not equals or not field:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
+    return field, value
+
+
 async def _list(client: JobQueueClient, args: argparse.Namespace, out: TextIO) -> int:
     page = await client.list(
-        status=args.status, job_type=args.job_type, worker_id=args.worker_id, limit=args.limit, offset=args.offset
+        status=args.status,
+        job_type=args.job_type,
+        worker_id=args.worker_id,
+        id_prefix=args.id_prefix,
+        data=dict(args.data or ()),
+        limit=args.limit,
+        offset=args.offset,
     )
     if args.json:
         _print_json(page, out)

@@ -22,7 +22,7 @@ import builtins
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -287,10 +287,16 @@ class JobQueueClient:
         status: JobStatus | str | Sequence[JobStatus | str] | None = None,
         job_type: str | None = None,
         worker_id: str | None = None,
+        id_prefix: str | None = None,
+        data: Mapping[str, str | int | float] | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> JobList:
-        """One page of jobs, newest first; ``JobList.total`` counts every match."""
+        """One page of jobs, newest first; ``JobList.total`` counts every match.
+
+        ``id_prefix`` keeps the jobs whose id starts with it; ``data`` maps top-level fields of
+        ``request_data`` to the string or number each must equal (``data.<field>`` in the API).
+        """
         params: list[tuple[str, str | int]] = [("limit", limit), ("offset", offset)]
         if isinstance(status, (str, JobStatus)):
             status = [status]
@@ -300,6 +306,9 @@ class JobQueueClient:
             params.append(("job_type", job_type))
         if worker_id:
             params.append(("worker_id", worker_id))
+        if id_prefix:
+            params.append(("id_prefix", id_prefix))
+        params.extend((f"data.{name}", str(value)) for name, value in (data or {}).items())
         return await self._call("GET", "/api/jobs", JobList, params=params)
 
     async def stats(self, job_type: str | None = None) -> JobStats:

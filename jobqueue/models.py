@@ -265,6 +265,47 @@ class JobStats(msgspec.Struct, kw_only=True):
     unserved_types: list[str] = msgspec.field(default_factory=list)
 
 
+#: The percentiles ``GET /api/stats/timings`` reports, in the order of ``Percentiles``' fields.
+TIMING_PERCENTILES = (0.5, 0.95, 0.99)
+#: Most finished jobs the timing percentiles are computed from (the most recently finished of
+#: the window): the work of one request stays bounded however busy the window was.
+TIMINGS_SAMPLE = 10_000
+#: Longest window of ``GET /api/stats/timings``, in seconds (a week).
+MAX_TIMINGS_WINDOW = 7 * 86400
+
+
+class Percentiles(msgspec.Struct):
+    """Seconds at the 50th, 95th and 99th percentile (``TIMING_PERCENTILES``, in this order),
+    interpolated between the two nearest values as PostgreSQL's ``percentile_cont`` does."""
+
+    p50: float
+    p95: float
+    p99: float
+
+
+class TypeTimings(msgspec.Struct, kw_only=True):
+    """Wait and run time percentiles of one job type's jobs finished in the window."""
+
+    job_type: str
+    #: Jobs the figures come from: finished in the window, after having started.
+    count: int
+    #: From creation to start.
+    wait: Percentiles
+    #: From start to finish.
+    run: Percentiles
+
+
+class Timings(msgspec.Struct, kw_only=True):
+    """``GET /api/stats/timings``: percentiles per job type, by name."""
+
+    #: Seconds back from now the jobs finished in.
+    window: float
+    items: list[TypeTimings]
+    #: True when the window held ``TIMINGS_SAMPLE`` jobs or more: the figures are those of the
+    #: most recently finished ``TIMINGS_SAMPLE``.
+    sampled: bool
+
+
 # -- worker pools you can see ------------------------------------------------------------------
 
 #: Most ids of held jobs listed per worker (the count is always exact).

@@ -26,8 +26,11 @@ from jobqueue.models import (
     MAX_BULK_JOBS,
     MAX_DEBOUNCE_SECONDS,
     MAX_DEPENDENCIES,
+    MAX_TIMINGS_WINDOW,
     MAX_TRACEBACK_CHARS,
     TERMINAL_STATUSES,
+    TIMING_PERCENTILES,
+    TIMINGS_SAMPLE,
     Attempt,
     AttemptList,
     ClaimedJob,
@@ -38,6 +41,7 @@ from jobqueue.models import (
     JobStats,
     JobStatus,
     JobUpdate,
+    Timings,
     Worker,
     Schedule,
     ScheduleName,
@@ -50,7 +54,13 @@ from jobqueue.scheduler import check_spec, next_tick
 from jobqueue.settings import Settings
 from jobqueue.storage import Store, open_store
 from jobqueue.storage.base import BatchOutcome, NewJob
-from jobqueue.storage.rules import Dependencies, UniqueKey
+from jobqueue.storage.rules import (
+    MAX_DATA_FILTERS,
+    Dependencies,
+    UniqueKey,
+    check_id_prefix,
+    data_filter,
+)
 
 #: Largest page ``list_jobs`` returns.
 MAX_PAGE_SIZE = 500
@@ -362,10 +372,16 @@ class JobQueueService:
         status: Sequence[JobStatus | str] | JobStatus | str | None = None,
         job_type: str | None = None,
         worker_id: str | None = None,
+        id_prefix: str | None = None,
+        data: Mapping[str, str] | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[list[Job], int]:
-        """A page of jobs, newest first, and how many match in all."""
+        """A page of jobs, newest first, and how many match in all.
+
+        ``id_prefix`` keeps the jobs whose id starts with it; ``data`` maps top-level fields of
+        ``request_data`` to the value each must equal (a string, or a number written as text).
+        """
         if isinstance(status, (str, JobStatus)):
             status = [status]
         statuses = [_status(s) for s in status] if status else None
@@ -373,8 +389,16 @@ class JobQueueService:
             raise ValidationFailed(f"limit must be between 1 and {MAX_PAGE_SIZE}", "limit")
         if offset < 0:
             raise ValidationFailed("offset must not be negative", "offset")
+        if data and len(data) > MAX_DATA_FILTERS:
+            raise ValidationFailed(f"at most {MAX_DATA_FILTERS} data.<field> filters", "data")
         return await self.store.list_jobs(
-            statuses=statuses, job_type=job_type, worker_id=worker_id, limit=limit, offset=offset
+            statuses=statuses,
+            job_type=job_type,
+            worker_id=worker_id,
+            id_prefix=check_id_prefix(id_prefix) if id_prefix is not None else None,
+            data=[data_filter(name, value) for name, value in (data or {}).items()],
+            limit=limit,
+            offset=offset,
         )
 
     async def delete_job(self, job_id: str) -> None:
@@ -400,6 +424,14 @@ class JobQueueService:
             oldest_waiting_at=oldest,
             unserved_types=await self.unserved_types(waiting),
         )
+
+    async def timings(self, window: float = TIMINGS_WINDOW_SECONDS) -> Timings:
+        """Wait and run time percentiles per job type, over jobs finished in the last ``window``
+        seconds (the most recent ``TIMINGS_SAMPLE`` of them)."""
+        if not 0 < window <= MAX_TIMINGS_WINDOW:
+            raise ValidationFailed(f"window must be more than 0 and at most {MAX_TIMINGS_WINDOW} seconds", "window")
+        items = await self.store.timings(time.time() - window, TIMINGS_SAMPLE, TIMING_PERCENTILES)
+        return Timings(window=window, items=items, sampled=sum(item.count for item in items) >= TIMINGS_SAMPLE)
 
     async def cancel_job(self, job_id: str, message: str | None = None) -> Job:
         """Cancel: a waiting or blocked job at once; a running one is stopped by its worker shortly.

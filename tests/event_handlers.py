@@ -110,8 +110,9 @@ def worker_process(tmp_path: Path, database_url: str, **env: str) -> Iterator[su
     full_env = subprocess_env(**{"DATABASE_URL": database_url, "POLL_INTERVAL": "0.2", **env})
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
+            # --with-examples: the example generation jobs too, besides the registry's own.
             [sys.executable, "-m", "jobqueue", "worker", "--log-level", "warning",
-             "--registry", "tests.event_handlers:registry"],
+             "--registry", "tests.event_handlers:registry", "--with-examples"],
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -103,6 +103,22 @@ def set_completed_at(database_url: str, job_id: str, epoch: float) -> None:
     )
 
 
+def set_job_clock(database_url: str, job_id: str, *, created: float, started: float, finished: float) -> None:
+    """Pretend the job was created, started and finished at these epochs (to give it known wait
+    and run times)."""
+    run_sql(
+        database_url,
+        {
+            "sqlite": "UPDATE jobs SET created_at = ?, started_at = ?, completed_at = ? WHERE id = ?",
+            "postgresql": (
+                "UPDATE jobs SET created_at = to_timestamp(%s), started_at = to_timestamp(%s), "
+                "completed_at = to_timestamp(%s) WHERE id = %s"
+            ),
+        },
+        (created, started, finished, job_id),
+    )
+
+
 def move_every_job_back(database_url: str, seconds: float) -> None:
     """Move the creation and last change of every job ``seconds`` into the past."""
     run_sql(

@@ -120,6 +120,24 @@ def test_enqueue_get_list_stats(server: str, tmp_path: Path) -> None:
     assert text.returncode == 0 and "completed  1" in text.stdout
 
 
+def test_list_searches_by_id_prefix_and_request_data(server: str, tmp_path: Path) -> None:
+    ann = jobqueue("enqueue", "cli-search", "--data", '{"user": "ann", "n": 7}', url=server, cwd=tmp_path).stdout.strip()
+    bob = jobqueue("enqueue", "cli-search", "--data", '{"user": "bob", "n": 7}', url=server, cwd=tmp_path).stdout.strip()
+
+    def listed(*args: str) -> list[str]:
+        result = jobqueue("list", "--json", "--job-type", "cli-search", *args, url=server, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return [job["id"] for job in json.loads(result.stdout)["items"]]
+
+    assert listed("--data", "user=ann") == [ann]
+    assert listed("--data", "n=7") == [bob, ann]
+    assert listed("--data", "n=7", "--data", "user=bob") == [bob]
+    assert listed("--id-prefix", bob[:13]) == [bob]
+    assert_one_line_error(jobqueue("list", "--id-prefix", "ab", url=server, cwd=tmp_path), "422", "id_prefix")
+    malformed = jobqueue("list", "--data", "user", url=server, cwd=tmp_path)
+    assert malformed.returncode == 2 and "FIELD=VALUE" in malformed.stderr
+
+
 def test_cancel_and_retry(server: str, tmp_path: Path) -> None:
     job_id = jobqueue("enqueue", "cli-b", "--idempotency-key", "t-1", url=server, cwd=tmp_path).stdout.strip()
     again = jobqueue("enqueue", "cli-b", "--idempotency-key", "t-1", url=server, cwd=tmp_path)

@@ -485,3 +485,236 @@ def test_counts_collapse_zero_statuses_and_group_the_running_ones(dashboard: Cal
     page.click(card)  # the running card filters the table by every running status
     page.wait_for(lambda: [row["id"] for row in page.rows()] == [loading])
     assert page.console_errors() == []
+
+
+# -- the job list: freeze, times, search, bulk actions, the failed view ----------------------------
+
+
+def row_ids(page: Dashboard) -> list[str]:
+    return [row["id"] for row in page.rows()]
+
+
+def text_of(page: Dashboard, selector: str) -> str:
+    return str(page.js("const n = document.querySelector(arguments[0]); return n ? n.textContent.trim() : ''", selector))
+
+
+def confirm(page: Dashboard, answer: bool) -> str:
+    """Answer the bulk confirmation dialog; returns its question."""
+    page.wait_for(lambda: page.js("return document.querySelector('#bulk-confirm').open"))
+    question = text_of(page, "#bulk-question")
+    page.click("#bulk-yes" if answer else "#bulk-no")
+    page.wait_for(lambda: not page.js("return document.querySelector('#bulk-confirm').open"))
+    return question
+
+
+@pytest.mark.browser
+def test_frozen_list_keeps_its_rows_and_counts_changes_until_shown(dashboard: Callable[..., Dashboard]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    page = dashboard(RUN_WORKER="false")
+    first = [page.enqueue("frozen", n=i) for i in range(3)]
+    page.open()
+    page.wait_for(lambda: row_ids(page) == first[::-1])
+
+    # Keyboard: the toggle is a button, Space presses it.
+    page.driver.find_element(By.ID, "freeze").send_keys(Keys.SPACE)
+    page.wait_for(lambda: page.js("return document.querySelector('#freeze').getAttribute('aria-pressed')") == "true")
+    assert text_of(page, "#frozen-count") == "no changes"
+    later = [page.enqueue("frozen", n=10), page.enqueue("frozen", n=11)]
+    page.api("POST", f"/api/jobs/{first[0]}/cancel")
+    page.wait_for(lambda: text_of(page, "#frozen-count") == "2 new, 1 changed")
+    # The rows stayed where they were; the changed one changed in place.
+    assert row_ids(page) == first[::-1]
+    page.wait_for_row(first[0], lambda row: row["status"] == "cancelled")
+    assert row_ids(page) == first[::-1]
+
+    page.click("#show-changes")
+    page.wait_for(lambda: row_ids(page) == later[::-1] + first[::-1])
+    assert text_of(page, "#frozen-count") == "no changes"
+    newest = page.enqueue("frozen", n=12)
+    page.wait_for(lambda: text_of(page, "#frozen-count") == "1 new")
+    assert newest not in row_ids(page)
+
+    page.click("#follow")
+    page.wait_for(lambda: row_ids(page)[0] == newest)
+    assert page.js("return document.querySelector('#frozen').hidden")
+    following = page.enqueue("frozen", n=13)
+    page.wait_for(lambda: row_ids(page)[0] == following)
+    assert page.console_errors() == []
+
+
+@pytest.mark.browser
+def test_rows_show_relative_times_and_how_long_jobs_waited_and_ran(dashboard: Callable[..., Dashboard]) -> None:
+    page = dashboard(RUN_WORKER="false")
+    waiting = page.enqueue("timed")
+    running = page.enqueue("timed")
+    done = page.enqueue("timed")
+    page.api("PUT", f"/api/jobs/{running}", json={"status": "processing"})
+    page.api("PUT", f"/api/jobs/{done}", json={"status": "processing"})
+    page.api("PUT", f"/api/jobs/{done}", json={"status": "completed"})
+    page.open()
+    page.wait_for_row(done, lambda row: row["status"] == "completed")
+
+    def cells(job_id: str) -> dict[str, Any]:
+        return dict(
+            page.js(
+                """const tr = document.querySelector(`tr[data-job-id='${arguments[0]}']`);
+                const time = tr.querySelector('td.when time');
+                return {created: time.textContent, title: time.title, datetime: time.dateTime,
+                        waited: tr.querySelector("[data-took='waited']").textContent,
+                        ran: tr.querySelector("[data-took='ran']").textContent}""",
+                job_id,
+            )
+        )
+
+    job = page.api("GET", f"/api/jobs/{waiting}")
+    shown = cells(waiting)
+    assert shown["created"].endswith(" s ago") and shown["datetime"] == job["created_at"]
+    assert shown["title"] and shown["title"] != shown["created"]  # the absolute time, on hover
+    assert shown["ran"] == "—"
+    assert cells(running)["ran"] != "—" and cells(done)["ran"] != "—"
+    # Without any event, the clock moves what still grows: the wait of the waiting job, the run
+    # of the running one; the finished job's durations stay.
+    before = {job_id: cells(job_id) for job_id in (waiting, running, done)}
+    page.wait_for(lambda: cells(waiting)["waited"] != before[waiting]["waited"] and cells(running)["ran"] != before[running]["ran"], timeout=10)
+    page.wait_for(lambda: cells(waiting)["created"] != before[waiting]["created"], timeout=10)
+    assert (cells(done)["waited"], cells(done)["ran"]) == (before[done]["waited"], before[done]["ran"])
+    assert cells(running)["waited"] == before[running]["waited"]
+    assert page.console_errors() == []
+
+
+@pytest.mark.browser
+def test_search_box_finds_jobs_by_id_prefix_and_request_field_and_keeps_them_in_the_url(
+    dashboard: Callable[..., Dashboard],
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    page = dashboard(RUN_WORKER="false")
+    ann = page.enqueue("searched", user="ann", n=7)
+    bob = page.enqueue("searched", user="bob", n=7)
+    ann_2 = page.enqueue("searched", user="ann", n=8)
+    page.open()
+    page.wait_for(lambda: len(page.rows()) == 3)
+
+    def search(text: str) -> None:
+        box = page.driver.find_element(By.ID, "search")
+        box.clear()
+        box.send_keys(text)
+
+    search("user=ann")
+    page.wait_for(lambda: row_ids(page) == [ann_2, ann])
+    assert page.js("return location.search") == "?data.user=ann"
+    search("user=ann n=7")
+    page.wait_for(lambda: row_ids(page) == [ann])
+    search(bob[:8])
+    page.wait_for(lambda: row_ids(page) == [bob])
+    assert page.js("return location.search") == f"?id_prefix={bob[:8]}"
+    search("ab")
+    page.wait_for(lambda: not page.js("return document.querySelector('#search-error').hidden"))
+    assert row_ids(page) == [bob]  # nothing was asked for with a search it did not understand
+
+    page.open(f"?id_prefix={ann[:8]}&data.n=7")
+    page.wait_for(lambda: row_ids(page) == [ann])
+    assert page.js("return document.querySelector('#search').value") == f"{ann[:8]} n=7"
+    assert page.console_errors() == []
+
+
+@pytest.mark.browser
+def test_bulk_actions_ask_first_then_act_on_the_selected_jobs_and_name_each_failure(
+    dashboard: Callable[..., Dashboard],
+) -> None:
+    page = dashboard(RUN_WORKER="false")
+    queued = page.enqueue("bulk")
+    failed = page.enqueue("bulk")
+    cancelled = page.enqueue("bulk")
+    other = page.enqueue("bulk")
+    page.api("PUT", f"/api/jobs/{failed}", json={"status": "failed", "error": "boom"})
+    page.api("POST", f"/api/jobs/{cancelled}/cancel")
+    page.open()
+    page.wait_for_row(cancelled, lambda row: row["status"] == "cancelled")
+    assert page.js("return document.querySelector('#bulk-bar').hidden")
+
+    for job_id in (queued, failed, cancelled):
+        page.click(f"tr[data-job-id='{job_id}'] input.select")
+    page.wait_for(lambda: text_of(page, "#bulk-count") == "3 selected")
+    page.click("#bulk-bar [data-bulk='retry']")
+    assert confirm(page, False) == "Retry 3 selected jobs?"
+    assert page.api("GET", f"/api/jobs/{failed}")["status"] == "failed"  # "No": nothing happened
+
+    page.click("#bulk-bar [data-bulk='retry']")
+    confirm(page, True)
+    page.wait_for(lambda: text_of(page, "#bulk-summary") == "2 of 3 jobs retried; 1 could not be:")
+    failures = page.js("return [...document.querySelectorAll('#bulk-failures li')].map(li => [li.dataset.jobId, li.textContent])")
+    assert len(failures) == 1 and failures[0][0] == queued and queued in failures[0][1]
+    assert {page.api("GET", f"/api/jobs/{j}")["status"] for j in (failed, cancelled)} == {"queued"}
+    # What succeeded left the selection; the failure stays selected to look at.
+    assert text_of(page, "#bulk-count") == "1 selected"
+
+    page.click("#select-page")
+    page.wait_for(lambda: text_of(page, "#bulk-count") == "4 selected")
+    page.click("#bulk-bar [data-bulk='cancel']")
+    assert confirm(page, True) == "Cancel 4 selected jobs?"
+    page.wait_for(lambda: all(row["status"] == "cancelled" for row in page.rows()))
+    assert {page.api("GET", f"/api/jobs/{j}")["status"] for j in (queued, failed, cancelled, other)} == {"cancelled"}
+
+    page.click("#select-page")
+    page.click("#bulk-bar [data-bulk='delete']")
+    assert confirm(page, True) == "Delete 4 selected jobs?"
+    page.wait_for(lambda: page.rows() == [])
+    assert text_of(page, "#bulk-summary") == "4 of 4 jobs deleted."
+    assert httpx.get(f"{page.base}/api/jobs/{queued}").status_code == 404
+    assert page.js("return document.querySelector('#bulk-bar').hidden")
+    # The browser logs the refused retry's 409; nothing else went wrong.
+    refused = f"/api/jobs/{queued}/retry - Failed to load resource: the server responded with a status of 409"
+    assert [e for e in page.console_errors() if refused not in e["message"]] == []
+
+
+@pytest.mark.browser
+def test_failed_view_lists_errors_links_and_retries_every_failed_job_of_a_type(
+    dashboard: Callable[..., Dashboard], tmp_path: Any
+) -> None:
+    page = dashboard(RUN_WORKER="false")
+    alpha = [page.enqueue("alpha", n=i) for i in range(2)]
+    beta = page.enqueue("beta", n=1)
+    page.enqueue("gamma")
+    for job_id, error in ((alpha[0], "KeyError: 'n'"), (alpha[1], "timeout after 30s"), (beta, "disk full")):
+        page.api("PUT", f"/api/jobs/{job_id}", json={"status": "failed", "error": error})
+    page.open()
+    page.wait_for(lambda: len(page.rows()) == 4)
+    page.js("document.querySelector('#jobs-heading').scrollIntoView()")
+    screenshot = tmp_path / "job-list.png"
+    assert page.driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+
+    page.click(".view-tab[data-view='failed']")
+    page.wait_for(lambda: set(row_ids(page)) == {*alpha, beta})
+    assert page.js("return location.search") == "?view=failed"
+    assert page.row(beta)["message"] == "disk full"  # type: ignore[index]
+    visible_headers = page.js(
+        "return [...document.querySelectorAll('#jobs thead th')].filter(th => th.offsetParent !== null).map(th => th.innerText.trim())"
+    )
+    assert "Error" in visible_headers and "Finished" in visible_headers and "Attempts" in visible_headers
+    assert "Progress" not in visible_headers
+    finished = page.js(f"return document.querySelector(\"tr[data-job-id='{beta}'] td.failed-only time\").dateTime")
+    assert finished == page.api("GET", f"/api/jobs/{beta}")["completed_at"]
+    link = page.js(f"return document.querySelector(\"tr[data-job-id='{beta}'] a.page-link\").getAttribute('href')")
+    assert link == f"/dashboard/jobs/{beta}"
+    page.wait_for(lambda: page.js("return [...document.querySelectorAll('#retry-failed button')].map(b => b.textContent)")
+                  == ["Retry all 2 failed alpha", "Retry all 1 failed beta"])
+    page.js("document.querySelector('#jobs-heading').scrollIntoView()")
+    screenshot = tmp_path / "failed-view.png"
+    assert page.driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+
+    page.click("#retry-failed button[data-job-type='alpha']")
+    assert confirm(page, True) == "Retry all 2 failed jobs of type alpha?"
+    page.wait_for(lambda: row_ids(page) == [beta])
+    assert {page.api("GET", f"/api/jobs/{j}")["status"] for j in alpha} == {"queued"}
+    page.wait_for(lambda: page.js("return [...document.querySelectorAll('#retry-failed button')].map(b => b.textContent)")
+                  == ["Retry all 1 failed beta"])
+
+    # The failed card is the same view, one click away; the tab back shows every job again.
+    page.click(".view-tab[data-view='all']")
+    page.wait_for(lambda: len(page.rows()) == 4)
+    page.click(".count-card[data-status='failed']")
+    page.wait_for(lambda: row_ids(page) == [beta] and page.js("return location.search") == "?view=failed")
+    assert page.console_errors() == []

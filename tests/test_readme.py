@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +30,8 @@ def test_readme_example_runs(name: str, live_server: Callable[..., str], tmp_pat
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         cwd=tmp_path,
-        env=subprocess_env(PATH=f"{ROOT / '.venv' / 'bin'}:{subprocess_env()['PATH']}"),
+        # The `jobqueue` script of the venv running the tests (CI runs them under each Python).
+        env=subprocess_env(PATH=f"{Path(sys.executable).parent}:{subprocess_env()['PATH']}"),
         capture_output=True,
         text=True,
         timeout=120,

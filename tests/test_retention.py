@@ -140,8 +140,10 @@ async def test_prune_command(database_url: str) -> None:
     ]
     bad = _prune_cli(database_url, "--failed-days", "soon")
     assert bad.returncode == 2 and "must be a number" in bad.stderr and "Traceback" not in bad.stderr
-    # The error names the setting's flag, which the command accepts as well.
-    assert bad.stderr.startswith("jobqueue: error: --retention-failed-days must be a number")
+    # The error names the flag as typed; the setting's own flag is accepted as well.
+    assert bad.stderr.startswith("jobqueue: error: --failed-days must be a number")
+    typed = _prune_cli(database_url, "--retention-failed-days", "soon")
+    assert typed.stderr.startswith("jobqueue: error: --retention-failed-days must be a number")
     assert _prune_cli(database_url, "--retention-failed-days", "1").returncode == 0
 
     async with JobQueueService.open(settings) as service:

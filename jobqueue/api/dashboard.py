@@ -2,8 +2,9 @@
 
 The page is static HTML, CSS and vanilla JS shipped inside the package (``jobqueue/static/dashboard``),
 with no build step and nothing fetched from elsewhere: it reads the public API (``/api/jobs``,
-``/api/jobs/stats``) and follows ``/api/events`` for live progress, so it shows exactly what any
-other client of the API would see.
+``/api/jobs/stats``, ``/api/stats/timings``, ``/api/workers``) and follows ``/api/events`` for
+live progress, so it shows exactly what any other client of the API would see. Besides the main
+page: one job's page, the Charts page and the Workers page.
 """
 
 from __future__ import annotations
@@ -49,8 +50,22 @@ async def job_page(request: Request) -> Response:
     return _page("job.html")
 
 
+@requires(KeyScope.READ)
+async def charts_page(request: Request) -> Response:
+    """Throughput from the event stream, and wait/run time percentiles per job type."""
+    return _page("charts.html")
+
+
+@requires(KeyScope.READ)
+async def workers_page(request: Request) -> Response:
+    """The live worker pools, and the job types with waiting jobs that none of them serves."""
+    return _page("workers.html")
+
+
 routes: list[BaseRoute] = [
     Route("/dashboard", dashboard, methods=["GET"]),
+    Route("/dashboard/charts", charts_page, methods=["GET"]),
+    Route("/dashboard/workers", workers_page, methods=["GET"]),
     Route("/dashboard/jobs/{job_id}", job_page, methods=["GET"]),
     Mount("/dashboard/static", StaticFiles(packages=[_ASSETS]), name="dashboard-static"),
 ]

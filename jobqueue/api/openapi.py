@@ -46,6 +46,8 @@ from jobqueue.models import (
     JSON_DATA_REF,
     MAX_BATCH_JOBS,
     MAX_BULK_JOBS,
+    MAX_TIMINGS_WINDOW,
+    TIMINGS_SAMPLE,
     ApiKey,
     ApiKeyCreate,
     ApiKeyList,
@@ -77,8 +79,10 @@ from jobqueue.models import (
     TypeControls,
     TypeControlsList,
     TypeControlsUpdate,
+    Timings,
 )
-from jobqueue.service import MAX_PAGE_SIZE
+from jobqueue.service import MAX_PAGE_SIZE, TIMINGS_WINDOW_SECONDS
+from jobqueue.storage.rules import ID_PREFIX_PATTERN, MAX_DATA_FILTERS, MAX_DATA_VALUE, MIN_ID_PREFIX
 
 OPENAPI_VERSION = "3.1.0"
 REF = "#/components/schemas/{name}"
@@ -92,6 +96,7 @@ SCHEMA_TYPES: tuple[type, ...] = (
     JobRef,
     JobList,
     JobStats,
+    Timings,
     JobEvent,
     ErrorBody,
     CancelRequest,
@@ -244,6 +249,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "service",
         media_type="text/html",
     ),
+    ("GET", "/dashboard/charts"): Operation(
+        "Charts (HTML): throughput from the event stream, wait and run time percentiles per type",
+        "service",
+        media_type="text/html",
+    ),
+    ("GET", "/dashboard/workers"): Operation(
+        "The live worker pools and the job types no live worker serves (HTML)", "service", media_type="text/html"
+    ),
     ("POST", "/api/jobs"): Operation(
         "Queue a job",
         "jobs",
@@ -284,13 +297,45 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             _STATUS_PARAM,
             Param("job_type", {"type": "string"}, "Only jobs of this type"),
             Param("worker_id", {"type": "string"}, "Only jobs held by this worker"),
+            Param(
+                "id_prefix",
+                {"type": "string", "pattern": f"^{ID_PREFIX_PATTERN.pattern}$"},
+                f"Only jobs whose id starts with this (case-sensitive, at least {MIN_ID_PREFIX} characters)",
+            ),
             Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 50}),
             Param("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}),
+        ),
+        description=(
+            "**Filter on request_data** with `data.<field>=<value>` (up to "
+            f"{MAX_DATA_FILTERS}, all must hold): the top-level `field` of the job's `request_data` "
+            "is the string `value`, or a number equal to `value` read as a number, so "
+            "`?data.user=ann&data.n=7` matches `{\"user\": \"ann\", \"n\": 7}` and "
+            "`{\"user\": \"ann\", \"n\": \"7\"}`. A field is letters, digits and `_` (not "
+            f"starting with a digit, at most 64); a value is 1 to {MAX_DATA_VALUE} characters. "
+            "Nested fields, booleans and nulls are not matched. A bad filter is a 422 whose `field` "
+            "names the parameter (`data.<field>`, or `data` for too many)."
         ),
     ),
     ("GET", "/api/jobs/stats"): Operation("Counts by status and mean timings", "jobs", response=JobStats),
     ("GET", "/api/jobs/stats/{job_type}"): Operation(
         "Counts by status and mean timings of one job type", "jobs", response=JobStats
+    ),
+    ("GET", "/api/stats/timings"): Operation(
+        "Wait and run time percentiles (p50, p95, p99) per job type",
+        "jobs",
+        response=Timings,
+        errors=(422,),
+        params=(
+            Param(
+                "window",
+                {"type": "integer", "minimum": 1, "maximum": MAX_TIMINGS_WINDOW, "default": int(TIMINGS_WINDOW_SECONDS)},
+                "Seconds back from now: jobs finished within it count",
+            ),
+        ),
+        description="Over jobs that started and finished (completed, failed or cancelled) within "
+        f"the window, the most recent {TIMINGS_SAMPLE} at most (`sampled` says when the window "
+        "held that many). Wait is creation to start, run is start to finish; percentiles are "
+        "interpolated between the two nearest values. A key limited to job types sees those types.",
     ),
     ("GET", "/api/jobs/{job_id}"): Operation("Get a job", "jobs", response=Job, errors=(404,)),
     ("PUT", "/api/jobs/{job_id}"): Operation(

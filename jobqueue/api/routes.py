@@ -28,6 +28,7 @@ from jobqueue.api.responses import JSONResponse
 from jobqueue.errors import Forbidden, ValidationFailed
 from jobqueue.handlers.generation import GENERATION_JOB_TYPE, MODELS, DEFAULT_MODEL, GenerateRequest
 from jobqueue.models import (
+    MAX_TIMINGS_WINDOW,
     ClaimedJob,
     JobCreate,
     JobList,
@@ -42,7 +43,7 @@ from jobqueue.models import (
     WorkerId,
 )
 from jobqueue import tracing
-from jobqueue.service import MAX_PAGE_SIZE, JobQueueService, deduplicated
+from jobqueue.service import MAX_PAGE_SIZE, TIMINGS_WINDOW_SECONDS, JobQueueService, deduplicated
 from jobqueue.worker import Registry
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -158,6 +159,10 @@ def _integral_floats_as_ints(value: dict[str, Any], kind: type[msgspec.Struct]) 
                     _integral_floats_as_ints(item, nested.cls)
 
 
+#: Query parameters ``data.<field>=<value>`` of ``GET /api/jobs`` filter on ``request_data``.
+DATA_PARAM_PREFIX = "data."
+
+
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
@@ -194,6 +199,19 @@ def _query_statuses(request: Request) -> list[JobStatus] | None:
                 422, "validation_error", f"unknown status {value!r}; expected one of: {known}", "status"
             ) from None
     return statuses or None
+
+
+def _query_data(request: Request) -> dict[str, str]:
+    """The ``data.<field>=<value>`` parameters, by field (checked by the service)."""
+    data: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if not name.startswith(DATA_PARAM_PREFIX):
+            continue
+        field = name.removeprefix(DATA_PARAM_PREFIX)
+        if field in data:
+            raise RequestError(422, "validation_error", f"{name} is given more than once", name)
+        data[field] = value
+    return data
 
 
 def _idempotency_key(request: Request, body_key: str | None) -> str | None:
@@ -328,6 +346,8 @@ async def list_jobs(request: Request) -> Response:
         status=_query_statuses(request),
         job_type=visible_type(request, request.query_params.get("job_type") or None),
         worker_id=request.query_params.get("worker_id") or None,
+        id_prefix=request.query_params.get("id_prefix"),
+        data=_query_data(request),
         limit=limit,
         offset=offset,
     )
@@ -402,6 +422,17 @@ async def stats(request: Request) -> Response:
     elif principal(request).job_types is not None:
         raise Forbidden("this key is limited to some job types: ask /api/jobs/stats/{job_type}")
     return JSONResponse(await get_job_queue_service(request).get_stats(job_type))
+
+
+@requires(KeyScope.READ)
+async def timings(request: Request) -> Response:
+    window = _query_int(request, "window", int(TIMINGS_WINDOW_SECONDS), 1, MAX_TIMINGS_WINDOW)
+    found = await get_job_queue_service(request).timings(window)
+    allowed = principal(request).job_types
+    if allowed is not None:
+        # A key limited to job types sees the timings of those types only.
+        found.items = [item for item in found.items if item.job_type in allowed]
+    return JSONResponse(found)
 
 
 class CancelRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -608,6 +639,7 @@ routes: list[Route] = [
     *_both("/api/jobs", list_jobs, ["GET"]),
     Route("/api/jobs/stats", stats, methods=["GET"]),
     Route("/api/jobs/stats/{job_type}", stats, methods=["GET"]),
+    Route("/api/stats/timings", timings, methods=["GET"]),
     Route("/api/jobs/{job_id}", get_job, methods=["GET"]),
     Route("/api/jobs/{job_id}", update_job, methods=["PUT"]),
     Route("/api/jobs/{job_id}", delete_job, methods=["DELETE"]),

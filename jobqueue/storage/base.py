@@ -27,9 +27,10 @@ from jobqueue.models import (
     ScheduleSpec,
     TypeControls,
     TypeControlsUpdate,
+    TypeTimings,
     Worker,
 )
-from jobqueue.storage.rules import Dependencies, UniqueKey
+from jobqueue.storage.rules import DataFilter, Dependencies, UniqueKey
 
 #: Called with the events of each committed write, on the event loop, in commit order.
 EventListener = Callable[[list[JobEvent]], None]
@@ -102,10 +103,13 @@ class Store(Protocol):
         statuses: Sequence[JobStatus] | None,
         job_type: str | None,
         worker_id: str | None,
+        id_prefix: str | None,
+        data: Sequence[DataFilter],
         limit: int,
         offset: int,
     ) -> tuple[list[Job], int]:
-        """A page of jobs, newest first, and how many match in all."""
+        """A page of jobs, newest first, and how many match in all; ``id_prefix`` and each of
+        ``data`` (checked by ``rules.check_id_prefix`` and ``rules.data_filter``) narrow it."""
 
     async def count_by_status(self, job_type: str | None) -> dict[str, int]: ...
 
@@ -114,6 +118,10 @@ class Store(Protocol):
 
     async def recent_timings(self, job_type: str | None, since: float) -> tuple[float | None, float | None]:
         """Mean wait and run seconds of jobs finished since ``since``."""
+
+    async def timings(self, since: float, sample: int, percentiles: Sequence[float]) -> list[TypeTimings]:
+        """Per job type, by name: the ``percentiles`` (fractions, in order) of the wait and run
+        seconds of the ``sample`` jobs finished most recently since ``since`` that had started."""
 
     async def ping(self) -> None:
         """Raise ``DatabaseError`` unless the database answers, is still the one opened, and a

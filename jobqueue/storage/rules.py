@@ -7,6 +7,8 @@ is worded. That keeps SQLite and PostgreSQL answering the same thing to the same
 
 from __future__ import annotations
 
+import math
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -417,3 +419,73 @@ def held_by_worker(held: Sequence[tuple[str, str, int]]) -> dict[str, tuple[int,
     for worker_id, job_id, count in held:
         grouped.setdefault(worker_id, (count, []))[1].append(job_id)
     return grouped
+
+
+# -- searching ----------------------------------------------------------------------------------
+
+#: Shortest id prefix a search accepts: shorter ones match too much to be worth a query.
+MIN_ID_PREFIX = 4
+#: What an id prefix may hold: the characters of the ids the service issues (UUIDs) and a few
+#: more, so a mistyped prefix is refused rather than searched for.
+ID_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{%d,64}" % MIN_ID_PREFIX)
+#: Most ``data.<field>=<value>`` filters one listing takes.
+MAX_DATA_FILTERS = 4
+#: Longest value a ``data.<field>`` filter compares with.
+MAX_DATA_VALUE = 200
+#: A top-level field of request_data a filter may name: an identifier, so the stores can build
+#: their JSON path from it without quoting (it is still bound as a parameter, never formatted).
+DATA_FIELD_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+#: Integers beyond SQLite's 64 bits are compared as floats.
+_INT64 = 2**63
+
+
+class DataFilter(NamedTuple):
+    """``data.<field>=<value>``: the job's ``request_data[field]`` is the string ``value``, or a
+    number equal to ``value`` read as a number (``data.n=7`` matches ``{"n": 7}`` and ``{"n": "7"}``)."""
+
+    field: str
+    value: str
+    #: ``value`` read as a JSON number, or None when it is not one.
+    number: int | float | None
+
+
+def data_filter(field: str, value: str) -> DataFilter:
+    """Check one ``data.<field>=<value>`` filter (``ValidationFailed`` naming ``data.<field>``)."""
+    name = f"data.{field}"
+    if not DATA_FIELD_PATTERN.fullmatch(field):
+        raise ValidationFailed(
+            f"{name!r}: the field must be a top-level name of request_data (letters, digits and _, "
+            "not starting with a digit, at most 64 characters)",
+            name,
+        )
+    if not 1 <= len(value) <= MAX_DATA_VALUE:
+        raise ValidationFailed(f"{name} must be 1 to {MAX_DATA_VALUE} characters", name)
+    number: int | float | None = None
+    shape = _JSON_NUMBER.fullmatch(value)
+    if shape is not None:
+        if shape.group(1) is None and shape.group(2) is None and abs(int(value)) < _INT64:
+            number = int(value)
+        elif math.isfinite(float(value)):
+            number = float(value)
+    return DataFilter(field, value, number)
+
+
+def check_id_prefix(prefix: str) -> str:
+    if not ID_PREFIX_PATTERN.fullmatch(prefix):
+        raise ValidationFailed(
+            f"id_prefix must be {MIN_ID_PREFIX} to 64 letters, digits or any of _ . : -", "id_prefix"
+        )
+    return prefix
+
+
+def prefix_range_end(prefix: str) -> str:
+    """The least string above every string that starts with ``prefix``, in code point order (an
+    index range ``prefix <= id < end`` finds exactly the ids starting with it)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def like_prefix(prefix: str) -> str:
+    r"""A LIKE pattern (``ESCAPE '\'``) matching what starts with ``prefix``, its wildcards escaped."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"

@@ -19,12 +19,19 @@
   ];
   const TERMINAL_KINDS = ["completed", "failed", "cancelled"];
   const REFRESH_DELAY_MS = 250;
+  // Relative times and running durations are redrawn this often.
+  const TICK_MS = 1000;
+  const tools = window.jobqueueList;
 
   const $ = (selector, root = document) => root.querySelector(selector);
 
   const state = {
     status: "",
     jobType: "",
+    // "all", or "failed": the failed jobs with their errors and the retry-all tools.
+    view: "all",
+    idPrefix: "",
+    data: [], // [[field, value]...]: data.<field>=<value> filters on request_data
     limit: 25,
     offset: 0,
     total: 0,
@@ -34,6 +41,22 @@
   // Job id -> {tr, job, seq}: rows are kept and updated in place, so focus and live values survive
   // a refresh of the page of jobs.
   let rows = new Map();
+  // Selection and bulk actions (bulk.js). The refreshers are constants defined further down,
+  // hence the arrows.
+  const bulk = window.jobqueueBulk({
+    api,
+    el,
+    rows: () => rows,
+    applyJob,
+    announce,
+    showNotice,
+    reloadJobs: () => reloadJobs(),
+    refreshCounts: () => refreshCounts(),
+  });
+  const { selected } = bulk;
+  // While frozen the page of jobs is not re-read: rows stay where they are, and what happened
+  // meanwhile is only counted (ids of jobs created, and of jobs otherwise changed).
+  const frozen = { on: false, created: new Set(), changed: new Set() };
   const detail = { jobId: null, job: null, source: null, lastSeq: 0 };
 
   // -- helpers ---------------------------------------------------------------------------------
@@ -75,6 +98,12 @@
 
   function timeElement(iso) {
     return iso ? el("time", { dateTime: iso, title: iso }, formatTime(iso)) : document.createTextNode("—");
+  }
+
+  // "3 s ago", the absolute time on hover; ``tick`` keeps the text current.
+  function relativeTime(iso) {
+    if (!iso) return document.createTextNode("—");
+    return el("time", { dateTime: iso, title: formatTime(iso), className: "relative" }, tools.ago(iso));
   }
 
   function formatJson(value) {
@@ -155,8 +184,10 @@
             el("span", { className: "count" }),
             el("span", { className: "count-label" }, text),
           );
-          button.setAttribute("aria-pressed", String(state.status === status));
-          button.addEventListener("click", () => setFilters({ status }));
+          button.setAttribute("aria-pressed", String(shownStatus() === status));
+          // The failed card opens the failed view (errors, finish times, retry-all); the others
+          // filter the list.
+          button.addEventListener("click", () => setFilters(status === "failed" ? { view: "failed", status: "" } : { view: "all", status }));
           return el("li", {}, button);
         }),
       );
@@ -207,6 +238,7 @@
     const types = [...state.types].sort();
     const perType = await Promise.all(types.map((t) => api(`/api/jobs/stats/${encodeURIComponent(t)}`)));
     renderTypeCounts(perType);
+    bulk.renderRetryFailed(perType);
   }
 
   function addType(jobType) {
@@ -230,35 +262,74 @@
     );
     const each = el("optgroup", { label: "Status" }, ...state.statuses.map((s) => el("option", { value: s }, label(s))));
     select.replaceChildren(el("option", { value: "" }, "any"), groups, each);
-    select.value = state.status;
+    select.value = shownStatus();
   }
+
+  // The status the list shows: the failed view is the failed jobs, whatever the filter said.
+  const shownStatus = () => (state.view === "failed" ? "failed" : state.status);
 
   function setFilters(changes) {
     Object.assign(state, changes, { offset: "offset" in changes ? changes.offset : 0 });
-    $("#filter-status").value = state.status;
-    if ($("#filter-type").value !== state.jobType) $("#filter-type").value = state.jobType;
+    selected.clear();
+    showViewAndFilters();
     const query = new URLSearchParams();
+    if (state.view === "failed") query.set("view", "failed");
     if (state.status) query.set("status", state.status);
     if (state.jobType) query.set("job_type", state.jobType);
+    addSearchParams(query);
     if (state.offset) query.set("offset", String(state.offset));
     if (state.limit !== 25) query.set("limit", String(state.limit));
     const search = query.toString();
     history.replaceState(null, "", search ? `?${search}` : location.pathname);
     for (const card of document.querySelectorAll(".count-card")) {
-      card.setAttribute("aria-pressed", String((card.dataset.status === "all" ? "" : card.dataset.status) === state.status));
+      card.setAttribute("aria-pressed", String((card.dataset.status === "all" ? "" : card.dataset.status) === shownStatus()));
     }
     loadJobs().catch((error) => showNotice(error.message));
   }
 
+  function addSearchParams(query) {
+    if (state.idPrefix) query.set("id_prefix", state.idPrefix);
+    for (const [field, value] of state.data) query.set(`data.${field}`, value);
+  }
+
+  // The controls show the state (after a change, or as read from the URL).
+  function showViewAndFilters() {
+    const failed = state.view === "failed";
+    $("#filter-status").value = shownStatus();
+    $("#filter-status").disabled = failed;
+    if ($("#filter-type").value !== state.jobType) $("#filter-type").value = state.jobType;
+    $("#jobs").dataset.view = state.view;
+    $("#failed-tools").hidden = !failed;
+    for (const tab of document.querySelectorAll(".view-tab")) {
+      tab.setAttribute("aria-pressed", String(tab.dataset.view === state.view));
+    }
+  }
+
+  function sameSearch(parsed) {
+    return parsed.idPrefix === state.idPrefix && JSON.stringify(parsed.data) === JSON.stringify(state.data);
+  }
+
+  function onSearchInput() {
+    const parsed = tools.parseSearch($("#search").value);
+    $("#search-error").hidden = !parsed.error;
+    $("#search-error").textContent = parsed.error || "";
+    if (parsed.error || sameSearch(parsed)) return;
+    setFilters({ idPrefix: parsed.idPrefix, data: parsed.data });
+  }
+
   function readFiltersFromUrl() {
     const query = new URLSearchParams(location.search);
+    state.view = query.get("view") === "failed" ? "failed" : "all";
     state.status = query.get("status") || "";
     state.jobType = query.get("job_type") || "";
+    state.idPrefix = query.get("id_prefix") || "";
+    state.data = [...query].filter(([name]) => name.startsWith("data.")).map(([name, value]) => [name.slice(5), value]);
     state.offset = Math.max(0, Number.parseInt(query.get("offset") || "0", 10) || 0);
     const limit = Number.parseInt(query.get("limit") || "25", 10);
     state.limit = [10, 25, 50, 100].includes(limit) ? limit : 25;
-    $("#filter-type").value = state.jobType;
     $("#page-size").value = String(state.limit);
+    $("#search").value = tools.searchText({ idPrefix: state.idPrefix, data: state.data });
+    showViewAndFilters();
   }
 
   // -- the job table ---------------------------------------------------------------------------
@@ -268,8 +339,9 @@
   async function loadJobs() {
     const request = ++listRequest;
     const query = new URLSearchParams({ limit: String(state.limit), offset: String(state.offset) });
-    if (state.status) query.set("status", state.status);
+    if (shownStatus()) query.set("status", shownStatus());
     if (state.jobType) query.set("job_type", state.jobType);
+    addSearchParams(query);
     const page = await api(`/api/jobs?${query}`);
     if (request !== listRequest) return; // a newer request (say, another filter) answers instead
     if (page.items.length === 0 && state.offset > 0 && page.total > 0) {
@@ -278,6 +350,9 @@
       return loadJobs();
     }
     state.total = page.total;
+    frozen.created.clear();
+    frozen.changed.clear();
+    renderFrozen();
     renderJobs(page.items);
     for (const job of page.items) addType(job.job_type);
     if (state.jobType) addType(state.jobType);
@@ -314,12 +389,22 @@
     });
     for (const [id, entry] of rows) if (!next.has(id)) entry.tr.remove();
     rows = next;
+    bulk.renderSelection();
   }
 
   function createRow(job) {
+    const select = el("input", { type: "checkbox", className: "select", checked: selected.has(job.id) });
+    select.setAttribute("aria-label", `Select job ${job.id}`);
+    select.addEventListener("change", () => {
+      if (select.checked) selected.add(job.id);
+      else selected.delete(job.id);
+      bulk.renderSelection();
+    });
     const open = el("button", { type: "button", className: "link mono", title: job.id }, shortId(job.id));
     open.setAttribute("aria-label", `Show job ${job.id}`);
     open.addEventListener("click", () => openDetail(job.id));
+    const page = el("a", { className: "page-link", href: `/dashboard/jobs/${encodeURIComponent(job.id)}` }, "page");
+    page.setAttribute("aria-label", `Open the page of job ${job.id}`);
     const progress = el("progress", { max: 100, value: 0 });
     progress.setAttribute("aria-label", `Progress of job ${job.id}`);
     const cells = {
@@ -328,22 +413,43 @@
       percent: el("span", { className: "pct" }),
       message: el("td", { className: "message" }),
       attempts: el("td", { className: "num" }),
-      created: el("td"),
+      created: el("td", { className: "when" }),
+      updated: el("td", { className: "when list-only" }),
+      finished: el("td", { className: "when failed-only" }),
+      waited: el("td", { className: "num took", dataset: { took: "waited" } }),
+      ran: el("td", { className: "num took", dataset: { took: "ran" } }),
       actions: el("td", { className: "actions" }),
     };
     const tr = el(
       "tr",
       { dataset: { jobId: job.id } },
-      el("th", { scope: "row" }, open),
+      el("th", { scope: "row" }, select, " ", open, " ", page),
       cells.type,
       cells.status,
-      el("td", { className: "progress-cell" }, progress, cells.percent),
+      el("td", { className: "progress-cell list-only" }, progress, cells.percent),
       cells.message,
       cells.attempts,
       cells.created,
+      cells.updated,
+      cells.finished,
+      cells.waited,
+      cells.ran,
       cells.actions,
     );
-    return { tr, job, seq: job.event_seq, progress, cells };
+    return { tr, job, seq: job.event_seq, progress, cells, select };
+  }
+
+  // The cells that change with the clock alone: relative times and running durations.
+  function updateTimes(entry, now = Date.now()) {
+    const { job, cells } = entry;
+    for (const time of entry.tr.querySelectorAll("time.relative")) time.textContent = tools.ago(time.dateTime, now);
+    cells.waited.textContent = tools.duration(tools.waited(job, now));
+    cells.ran.textContent = tools.duration(tools.ran(job, now));
+  }
+
+  function tick() {
+    const now = Date.now();
+    for (const entry of rows.values()) updateTimes(entry, now);
   }
 
   function statusBadge(status) {
@@ -367,7 +473,14 @@
     cells.message.title = text;
     cells.message.classList.toggle("error", showError);
     cells.attempts.textContent = `${job.attempts} / ${job.max_attempts}`;
-    cells.created.replaceChildren(timeElement(job.created_at));
+    for (const [cell, iso] of [[cells.created, job.created_at], [cells.updated, job.updated_at], [cells.finished, job.completed_at]]) {
+      if (cell.dataset.at !== (iso || "")) {
+        cell.dataset.at = iso || "";
+        cell.replaceChildren(relativeTime(iso));
+      }
+    }
+    entry.select.checked = selected.has(job.id);
+    updateTimes(entry);
     const wanted = actionsFor(job).join(" ");
     if (cells.actions.dataset.actions !== wanted) {
       cells.actions.dataset.actions = wanted;
@@ -421,7 +534,9 @@
   // -- live events -----------------------------------------------------------------------------
 
   const refreshCounts = coalesced(loadCounts, REFRESH_DELAY_MS);
-  const refreshJobs = coalesced(loadJobs, REFRESH_DELAY_MS);
+  // Frozen, the page of jobs is read again only when asked for (Show, a filter, a page).
+  const refreshJobs = coalesced(async () => frozen.on || (await loadJobs()), REFRESH_DELAY_MS);
+  const reloadJobs = () => loadJobs().catch((error) => showNotice(error.message));
 
   function onEvent(message) {
     const event = JSON.parse(message.data);
@@ -436,6 +551,10 @@
         message: event.message,
         error: event.kind === "failed" && event.data ? event.data.error : entry.job.error,
         cancel_requested: event.kind === "cancel_requested" || (entry.job.cancel_requested && isRunning(event.status)),
+        // Close enough for the clock columns until the row is read again.
+        updated_at: event.at,
+        started_at: entry.job.started_at || (isRunning(event.status) ? event.at : null),
+        completed_at: TERMINAL.includes(event.status) ? entry.job.completed_at || event.at : null,
       };
       updateRow(entry);
     }
@@ -444,7 +563,14 @@
     }
     refreshCounts();
     // Progress changes nothing the page of jobs is filtered or ordered by; anything else may.
-    if (event.kind !== "progress") refreshJobs();
+    if (event.kind === "progress") return;
+    if (!frozen.on) {
+      refreshJobs();
+    } else {
+      if (event.kind === "created") frozen.created.add(event.job_id);
+      else if (!frozen.created.has(event.job_id)) frozen.changed.add(event.job_id);
+      renderFrozen();
+    }
   }
 
   let liveSource = null;
@@ -466,6 +592,26 @@
       connection.dataset.state = closed ? "closed" : "reconnecting";
       connection.textContent = closed ? "disconnected: reload the page" : "reconnecting…";
     });
+  }
+
+  // -- freeze / follow -------------------------------------------------------------------------
+
+  function setFrozen(on) {
+    frozen.on = on;
+    $("#freeze").setAttribute("aria-pressed", String(on));
+    $("#jobs").classList.toggle("is-frozen", on);
+    renderFrozen();
+    if (!on) refreshJobs(); // catch up with what was only counted
+  }
+
+  function renderFrozen() {
+    const box = $("#frozen");
+    box.hidden = !frozen.on;
+    const created = frozen.created.size;
+    const changed = frozen.changed.size;
+    const parts = [created ? `${created} new` : "", changed ? `${changed} changed` : ""].filter(Boolean);
+    $("#frozen-count").textContent = parts.length ? parts.join(", ") : "no changes";
+    $("#show-changes").disabled = parts.length === 0;
   }
 
   // -- job detail ------------------------------------------------------------------------------
@@ -575,6 +721,19 @@
       typing = setTimeout(() => setFilters({ jobType: event.target.value.trim() }), REFRESH_DELAY_MS);
     });
     $("#page-size").addEventListener("change", (event) => setFilters({ limit: Number(event.target.value) }));
+    let searching = null;
+    $("#search").addEventListener("input", () => {
+      clearTimeout(searching);
+      searching = setTimeout(onSearchInput, REFRESH_DELAY_MS);
+    });
+    for (const tab of document.querySelectorAll(".view-tab")) {
+      tab.addEventListener("click", () => setFilters({ view: tab.dataset.view }));
+    }
+    $("#freeze").addEventListener("click", () => setFrozen(!frozen.on));
+    $("#follow").addEventListener("click", () => setFrozen(false));
+    $("#show-changes").addEventListener("click", reloadJobs);
+    bulk.wire();
+    setInterval(tick, TICK_MS);
     $("#prev-page").addEventListener("click", () => setFilters({ offset: Math.max(0, state.offset - state.limit) }));
     $("#next-page").addEventListener("click", () => setFilters({ offset: state.offset + state.limit }));
     $("#detail-close").addEventListener("click", () => $("#detail").close());

@@ -42,22 +42,15 @@
   const label = (status) => status.replaceAll("_", " ");
   const json = (value) => (value === null || value === undefined ? "—" : JSON.stringify(value, null, 2));
 
-  // "1.2 s", "3 min 4 s", "2 h 5 min": durations people read at a glance.
-  function duration(seconds) {
-    if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return "—";
-    if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
-    if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
-    if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
-    return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
-  }
+  // The list's formats (list-tools.js), so a job reads the same on both pages.
+  const { duration } = window.jobqueueList;
 
   const between = (from, to) => (from && to ? (new Date(to) - new Date(from)) / 1000 : null);
 
   // A time relative to now ("3 s ago"), with the absolute time on hover.
   function ago(iso) {
     if (!iso) return document.createTextNode("—");
-    const seconds = Math.max(0, (Date.now() - new Date(iso)) / 1000);
-    return el("time", { dateTime: iso, title: new Date(iso).toLocaleString() }, `${duration(seconds)} ago`);
+    return el("time", { dateTime: iso, title: new Date(iso).toLocaleString() }, window.jobqueueList.ago(iso));
   }
 
   function showNotice(text) {

@@ -60,6 +60,8 @@ MAX_BATCH = 256
 NOTIFY_INTERVAL = 0.01
 #: Seconds to wait for the first connection before giving up on the URL.
 CONNECT_TIMEOUT = 10.0
+#: Seconds a close waits for the pool's connections to be released before terminating them.
+POOL_CLOSE_TIMEOUT = 10.0
 #: The channel of the commit signal.
 CHANNEL = "jobqueue_events"
 
@@ -259,7 +261,16 @@ class PgDatabase:
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
         if self._pool is not None:
-            await self._pool.close()
+            # close() waits for every acquired connection to come back; one that never does (a
+            # read cancelled at the wrong instant can lose its connection inside asyncpg's pool
+            # on Python 3.12) must not hang the shutdown: after a grace, terminate them all.
+            try:
+                await asyncio.wait_for(self._pool.close(), POOL_CLOSE_TIMEOUT)
+            except TimeoutError:
+                logger.warning(
+                    "database pool: connections still in use %.0fs after close; terminating them", POOL_CLOSE_TIMEOUT
+                )
+                self._pool.terminate()
             self._pool = None
 
     # -- reads -------------------------------------------------------------------------------

@@ -323,11 +323,26 @@ RETURNING jobs.*;
 DELETE FROM jobs WHERE id = %(id)s AND status IN ('completed', 'failed', 'cancelled') RETURNING id;
 
 -- name: list_jobs
--- A page of jobs, newest first, optionally filtered (statuses, type, worker).
+-- A page of jobs, newest first, optionally filtered (statuses, type, worker, id prefix, fields of
+-- request_data).
 SELECT * FROM jobs
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text)
   AND (%(worker_id)s::text IS NULL OR worker_id = %(worker_id)s::text)
+  -- Escaped wildcards: the pattern is the prefix and one trailing %. A btree index serves such a
+  -- LIKE only under the C collation or with text_pattern_ops, which jobs.id does not have.
+  AND (%(id_pattern)s::text IS NULL OR id LIKE %(id_pattern)s::text ESCAPE '\')
+  -- Parallel arrays, one element per data filter; a job matches when no filter fails. CASE
+  -- keeps the numeric cast to fields that are numbers.
+  AND (%(data_fields)s::text[] IS NULL OR NOT EXISTS (
+    SELECT 1
+    FROM unnest(%(data_fields)s::text[], %(data_values)s::text[], %(data_numbers)s::text[])
+      AS f(field, value, number)
+    WHERE (CASE jsonb_typeof(jobs.request_data -> f.field)
+      WHEN 'string' THEN jobs.request_data ->> f.field = f.value
+      WHEN 'number' THEN (jobs.request_data ->> f.field)::numeric = f.number::numeric
+    END) IS NOT TRUE
+  ))
 ORDER BY created_at DESC
 LIMIT %(limit)s OFFSET %(offset)s;
 
@@ -336,7 +351,21 @@ LIMIT %(limit)s OFFSET %(offset)s;
 SELECT count(*) AS total FROM jobs
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text)
-  AND (%(worker_id)s::text IS NULL OR worker_id = %(worker_id)s::text);
+  AND (%(worker_id)s::text IS NULL OR worker_id = %(worker_id)s::text)
+  -- Escaped wildcards: the pattern is the prefix and one trailing %. A btree index serves such a
+  -- LIKE only under the C collation or with text_pattern_ops, which jobs.id does not have.
+  AND (%(id_pattern)s::text IS NULL OR id LIKE %(id_pattern)s::text ESCAPE '\')
+  -- Parallel arrays, one element per data filter; a job matches when no filter fails. CASE
+  -- keeps the numeric cast to fields that are numbers.
+  AND (%(data_fields)s::text[] IS NULL OR NOT EXISTS (
+    SELECT 1
+    FROM unnest(%(data_fields)s::text[], %(data_values)s::text[], %(data_numbers)s::text[])
+      AS f(field, value, number)
+    WHERE (CASE jsonb_typeof(jobs.request_data -> f.field)
+      WHEN 'string' THEN jobs.request_data ->> f.field = f.value
+      WHEN 'number' THEN (jobs.request_data ->> f.field)::numeric = f.number::numeric
+    END) IS NOT TRUE
+  ));
 
 -- name: count_by_status
 -- Jobs per status, optionally of one type.
@@ -360,6 +389,27 @@ SELECT avg(extract(epoch FROM started_at - created_at))::double precision AS wai
 FROM jobs
 WHERE completed_at >= %(since)s AND started_at IS NOT NULL
   AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text);
+
+-- name: timings
+-- Per job type, by name: how many of the %(sample)s jobs finished most recently since %(since)s
+-- had started, and the percentiles %(percentiles)s of their wait (creation to start) and run
+-- (start to finish) seconds, as arrays in the same order. The read is bounded by %(sample)s and
+-- walks the jobs_completed index newest first.
+WITH finished AS (
+    SELECT job_type,
+           extract(epoch FROM started_at - created_at)::double precision AS wait,
+           extract(epoch FROM completed_at - started_at)::double precision AS run
+    FROM jobs
+    WHERE completed_at >= %(since)s AND started_at IS NOT NULL
+    ORDER BY completed_at DESC
+    LIMIT %(sample)s
+)
+SELECT job_type, count(*) AS count,
+       percentile_cont(%(percentiles)s::double precision[]) WITHIN GROUP (ORDER BY wait) AS wait,
+       percentile_cont(%(percentiles)s::double precision[]) WITHIN GROUP (ORDER BY run) AS run
+FROM finished
+GROUP BY job_type
+ORDER BY job_type;
 
 -- name: ping
 -- Cheap check that the database answers and this session may write (not a read-only replica).

@@ -42,10 +42,12 @@ from jobqueue.models import (
     KeyScope,
     Worker,
     MissedTicks,
+    Percentiles,
     Schedule,
     ScheduleSpec,
     TypeControls,
     TypeControlsUpdate,
+    TypeTimings,
 )
 from jobqueue.settings import Settings
 from jobqueue.storage import flow, rules
@@ -498,6 +500,8 @@ class PostgresStore:
         statuses: Sequence[JobStatus] | None,
         job_type: str | None,
         worker_id: str | None,
+        id_prefix: str | None,
+        data: Sequence[rules.DataFilter],
         limit: int,
         offset: int,
     ) -> tuple[list[Job], int]:
@@ -505,6 +509,10 @@ class PostgresStore:
             "statuses": [s.value for s in statuses] if statuses else None,
             "job_type": job_type,
             "worker_id": worker_id,
+            "id_pattern": rules.like_prefix(id_prefix) if id_prefix else None,
+            "data_fields": [f.field for f in data] if data else None,
+            "data_values": [f.value for f in data] if data else None,
+            "data_numbers": [None if f.number is None else repr(f.number) for f in data] if data else None,
             "limit": limit,
             "offset": offset,
         }
@@ -530,6 +538,17 @@ class PostgresStore:
         )
         assert row is not None
         return row["wait"], row["run"]
+
+    async def timings(self, since: float, sample: int, percentiles: Sequence[float]) -> list[TypeTimings]:
+        rows = await self.db.fetch_all(
+            QUERIES["timings"], {"since": _ts(since), "sample": sample, "percentiles": list(percentiles)}
+        )
+        return [
+            TypeTimings(
+                job_type=row["job_type"], count=row["count"], wait=Percentiles(*row["wait"]), run=Percentiles(*row["run"])
+            )
+            for row in rows
+        ]
 
     async def ping(self) -> None:
         row = await self.db.fetch_one(QUERIES["ping"])

@@ -79,11 +79,12 @@ RETURNING *;
 -- Create jobs without an idempotency key: every new job of one transaction in one executemany,
 -- just before its events. Nothing can conflict (fresh ids), so nothing needs to come back: the
 -- repository builds the returned jobs from these values and the defaults of the columns.
--- Positional: (id, job_type, priority, request_data, now, max_attempts, run_at, timeout,
--- concurrency_key, trace_context).
+-- Positional, plain ? (sqlite3 deprecates numbered ?NNN with a sequence since Python 3.12):
+-- (id, job_type, priority, request_data, now, now, max_attempts, run_at, timeout, concurrency_key,
+-- trace_context).
 INSERT INTO jobs (id, status, progress, job_type, priority, request_data, created_at, updated_at,
                   max_attempts, run_at, timeout, event_seq, concurrency_key, trace_context)
-VALUES (?1, 'queued', 0, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, 1, ?9, ?10);
+VALUES (?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?);
 
 -- name: get_job
 -- One job by id.
@@ -346,11 +347,25 @@ RETURNING *;
 DELETE FROM jobs WHERE id = :id AND status IN ('completed', 'failed', 'cancelled') RETURNING id;
 
 -- name: list_jobs
--- A page of jobs, newest first, optionally filtered (JSON array of statuses, type, worker).
+-- A page of jobs, newest first, optionally filtered (JSON array of statuses, type, worker, id
+-- prefix, fields of request_data).
 SELECT * FROM jobs
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:job_type IS NULL OR job_type = :job_type)
   AND (:worker_id IS NULL OR worker_id = :worker_id)
+  -- :data is a JSON array of {field, value, number}; a job matches when no filter fails. The
+  -- field is an identifier (checked above the store), so '$.' || field is a plain JSON path.
+  AND (:data IS NULL OR NOT EXISTS (
+    SELECT 1 FROM json_each(:data) AS f
+    WHERE (CASE json_type(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+      WHEN 'text' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.value')
+      WHEN 'integer' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.number')
+      WHEN 'real' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.number')
+    END) IS NOT TRUE
+  ))
 ORDER BY created_at DESC
 LIMIT :limit OFFSET :offset;
 
@@ -359,7 +374,67 @@ LIMIT :limit OFFSET :offset;
 SELECT count(*) FROM jobs
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:job_type IS NULL OR job_type = :job_type)
-  AND (:worker_id IS NULL OR worker_id = :worker_id);
+  AND (:worker_id IS NULL OR worker_id = :worker_id)
+  -- :data is a JSON array of {field, value, number}; a job matches when no filter fails. The
+  -- field is an identifier (checked above the store), so '$.' || field is a plain JSON path.
+  AND (:data IS NULL OR NOT EXISTS (
+    SELECT 1 FROM json_each(:data) AS f
+    WHERE (CASE json_type(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+      WHEN 'text' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.value')
+      WHEN 'integer' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.number')
+      WHEN 'real' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.number')
+    END) IS NOT TRUE
+  ));
+
+-- name: list_jobs_by_id_prefix
+-- list_jobs of the jobs whose id starts with :id_prefix, a query of its own so the planner reads
+-- them from the primary key: inside "IS NULL OR" it would scan every job. A range rather than
+-- LIKE, which ignores case here: BINARY order is code point order, so the range holds exactly the
+-- ids starting with the prefix.
+SELECT * FROM jobs
+WHERE id >= :id_prefix AND id < :id_prefix_end
+  AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:job_type IS NULL OR job_type = :job_type)
+  AND (:worker_id IS NULL OR worker_id = :worker_id)
+  -- :data is a JSON array of {field, value, number}; a job matches when no filter fails. The
+  -- field is an identifier (checked above the store), so '$.' || field is a plain JSON path.
+  AND (:data IS NULL OR NOT EXISTS (
+    SELECT 1 FROM json_each(:data) AS f
+    WHERE (CASE json_type(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+      WHEN 'text' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.value')
+      WHEN 'integer' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.number')
+      WHEN 'real' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.number')
+    END) IS NOT TRUE
+  ))
+ORDER BY created_at DESC
+LIMIT :limit OFFSET :offset;
+
+-- name: count_jobs_by_id_prefix
+-- How many jobs list_jobs_by_id_prefix matches.
+SELECT count(*) FROM jobs
+WHERE id >= :id_prefix AND id < :id_prefix_end
+  AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:job_type IS NULL OR job_type = :job_type)
+  AND (:worker_id IS NULL OR worker_id = :worker_id)
+  -- :data is a JSON array of {field, value, number}; a job matches when no filter fails. The
+  -- field is an identifier (checked above the store), so '$.' || field is a plain JSON path.
+  AND (:data IS NULL OR NOT EXISTS (
+    SELECT 1 FROM json_each(:data) AS f
+    WHERE (CASE json_type(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+      WHEN 'text' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.value')
+      WHEN 'integer' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.number')
+      WHEN 'real' THEN json_extract(jobs.request_data, '$.' || json_extract(f.value, '$.field'))
+        = json_extract(f.value, '$.number')
+    END) IS NOT TRUE
+  ));
 
 -- name: count_by_status
 -- Jobs per status, optionally of one type.
@@ -382,6 +457,42 @@ SELECT avg(started_at - created_at), avg(completed_at - started_at)
 FROM jobs
 WHERE completed_at >= :since AND started_at IS NOT NULL
   AND (:job_type IS NULL OR job_type = :job_type);
+
+-- name: timings
+-- Per job type, by name: how many of the :sample jobs finished most recently since :since had
+-- started, and each percentile in the JSON array :percentiles of their wait (creation to start)
+-- and run (start to finish) seconds: one row per type and percentile, in the array's order.
+-- SQLite has no percentile aggregate, so window functions rank each type's values (from 0) and
+-- a percentile p is interpolated between the values ranked floor(p * (n - 1)) and the next, as
+-- PostgreSQL's percentile_cont does: both backends answer the same figures. The read is
+-- bounded by :sample and walks the jobs_completed index newest first.
+WITH finished AS (
+    SELECT job_type, started_at - created_at AS wait, completed_at - started_at AS run
+    FROM jobs
+    WHERE completed_at >= :since AND started_at IS NOT NULL
+    ORDER BY completed_at DESC
+    LIMIT :sample
+),
+ranked AS (
+    SELECT job_type, wait, run,
+           row_number() OVER (PARTITION BY job_type ORDER BY wait) - 1 AS wait_rank,
+           row_number() OVER (PARTITION BY job_type ORDER BY run) - 1 AS run_rank,
+           count(*) OVER (PARTITION BY job_type) AS n
+    FROM finished
+),
+points AS (
+    SELECT key AS position, value * (n - 1) AS at, CAST(value * (n - 1) AS INTEGER) AS below,
+           job_type, wait, run, wait_rank, run_rank, n
+    FROM ranked, json_each(:percentiles)
+)
+SELECT job_type, position, max(n) AS count,
+       sum(CASE wait_rank WHEN below THEN wait * (1 - (at - below))
+                          WHEN below + 1 THEN wait * (at - below) ELSE 0 END) AS wait,
+       sum(CASE run_rank WHEN below THEN run * (1 - (at - below))
+                         WHEN below + 1 THEN run * (at - below) ELSE 0 END) AS run
+FROM points
+GROUP BY job_type, position
+ORDER BY job_type, position;
 
 -- name: ping
 -- Cheap check that the database answers.

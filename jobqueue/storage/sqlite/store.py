@@ -34,10 +34,12 @@ from jobqueue.models import (
     KeyScope,
     Worker,
     MissedTicks,
+    Percentiles,
     Schedule,
     ScheduleSpec,
     TypeControls,
     TypeControlsUpdate,
+    TypeTimings,
 )
 from jobqueue.settings import Settings
 from jobqueue.storage import flow, rules
@@ -474,6 +476,8 @@ class SQLiteStore:
         statuses: Sequence[JobStatus] | None,
         job_type: str | None,
         worker_id: str | None,
+        id_prefix: str | None,
+        data: Sequence[rules.DataFilter],
         limit: int,
         offset: int,
     ) -> tuple[list[Job], int]:
@@ -481,11 +485,17 @@ class SQLiteStore:
             "statuses": _json_encode([s.value for s in statuses]).decode() if statuses else None,
             "job_type": job_type,
             "worker_id": worker_id,
+            "id_prefix": id_prefix,
+            "id_prefix_end": rules.prefix_range_end(id_prefix) if id_prefix else None,
+            "data": _json_encode([f._asdict() for f in data]).decode() if data else None,
             "limit": limit,
             "offset": offset,
         }
-        rows = await self.db.fetch_all(QUERIES["list_jobs"], params)
-        total = await self.db.fetch_one(QUERIES["count_jobs"], params)
+        list_query, count_query = (
+            ("list_jobs_by_id_prefix", "count_jobs_by_id_prefix") if id_prefix else ("list_jobs", "count_jobs")
+        )
+        rows = await self.db.fetch_all(QUERIES[list_query], params)
+        total = await self.db.fetch_one(QUERIES[count_query], params)
         return [job_from_row(r) for r in rows], total[0]
 
     async def count_by_status(self, job_type: str | None) -> dict[str, int]:
@@ -503,6 +513,23 @@ class SQLiteStore:
             QUERIES["recent_timings"], {"job_type": job_type, "since": since}
         )
         return row[0], row[1]
+
+    async def timings(self, since: float, sample: int, percentiles: Sequence[float]) -> list[TypeTimings]:
+        rows = await self.db.fetch_all(
+            QUERIES["timings"], {"since": since, "sample": sample, "percentiles": _json_encode(list(percentiles)).decode()}
+        )
+        by_type: dict[str, list[sqlite3.Row]] = {}
+        for row in rows:
+            by_type.setdefault(row["job_type"], []).append(row)
+        return [
+            TypeTimings(
+                job_type=job_type,
+                count=points[0]["count"],
+                wait=Percentiles(*(point["wait"] for point in points)),
+                run=Percentiles(*(point["run"] for point in points)),
+            )
+            for job_type, points in by_type.items()
+        ]
 
     async def ping(self) -> None:
         await self.db.check_writable()
@@ -1345,7 +1372,7 @@ def _new_job_row(
     job = rules.new_job(job_type, encoded, priority, max_attempts, now, due, timeout, concurrency_key, trace_context)
     row = (
         job.id, job_type, priority, None if encoded is None else encoded.decode(),
-        now, max_attempts, due, timeout, concurrency_key, _json_or_none(trace_context),
+        now, now, max_attempts, due, timeout, concurrency_key, _json_or_none(trace_context),
     )
     return job, row
 
