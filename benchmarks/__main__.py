@@ -28,7 +28,7 @@ SCENARIOS = ("http", "processing", "latency", "fanout", "scale", "peers", "worke
 #: What a bare run does on each backend. memory (200k jobs through one worker) alone takes
 #: minutes, so it runs with ``--only memory`` or ``--all``; each default pass stays under ten.
 DEFAULT = {
-    "sqlite": ("http", "processing", "latency", "fanout", "scale", "peers"),
+    "sqlite": ("http", "processing", "latency", "fanout", "scale", "peers", "workers"),
     "postgresql": ("processing", "latency", "scale", "peers", "workers"),
 }
 #: Modules whose name is not the scenario's: ``peers`` are the peers of the backend measured.
@@ -48,7 +48,7 @@ def machine() -> dict[str, Any]:
     versions = {}
     packages = (
         "jobqueue", "uvicorn", "starlette", "aiosqlite", "asyncpg", "psycopg", "psycopg-pool", "msgspec", "uvloop",
-        "arq", "saq", "redis", "procrastinate", "pgqueuer",
+        "arq", "saq", "huey", "redis", "hiredis", "procrastinate", "pgqueuer",
     )  # fmt: skip
     for package in packages:
         try:

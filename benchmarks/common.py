@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -148,6 +149,9 @@ def wait_for_http(url: str, child: Child, timeout: float = 30.0) -> None:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status < 500:
                     return
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:  # answering, if only to say no (a GET of a POST-only route)
+                return
         except OSError:
             pass
         time.sleep(0.05)

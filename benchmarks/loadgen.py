@@ -25,24 +25,31 @@ from benchmarks.common import PYTHON, child_env, percentile
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
-def run_load(url: str, body: bytes, *, connections: int, seconds: float, workdir: Path) -> dict[str, Any]:
-    """Drive ``url`` with POSTs of ``body`` from ``connections`` keep-alive connections."""
+def run_load(
+    url: str, body: bytes, *, connections: int, seconds: float, workdir: Path, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Drive ``url`` with POSTs of ``body`` (and ``headers``) from ``connections`` keep-alive connections."""
+    headers = headers or {}
     if shutil.which("wrk"):
-        return _run_wrk(url, body, connections=connections, seconds=seconds, workdir=workdir)
+        return _run_wrk(url, body, connections=connections, seconds=seconds, workdir=workdir, headers=headers)
     out = subprocess.run(
         [PYTHON, "-m", "benchmarks.loadgen", url, "--body", body.decode(),
-         "--connections", str(connections), "--seconds", str(seconds)],
+         "--connections", str(connections), "--seconds", str(seconds),
+         *(f"--header={name}: {value}" for name, value in headers.items())],
         env=child_env(), capture_output=True, text=True, check=True, timeout=seconds + 60,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def _run_wrk(url: str, body: bytes, *, connections: int, seconds: float, workdir: Path) -> dict[str, Any]:
+def _run_wrk(
+    url: str, body: bytes, *, connections: int, seconds: float, workdir: Path, headers: dict[str, str]
+) -> dict[str, Any]:
     script = workdir / "post.lua"
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(body.decode())}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
+        + "".join(f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}\n" for name, value in headers.items())
     )
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url],
@@ -94,12 +101,13 @@ async def _connection(host: str, port: int, request: bytes, stop_at: float, late
         writer.close()
 
 
-async def _generate(url: str, body: bytes, connections: int, seconds: float) -> dict[str, Any]:
+async def _generate(url: str, body: bytes, connections: int, seconds: float, headers: list[str]) -> dict[str, Any]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     request = (
         f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        + "".join(f"{header}\r\n" for header in headers)
+        + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     latencies: list[float] = []
     errors: list[int] = []
@@ -124,6 +132,7 @@ def main() -> None:
     parser.add_argument("--body", required=True)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--header", action="append", default=[], help="'Name: value', repeatable")
     args = parser.parse_args()
     try:
         import uvloop
@@ -131,7 +140,7 @@ def main() -> None:
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
-    result = runner(_generate(args.url, args.body.encode(), args.connections, args.seconds))
+    result = runner(_generate(args.url, args.body.encode(), args.connections, args.seconds, args.header))
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
@@ -94,6 +95,26 @@ def _pool_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _process_count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_PROCESSES:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_PROCESSES}, got {value!r}")
+    return count
+
+
+#: Most processes ``--workers`` / ``--processes`` starts: a typo (200 for 20) should not fork-bomb.
+MAX_PROCESSES = 64
+
+
+def _child_options(parser: argparse.ArgumentParser) -> None:
+    """What the supervisor tells a child of ``--workers`` / ``--processes``; not for people."""
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobqueue",
@@ -117,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not run a worker pool inside the server [env RUN_WORKER=false]",
     )
+    serve.add_argument(
+        "--workers",
+        type=_process_count,
+        metavar="N",
+        default=os.environ.get("SERVE_WORKERS", "1"),
+        help="API processes sharing the listening socket, under one supervisor; the worker pool "
+        "runs in the first only (default 1) [env SERVE_WORKERS]",
+    )
     serve.add_argument("--debug", action="store_true", help="tracebacks in error responses [env DEBUG]")
     serve.add_argument(
         "--insecure-no-auth",
@@ -125,11 +154,21 @@ def build_parser() -> argparse.ArgumentParser:
         "anyone who reaches it until a key is created [env JOBQUEUE_INSECURE_NO_AUTH]",
     )
     _pool_options(serve)
+    _child_options(serve)
 
-    worker = commands.add_parser("worker", help="run a worker pool in this process")
+    worker = commands.add_parser("worker", help="run a worker pool in this process (or in several)")
     _common(worker)
     _pool_options(worker)
+    _child_options(worker)
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    worker.add_argument(
+        "--processes",
+        type=_process_count,
+        metavar="N",
+        default=os.environ.get("WORKER_PROCESSES", "1"),
+        help="worker processes under one supervisor, each a pool of --concurrency jobs; a child "
+        "that dies is restarted (default 1) [env WORKER_PROCESSES]",
+    )
     worker.add_argument(
         "--metrics-port",
         type=int,
@@ -452,28 +491,81 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
-def _serve(settings: Settings, registry: Any, log_level: str) -> None:
+def _serve(settings: Settings, registry: Any, log_level: str, child: int | None = None, listen_fd: int | None = None) -> None:
+    import msgspec
     import uvicorn
 
     from jobqueue.api.app import create_app
     from jobqueue.api.limits import UVICORN_HTTP_OPTIONS
 
-    # Fail fast with one line (bad file, migration refused, no key) before uvicorn starts logging.
+    if child is None:
+        # Fail fast with one line (bad file, migration refused, no key) before uvicorn starts
+        # logging. A child of --workers: its supervisor did this once for all of them.
+        _check_and_announce(settings, registry)
+    elif child > 0:
+        # One pool and one retention loop for the whole server, in the first process, as with
+        # --workers 1: WORKER_CONCURRENCY keeps its meaning, and processing scales with
+        # `jobqueue worker --processes N` instead, away from the API's event loops.
+        settings = msgspec.structs.replace(settings, run_worker=False, prune_interval=0)
+    app = create_app(settings, registry=registry)
+    options: dict[str, Any] = {
+        "log_level": "debug" if settings.debug and log_level != "trace" else log_level,
+        "timeout_graceful_shutdown": int(settings.shutdown_grace) + 5,
+        **UVICORN_HTTP_OPTIONS,
+    }
+    if listen_fd is None:
+        uvicorn.run(app, host=settings.host, port=settings.port, **options)
+    else:
+        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[socket.socket(fileno=listen_fd)])
+
+
+def _listen(settings: Settings) -> socket.socket:
+    """The socket every child of ``serve --workers`` accepts on, bound once here."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    try:
+        # uvicorn's own backlog: connections wait in the kernel, not refused, while children are busy.
+        return socket.create_server((settings.host, settings.port), family=family, backlog=2048)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+
+
+def _child_command(argv: list[str], index: int, *extra: str) -> list[str]:
+    # The parent's own options, then the single-process ones: argparse keeps the last value given.
+    return [sys.executable, "-m", "jobqueue", *argv, "--child", str(index), *extra]
+
+
+def _check_and_announce(settings: Settings, registry: Any) -> None:
     if settings.run_worker:
         check_job_types(settings, registry)
     _run(_migrate(settings))
     banner = auth_banner(settings, _run(_any_key(settings)))
-    app = create_app(settings, registry=registry)
     logger.info(serve_banner(settings, registry))
     logger.log(logging.WARNING if banner.startswith("authentication is OFF") else logging.INFO, banner)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="debug" if settings.debug and log_level != "trace" else log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
-        **UVICORN_HTTP_OPTIONS,
-    )
+
+
+def _supervise_serve(settings: Settings, registry: Any, argv: list[str], count: int) -> int:
+    from jobqueue.supervisor import Supervisor
+
+    _check_and_announce(settings, registry)
+    listener = _listen(settings)
+    fd = listener.fileno()
+    logger.info(
+        "serving on http://%s:%d with %d processes%s",
+        settings.host, settings.port, count, "; the worker pool runs in process 0" if settings.run_worker else "",
+    )  # fmt: skip
+    commands = [_child_command(argv, i, "--workers", "1", "--listen-fd", str(fd)) for i in range(count)]
+    try:
+        return Supervisor("server", commands, pass_fds=[fd], restart_clean_exit=True).run()
+    finally:
+        listener.close()
+
+
+def _supervise_workers(settings: Settings, argv: list[str], count: int, burst: bool) -> int:
+    from jobqueue.supervisor import Supervisor
+
+    _run(_migrate(settings))  # once, and a bad database is one line before any child starts
+    commands = [_child_command(argv, i, "--processes", "1") for i in range(count)]
+    return Supervisor("worker", commands, restart_clean_exit=not burst).run()
 
 
 def redact_password(url: str) -> str:
@@ -509,9 +601,11 @@ CHATTY_LOGGERS = ("aiosqlite", "asyncpg", "httpx", "httpcore", "redis", "hpack",
 EXIT_BROKEN_PIPE = 141
 
 
-def configure_logging(level_name: str) -> None:
+def configure_logging(level_name: str, child: int | None = None) -> None:
     level = logging.DEBUG if level_name == "trace" else getattr(logging, level_name.upper(), logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A child of --workers / --processes says which one it is: their lines interleave.
+    tag = "" if child is None else f"[{child}]"
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s")
     if level_name != "trace":
         for name in CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(max(logging.INFO, level))
@@ -540,7 +634,8 @@ def _main(argv: Sequence[str] | None) -> int:
     command = args.command
     if getattr(args, "client_command", None) is not None:
         return run_client_command(args)
-    configure_logging(str(getattr(args, "log_level", "warning")))
+    child = getattr(args, "child", None)
+    configure_logging(str(getattr(args, "log_level", "warning")), child)
     try:
         settings = _settings(args)
         if command == "migrate":
@@ -556,9 +651,19 @@ def _main(argv: Sequence[str] | None) -> int:
         elif command == "keys":
             return _run(_keys(settings, args))
         elif command == "worker":
-            _run(_run_worker(settings, _load_registry(args.registry, args.with_examples), args.burst, args.metrics_port))
+            registry = _load_registry(args.registry, args.with_examples)
+            if args.processes > 1:
+                if args.metrics_port is not None:
+                    raise ConfigError(
+                        "--metrics-port serves one process's metrics: with --processes, scrape the "
+                        "API's /metrics, or run the worker processes separately, one port each"
+                    )
+                return _supervise_workers(settings, argv, args.processes, args.burst)
+            _run(_run_worker(settings, registry, args.burst, args.metrics_port))
+        elif args.workers > 1:
+            return _supervise_serve(settings, _load_registry(args.registry, args.with_examples), argv, args.workers)
         else:
-            _serve(settings, _load_registry(args.registry, args.with_examples), args.log_level)
+            _serve(settings, _load_registry(args.registry, args.with_examples), args.log_level, child, args.listen_fd)
     except JobQueueError as exc:
         print(f"jobqueue: error: {exc}", file=sys.stderr)
         return 2

@@ -229,6 +229,13 @@ class AttemptList(msgspec.Struct, kw_only=True):
     attempts: list[Attempt]
 
 
+class JobRef(msgspec.Struct, kw_only=True):
+    """What ``POST /api/jobs`` answers with ``Prefer: return=minimal``: the new job's id and status."""
+
+    id: str
+    status: JobStatus
+
+
 class JobList(msgspec.Struct, kw_only=True):
     """One page of ``GET /api/jobs``."""
 

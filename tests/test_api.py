@@ -84,6 +84,34 @@ async def test_create_returns_201_with_the_full_job(client: httpx.AsyncClient, p
     assert fetched.json() == job
 
 
+@pytest.mark.parametrize("prefer", ["return=minimal", "respond-async, Return=Minimal; x=1"])
+async def test_create_with_prefer_return_minimal_answers_only_id_and_status(
+    client: httpx.AsyncClient, prefer: str
+) -> None:
+    response = await client.post("/api/jobs", json={"job_type": "thumbnail"}, headers={"Prefer": prefer})
+    assert response.status_code == 201
+    assert response.headers["preference-applied"] == "return=minimal"
+    body = response.json()
+    assert body == {"id": body["id"], "status": "queued"}
+    job = (await client.get(f"/api/jobs/{body['id']}")).json()
+    assert job["job_type"] == "thumbnail" and job["status"] == "queued"
+
+
+async def test_prefer_return_minimal_replay_is_200_with_the_first_id(client: httpx.AsyncClient) -> None:
+    headers = {"Prefer": "return=minimal", "Idempotency-Key": "once"}
+    first = await client.post("/api/jobs", json={"job_type": "thumbnail"}, headers=headers)
+    again = await client.post("/api/jobs", json={"job_type": "thumbnail"}, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+
+
+async def test_other_preferences_get_the_whole_job(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/jobs", json={"job_type": "thumbnail"}, headers={"Prefer": "return=representation"})
+    assert response.status_code == 201
+    assert "preference-applied" not in response.headers
+    assert response.json()["job_type"] == "thumbnail"
+
+
 async def test_create_defaults(client: httpx.AsyncClient) -> None:
     job = await create(client)
     assert job["priority"] == 0

@@ -1,7 +1,8 @@
 """The SQLite backend's peers in the same run: arq and SAQ on the local Redis (a dedicated db,
 flushed before each step: only that db), the same no-op workload, the same concurrency (64
-running jobs, 50 enqueuing tasks), their workers in their own process as jobqueue's is. The
-PostgreSQL backend's peers are in ``pg_peers``."""
+running jobs, 50 enqueuing tasks), their workers in their own process as jobqueue's is; and huey
+on its SQLite storage (``benchmarks/huey_peer.py``), the closest peer to jobqueue's default, at
+its own durability and at jobqueue's. The PostgreSQL backend's peers are in ``pg_peers``."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from jobqueue.settings import Settings
 LATENCY_ROUNDS = 10
 
 PEERS = ("arq", "saq")
+#: huey's runs: its default durability (synchronous FULL) and jobqueue's (WAL + NORMAL).
+HUEY = {"huey": "default", "huey-normal": "normal"}
 
 
 async def _flush(url: str) -> None:
@@ -177,8 +180,39 @@ async def _interleaved_latency(
     return starts, dones, our_dones
 
 
+async def run_huey(ctx: Context, name: str, durability: str, outcome: Outcome) -> None:
+    # The issue's measurement of huey: 10,000 tasks, 10 thread workers.
+    count = ctx.scale(10_000, 2_000)
+    path = ctx.workdir / f"{name}.db"
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    command = [PYTHON, "-m", "benchmarks.huey_peer", "--path", str(path), "--durability", durability, "--count", str(count)]
+    with Child([*command[:3], "enqueue", *command[3:]], ctx.workdir / f"{name}-enqueue.log") as producer:
+        await asyncio.to_thread(producer.proc.wait, 600)
+    outcome.add(f"{name} enqueue", read_json_line(producer.log_path.read_text())["rate"], "jobs/s")
+    with Child([*command[:3], "worker", *command[3:]], ctx.workdir / f"{name}-worker.log") as worker:
+        with PeakSampler(worker) as peak:
+            await asyncio.to_thread(worker.proc.wait, 600)
+    result = read_json_line(worker.log_path.read_text())
+    outcome.add(f"{name} process", result["done"] / (result["last"] - result["first"]), "jobs/s")
+    outcome.add(f"{name} worker peak RSS", peak.peak, "MiB")
+
+
 async def run(ctx: Context) -> Outcome:
     outcome = Outcome("peers")
+    if importlib.util.find_spec("huey") is None:
+        outcome.notes.append("huey: skipped, not installed (pip install -e '.[bench]')")
+    else:
+        for name, durability in HUEY.items():
+            try:
+                await run_huey(ctx, name, durability, outcome)
+            except Exception as exc:
+                outcome.notes.append(f"{name}: failed: {type(exc).__name__}: {exc}")
+        outcome.notes.append(
+            f"huey: SQLite storage, WAL, {ctx.scale(10_000, 2_000)} tasks enqueued from one thread, "
+            "10 thread workers; huey = its default synchronous (FULL), huey-normal = synchronous NORMAL "
+            "(jobqueue's); a huey task is deleted when taken and a None result is not stored"
+        )
     missing = [p for p in PEERS if importlib.util.find_spec(p) is None]
     for system in PEERS:
         if system in missing:

@@ -43,13 +43,23 @@ def worker_command(db_url: str, concurrency: int, *extra: str) -> list[str]:
     ]
 
 
-async def drain(ctx: Context, db: Database, count: int, processes: int, label: str) -> tuple[float, float]:
-    """``processes`` burst workers drain ``count`` queued jobs; (jobs/s, peak RSS of the first)."""
+async def drain(
+    ctx: Context, db: Database, count: int, processes: int, label: str, *, supervised: bool = False
+) -> tuple[float, float]:
+    """``processes`` burst workers drain ``count`` queued jobs; (jobs/s, peak RSS of the first).
+
+    ``supervised``: one ``jobqueue worker --processes N`` (the shipped supervisor and its
+    children) instead of N separate ``jobqueue worker`` processes.
+    """
     concurrency = CONCURRENCY[ctx.backend]
-    workers = [
-        Child(worker_command(db.url, concurrency, "--burst"), ctx.workdir / f"{label}-worker-{i}.log")
-        for i in range(processes)
-    ]
+    if supervised:
+        command = worker_command(db.url, concurrency, "--burst", "--processes", str(processes))
+        workers = [Child(command, ctx.workdir / f"{label}-supervisor.log")]
+    else:
+        workers = [
+            Child(worker_command(db.url, concurrency, "--burst"), ctx.workdir / f"{label}-worker-{i}.log")
+            for i in range(processes)
+        ]
     try:
         with PeakSampler(workers[0]) as peak:
             await wait_until_done(db, count, timeout=600, workers=workers)

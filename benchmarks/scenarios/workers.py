@@ -1,10 +1,10 @@
-"""Two worker processes versus one on the same queue: does a second ``jobqueue worker`` add
-throughput, or do the processes only share the database's?
+"""Two worker processes versus one on the same queue: does a second process add throughput, or
+do the processes only share the database's?
 
-Each round is a fresh database with the processing scenario's jobs queued, drained by one or by
-two ``jobqueue worker --burst`` processes (each at the processing concurrency), started at the
-same instant; jobs/s from the first claim to the last completion. Rounds alternate (one, two,
-one, two...) so both sides see the same machine state.
+Each round is a fresh database with the processing scenario's jobs queued, drained by
+``jobqueue worker --burst --processes 1`` or ``--processes 2`` (the shipped supervisor; each
+process at the processing concurrency); jobs/s from the first claim to the last completion.
+Rounds alternate (one, two, one, two...) so both sides see the same machine state.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ async def run(ctx: Context) -> Outcome:
             with ctx.databases.create(f"workers-{processes}") as db:
                 async with JobQueueService.open(Settings(database_url=db.url, run_worker=False)) as service:
                     await enqueue_many(service, "noop", count)
-                rate, _ = await drain(ctx, db, count, processes, f"workers-{processes}")
+                rate, _ = await drain(ctx, db, count, processes, f"workers-{processes}", supervised=True)
             rates[processes].append(rate)
     one, two = statistics.mean(rates[1]), statistics.mean(rates[2])
     outcome.add("one worker process", one, "jobs/s")

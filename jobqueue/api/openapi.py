@@ -60,6 +60,7 @@ from jobqueue.models import (
     ErrorBody,
     EventKind,
     Job,
+    JobRef,
     JobCreate,
     JobEvent,
     JobList,
@@ -92,6 +93,7 @@ SCHEMA_TYPES: tuple[type, ...] = (
     UpdateRequest,
     ProgressUpdate,
     Job,
+    JobRef,
     JobList,
     JobStats,
     Timings,
@@ -259,7 +261,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Queue a job",
         "jobs",
         request=JobCreate,
-        response=Job,
+        # anyOf: a whole Job is a JobRef too.
+        response={"anyOf": [{"$ref": REF.format(name="Job")}, {"$ref": REF.format(name="JobRef")}]},
         status=201,
         errors=_BODY_ERRORS,
         params=(
@@ -267,6 +270,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 "Idempotency-Key",
                 {"type": "string", "minLength": 1, "maxLength": 200},
                 "Same as the body's idempotency_key",
+                location="header",
+            ),
+            Param(
+                "Prefer",
+                {"type": "string"},
+                "`return=minimal`: answer with the job's id and status only (a JobRef), with "
+                "`Preference-Applied: return=minimal`; otherwise the whole job",
                 location="header",
             ),
         ),

@@ -32,6 +32,7 @@ from jobqueue.models import (
     ClaimedJob,
     JobCreate,
     JobList,
+    JobRef,
     JobStatus,
     JobUpdate,
     JSONData,
@@ -317,7 +318,24 @@ async def create_job(request: Request) -> Response:
     headers = await unserved_warning(service, [job.job_type])
     if deduplicated(job, created, idempotency_key, body.unique_key):
         headers[DEDUPLICATED_HEADER] = "true"
-    return JSONResponse(job, status_code=201 if created else 200, headers=headers)
+    status_code = 201 if created else 200
+    if _prefers_minimal(request):
+        headers.update(MINIMAL_APPLIED)
+        return JSONResponse(JobRef(id=job.id, status=job.status), status_code, headers)
+    return JSONResponse(job, status_code=status_code, headers=headers)
+
+
+#: Answer headers of a request whose ``Prefer: return=minimal`` was honoured (RFC 7240).
+MINIMAL_APPLIED = {"Preference-Applied": "return=minimal"}
+
+
+def _prefers_minimal(request: Request) -> bool:
+    """Whether the client asked for the id and status only (``Prefer: return=minimal``): a
+    producer that enqueues in bulk skips encoding and reading a whole job per request."""
+    prefer = request.headers.get("prefer")
+    if prefer is None:
+        return False
+    return any(p.split(";", 1)[0].strip().lower() == "return=minimal" for p in prefer.split(","))
 
 
 @requires(KeyScope.READ, KeyScope.ENQUEUE)
