@@ -250,7 +250,12 @@ class PgDatabase:
     async def close(self) -> None:
         self._open = False
         while self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+            running = list(self._running)
+            await asyncio.gather(*running, return_exceptions=True)
+            # Not left to _batch_done: from Python 3.12, awaiting a gather of tasks that are all
+            # done returns without yielding to the loop, so their done callbacks (scheduled, not
+            # yet run) never got to discard them and this loop spun for ever.
+            self._running.difference_update(running)
         for _, future in [*self._alone, *self._queue]:
             if not future.done():
                 future.set_exception(DatabaseError("database closed before the write ran"))
