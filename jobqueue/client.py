@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+from contextlib import aclosing
 import logging
 import os
 import time
@@ -498,8 +499,12 @@ class JobQueueClient:
         replays what was missed: no event is skipped or repeated. With ``snapshots`` the
         ``Job`` the server sends first on each connection is yielded too (its current state).
         """
-        async for item in self._job_stream(job_id, last_event_id, snapshots):
-            yield item
+        # aclosing, here and below: a reader that stops early closes the stream (and its HTTP
+        # response) at once, not whenever the generators are collected, which may be after
+        # their event loop has closed (the synchronous client's).
+        async with aclosing(self._job_stream(job_id, last_event_id, snapshots)) as stream:
+            async for item in stream:
+                yield item
 
     async def all_events(
         self, *, job_type: str | None = None, last_event_id: int | None = None
@@ -507,12 +512,13 @@ class JobQueueClient:
         """Every job's events as they happen (``GET /api/events``), for ever; reconnects after a
         drop with ``Last-Event-ID``, so no event is skipped or repeated."""
         params = {} if job_type is None else {"job_type": job_type}
-        async for message in self._messages("/api/events", params, lambda: last_event_id, None):
-            event = msgspec.json.decode(message.data, type=JobEvent)
-            if last_event_id is not None and event.id <= last_event_id:
-                continue
-            last_event_id = event.id
-            yield event
+        async with aclosing(self._messages("/api/events", params, lambda: last_event_id, None)) as messages:
+            async for message in messages:
+                event = msgspec.json.decode(message.data, type=JobEvent)
+                if last_event_id is not None and event.id <= last_event_id:
+                    continue
+                last_event_id = event.id
+                yield event
 
     async def wait(
         self,
@@ -556,12 +562,13 @@ class JobQueueClient:
         return job
 
     async def _wait_on_stream(self, job_id: str, seen: Callable[[Job | JobEvent], None]) -> Job:
-        async for item in self._job_stream(job_id, None, snapshots=True):
-            seen(item)
-            if isinstance(item, Job) and item.status in TERMINAL_STATUSES:
-                return item
-            if isinstance(item, JobEvent) and item.kind in TERMINAL_EVENT_KINDS:
-                break
+        async with aclosing(self._job_stream(job_id, None, snapshots=True)) as stream:
+            async for item in stream:
+                seen(item)
+                if isinstance(item, Job) and item.status in TERMINAL_STATUSES:
+                    return item
+                if isinstance(item, JobEvent) and item.kind in TERMINAL_EVENT_KINDS:
+                    break
         # The terminal event carries the outcome but not the whole record: fetch it.
         job = await self.get(job_id)
         seen(job)
@@ -598,25 +605,27 @@ class JobQueueClient:
     async def _job_stream(
         self, job_id: str, last_event_id: int | None, snapshots: bool
     ) -> AsyncIterator[JobEvent | Job]:
-        async for message in self._messages(f"/api/jobs/{job_id}/events", {}, lambda: last_event_id, job_id):
-            if message.event == "snapshot":
-                job = msgspec.json.decode(message.data, type=Job)
-                if snapshots:
-                    yield job
-                if job.status in TERMINAL_STATUSES and last_event_id is None:
-                    # Joined after the end: the snapshot is the whole story.
+        messages = self._messages(f"/api/jobs/{job_id}/events", {}, lambda: last_event_id, job_id)
+        async with aclosing(messages):
+            async for message in messages:
+                if message.event == "snapshot":
+                    job = msgspec.json.decode(message.data, type=Job)
+                    if snapshots:
+                        yield job
+                    if job.status in TERMINAL_STATUSES and last_event_id is None:
+                        # Joined after the end: the snapshot is the whole story.
+                        return
+                    if last_event_id is None and message.id and message.id.isdigit():
+                        # Events up to the snapshot's seq are already in it.
+                        last_event_id = int(message.id)
+                    continue
+                event = msgspec.json.decode(message.data, type=JobEvent)
+                if last_event_id is not None and event.seq <= last_event_id:
+                    continue  # already yielded before the reconnect
+                last_event_id = event.seq
+                yield event
+                if event.kind in TERMINAL_EVENT_KINDS:
                     return
-                if last_event_id is None and message.id and message.id.isdigit():
-                    # Events up to the snapshot's seq are already in it.
-                    last_event_id = int(message.id)
-                continue
-            event = msgspec.json.decode(message.data, type=JobEvent)
-            if last_event_id is not None and event.seq <= last_event_id:
-                continue  # already yielded before the reconnect
-            last_event_id = event.seq
-            yield event
-            if event.kind in TERMINAL_EVENT_KINDS:
-                return
 
     async def _messages(
         self, path: str, params: dict[str, str], resume_from: Callable[[], int | None], job_id: str | None
@@ -641,11 +650,12 @@ class JobQueueClient:
                     if response.status_code >= 400:
                         await response.aread()
                         raise self._error(response, job_id, missing_route=True)
-                    async for line in response.aiter_lines():
-                        message = parser.feed(line)
-                        if message is not None:
-                            failures = 0
-                            yield message
+                    async with aclosing(response.aiter_lines()) as lines:
+                        async for line in lines:
+                            message = parser.feed(line)
+                            if message is not None:
+                                failures = 0
+                                yield message
             except _TRANSPORT_ERRORS as exc:
                 failures += 1
                 if failures > self.retries:

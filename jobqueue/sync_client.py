@@ -100,6 +100,9 @@ class SyncJobQueueClient:
         if loop is None or thread is None or client is None or not thread.is_alive():
             return
         asyncio.run_coroutine_threadsafe(client.aclose(), loop).result()
+        # As asyncio.run does before closing its loop: finish the async generators still open
+        # there, or they are finalized after the loop is gone (reported as an ignored exception).
+        asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result()
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()

@@ -4,6 +4,7 @@ backend, through the HTTP API (the stores each have their own SQL for it)."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from typing import Any
 
 import httpx
@@ -102,7 +103,7 @@ async def test_sqlite_reads_an_id_prefix_from_the_primary_key(service: JobQueueS
     await service.enqueue_job("planned")  # the schema exists
     params = dict.fromkeys(("statuses", "job_type", "worker_id", "data"), None)
     params |= {"id_prefix": "abcd", "id_prefix_end": "abce", "limit": 10, "offset": 0}
-    with sqlite3.connect(settings.database_path) as db:
+    with closing(sqlite3.connect(settings.database_path)) as db:  # (its own with only commits)
         for name in ("list_jobs_by_id_prefix", "count_jobs_by_id_prefix"):
             plan = " | ".join(row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + QUERIES[name], params))
             assert "SEARCH jobs USING" in plan and "(id>? AND id<?)" in plan, (name, plan)
