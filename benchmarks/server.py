@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from jobqueue.api.app import create_app
-from jobqueue.api.limits import UVICORN_HTTP_OPTIONS
+from jobqueue.api.protocol import UVICORN_HTTP_OPTIONS
 from jobqueue.api.responses import JSONResponse
 from jobqueue.settings import load_settings
 

@@ -496,7 +496,7 @@ def _serve(settings: Settings, registry: Any, log_level: str, child: int | None 
     import uvicorn
 
     from jobqueue.api.app import create_app
-    from jobqueue.api.limits import UVICORN_HTTP_OPTIONS
+    from jobqueue.api.protocol import UVICORN_HTTP_OPTIONS
 
     if child is None:
         # Fail fast with one line (bad file, migration refused, no key) before uvicorn starts

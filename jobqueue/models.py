@@ -458,6 +458,17 @@ class JobEvent(msgspec.Struct, kw_only=True):
     data: Any
     at: datetime
 
+    @property
+    def signals_new_work(self) -> bool:
+        """Whether this event put a job in the queue: created, retried, requeued, or unblocked
+        (its dependencies finished: a ``status`` event to ``queued``, since it enters the queue
+        for the first time rather than going back to it). Idle worker pools wake up on these;
+        the stores' ``new_work_events_by_ids`` query makes the same test in SQL."""
+        return self.kind in _NEW_WORK_KINDS or (self.kind is EventKind.STATUS and self.status is JobStatus.QUEUED)
+
+
+_NEW_WORK_KINDS = frozenset({EventKind.CREATED, EventKind.RETRIED, EventKind.REQUEUED})
+
 
 class KeyScope(str, enum.Enum):
     """What an API key may do. ``admin`` includes every other scope."""

@@ -86,16 +86,6 @@ def backoff_seconds(attempts: int, base: float) -> float:
     return ceiling * random.uniform(0.5, 1.0)
 
 
-#: Events that make a job claimable: idle worker pools wake up on them.
-_NEW_WORK_EVENTS = frozenset({EventKind.CREATED, EventKind.RETRIED, EventKind.REQUEUED})
-
-
-def _unblocked(event: JobEvent) -> bool:
-    """A blocked job joined the queue: its dependencies finished (a ``status`` event, since it
-    enters the queue for the first time rather than going back to it)."""
-    return event.kind is EventKind.STATUS and event.status is JobStatus.QUEUED
-
-
 class JobQueueService:
     def __init__(self, store: Store, settings: Settings, events: EventHub) -> None:
         self.store = store
@@ -104,7 +94,9 @@ class JobQueueService:
         # Worker pools of this process park on these; set when work appears in any process
         # (events of other processes arrive through Redis or the events-table poll).
         self._wakeups: set[asyncio.Event] = set()
-        events.add_callback(self._on_event)
+        # Only the events that put a job in the queue: a process whose only listener is this
+        # (a worker process) does not read the other processes' other events at all.
+        events.add_callback(self._on_event, new_work_only=True)
         # (monotonic time read, the job types live workers serve), and the read under way.
         self._live_types: tuple[float, frozenset[str]] | None = None
         self._live_types_read: asyncio.Future[frozenset[str]] | None = None
@@ -131,7 +123,7 @@ class JobQueueService:
         self._wakeups.discard(event)
 
     def _on_event(self, event: JobEvent) -> None:
-        if event.kind in _NEW_WORK_EVENTS or _unblocked(event):
+        if event.signals_new_work:
             for wakeup in self._wakeups:
                 wakeup.set()
 

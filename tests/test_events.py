@@ -4,6 +4,7 @@ delivered once per process, bounded listeners, and the progress coalescing rule.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 
@@ -259,6 +260,96 @@ async def test_new_work_wakes_pools_of_another_process_over_redis(
             await asyncio.wait_for(wakeup.wait(), 20)
         finally:
             consumer.remove_wakeup(wakeup)
+
+
+async def _every_kind_of_event(service: JobQueueService) -> None:
+    """Jobs whose events cover every way into the queue and several ways out of it."""
+    first = await service.enqueue_job("kinds", max_attempts=2)  # created
+    blocked = await service.enqueue_job("kinds", depends_on=[first])  # created (blocked)
+    claim = await service.get_next_job(job_types=["kinds"])
+    assert claim is not None and claim.job.id == first  # status: processing
+    await service.update_progress(first, 10, "working", claim_token=claim.claim_token)  # progress
+    await service.fail_job(first, claim.claim_token, "boom", attempts=1, retry_delay=0)  # requeued
+    claim = await service.get_next_job(job_types=["kinds"])
+    assert claim is not None and claim.job.id == first
+    await service.complete_job(first, claim.claim_token, {"ok": True})  # completed; blocked: status queued
+    await service.cancel_job(blocked)  # cancelled
+    await service.retry_job(blocked)  # retried
+
+
+async def test_the_store_fetches_only_new_work_events_when_asked(service: JobQueueService) -> None:
+    """``new_work_only`` is the same test in SQL as ``JobEvent.signals_new_work`` in Python, on
+    every backend, and it still reads (and reports) every id."""
+    start = await service.last_event_id()
+    await _every_kind_of_event(service)
+    every, last, read = await service.store.unseen_events_after(start, set())
+    new_work, new_last, new_read = await service.store.unseen_events_after(start, set(), new_work_only=True)
+    assert (new_last, new_read) == (last, read) == (every[-1].id, len(every))
+    assert {e.kind for e in every} >= {
+        EventKind.CREATED, EventKind.STATUS, EventKind.PROGRESS, EventKind.REQUEUED,
+        EventKind.COMPLETED, EventKind.CANCELLED, EventKind.RETRIED,
+    }  # fmt: skip
+    assert [e.id for e in new_work] == [e.id for e in every if e.signals_new_work]
+    assert [(e.kind, e.status) for e in new_work] == [
+        (EventKind.CREATED, JobStatus.QUEUED),
+        (EventKind.CREATED, JobStatus.BLOCKED),
+        (EventKind.REQUEUED, JobStatus.QUEUED),
+        (EventKind.STATUS, JobStatus.QUEUED),  # unblocked: its dependency completed
+        (EventKind.RETRIED, JobStatus.QUEUED),
+    ]
+
+
+async def test_a_hub_that_only_wakes_workers_reads_only_new_work_of_other_processes(
+    service: JobQueueService, settings: Settings
+) -> None:
+    """A worker process's hub has one listener, the pools' wake-up: its poll fetches only the
+    other processes' events that put a job in the queue. A subscription makes it fetch all."""
+    async with JobQueueService.open(settings) as worker_process:
+        polled: list[JobEvent] = []
+        worker_process.events.add_callback(polled.append, new_work_only=True)
+        await worker_process.events.catch_up()
+        await _every_kind_of_event(service)
+        await worker_process.events.catch_up()
+        assert polled and all(e.signals_new_work for e in polled)
+        assert [e.id for e in polled] == [e.id for e in await service.events_after(0) if e.signals_new_work]
+
+        with worker_process.events.subscribe(lambda e: e.job_type == "kinds") as subscription:
+            job_id = await service.enqueue_job("kinds")
+            await service.update_job(job_id, progress=40, message="half-way")
+            await service.cancel_job(job_id)
+            await worker_process.events.catch_up()
+            received = await _collect(subscription, 3)
+        assert [e.kind for e in received] == [EventKind.CREATED, EventKind.PROGRESS, EventKind.CANCELLED]
+
+
+async def test_a_listener_subscribing_during_a_new_work_poll_misses_nothing(
+    service: JobQueueService, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll that started with nobody subscribed fetches only new-work events; a listener that
+    subscribes while it reads gets the other events of those ids too (the poll reads again)."""
+    async with JobQueueService.open(settings) as other:
+        await other.events.catch_up()
+        store_read = other.store.unseen_events_after
+        subscribing = contextlib.ExitStack()
+        subscriptions: list[object] = []
+
+        async def read_while_a_listener_arrives(*args: object, **kwargs: object) -> object:
+            result = await store_read(*args, **kwargs)  # type: ignore[arg-type]
+            if not subscriptions and result[2]:  # type: ignore[index]
+                # The first read that found events (the hub's own poll may be first: PostgreSQL
+                # signals each commit): the listener subscribes while it runs.
+                assert kwargs["new_work_only"] is True
+                subscriptions.append(subscribing.enter_context(other.events.subscribe(lambda e: e.job_type == "late")))
+            return result
+
+        monkeypatch.setattr(other.store, "unseen_events_after", read_while_a_listener_arrives)
+        with subscribing:
+            job_id = await service.update_job(await service.enqueue_job("late"), progress=40, message="half-way")
+            await service.cancel_job(job_id.id)
+            await other.events.catch_up()
+            assert subscriptions, "the hub never read the events"
+            received = await _collect(subscriptions[0], 3)
+    assert [e.kind for e in received] == [EventKind.CREATED, EventKind.PROGRESS, EventKind.CANCELLED]
 
 
 # -- progress coalescing ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ import msgspec
 import pytest
 
 from jobqueue.api.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from jobqueue.api.protocol import MAX_HEADER_BYTES
 
 from .conftest import assert_error, create
 
@@ -111,7 +112,36 @@ def test_a_huge_header_is_refused_while_it_arrives(server: str) -> None:
             sock.sendall(b"\r\n\r\n")
         response = _read_response(sock)
     assert sent < offered // 4, f"the server read a {sent}-byte header"
-    assert response.startswith(b"HTTP/1.1 4"), response[:200]
+    assert response.startswith(b"HTTP/1.1 431"), response[:200]
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert b"application/json" in head
+    assert msgspec.json.decode(body) == {
+        "error": "header_too_large", "detail": f"request head is larger than {MAX_HEADER_BYTES} bytes"
+    }  # fmt: skip
+
+
+def test_a_head_just_under_the_limit_is_read(server: str) -> None:
+    padding = MAX_HEADER_BYTES - 200
+    with _connect(server) as sock:
+        sock.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: {'a' * padding}\r\n\r\n".encode())
+        response = _read_response(sock)
+    assert response.startswith(b"HTTP/1.1 200"), response[:200]
+
+
+def test_a_small_head_and_a_large_body_in_one_write_are_read(server: str) -> None:
+    """The head is bounded, not the read it arrives in: a head of a few hundred bytes sent with
+    a body of several times the head limit, in one write, is a normal request."""
+    body = msgspec.json.encode({"job_type": "limits", "request_data": {"blob": "x" * (4 * MAX_HEADER_BYTES)}})
+    request = (
+        b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    with _connect(server) as sock:
+        sock.sendall(request + request)  # two in one write: the count starts over per request
+        response = b""
+        while response.count(b"HTTP/1.1 201") < 2 and (chunk := sock.recv(65536)):
+            response += chunk
+    assert response.count(b"HTTP/1.1 201") == 2, response[:300]
 
 
 def test_a_body_within_the_limit_is_read(server: str) -> None:

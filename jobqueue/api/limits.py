@@ -2,8 +2,8 @@
 
 The body is counted while it arrives, on every route, before any endpoint sees it: a declared
 ``Content-Length`` above the limit is refused before a byte is read, and a body sent without one
-(chunked) is refused as soon as it passes the limit. The request head is bounded by the HTTP
-parser (``MAX_HEADER_BYTES``, set where uvicorn is started). JSON nesting is bounded before the
+(chunked) is refused as soon as it passes the limit. The request head is bounded while it
+arrives, by the HTTP protocol uvicorn runs (jobqueue.api.protocol). JSON nesting is bounded before the
 body is decoded (``nested_too_deep``), and integers in it to what every JSON parser reads back
 exactly, and text to what every backend stores (``unstorable_value``, in jobqueue.jsonlimits:
 the worker holds a handler's result to the same bounds).
@@ -11,7 +11,6 @@ the worker holds a handler's result to the same bounds).
 
 from __future__ import annotations
 
-from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,12 +23,6 @@ __all__ = ["MAX_JSON_DEPTH", "MAX_JSON_INTEGER", "nested_too_deep", "unstorable_
 
 #: Largest request body accepted, in bytes.
 MAX_BODY_BYTES = 1024 * 1024
-#: Largest request head (request line and headers together), in bytes.
-MAX_HEADER_BYTES = 64 * 1024
-#: How uvicorn parses HTTP/1.1 for the API (``serve``, and the benchmark's server): with h11,
-#: which bounds the request head while reading it and answers a longer one with 400. httptools,
-#: uvicorn's default, has no such limit: it held a single 100 MiB header in memory.
-UVICORN_HTTP_OPTIONS: dict[str, Any] = {"http": "h11", "h11_max_incomplete_event_size": MAX_HEADER_BYTES}
 _TOO_LARGE = f"body is larger than {MAX_BODY_BYTES} bytes"
 
 

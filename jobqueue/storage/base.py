@@ -156,10 +156,14 @@ class Store(Protocol):
     async def job_events_after(self, job_id: str, after: int, limit: int = 1000) -> list[JobEvent]: ...
 
     async def unseen_events_after(
-        self, after: int, seen: Container[int], limit: int = 1000
+        self, after: int, seen: Container[int], limit: int = 1000, *, new_work_only: bool = False
     ) -> tuple[list[JobEvent], int, int]:
         """Events after a global id whose ids are not in ``seen``, the last id read, and how
-        many ids were read (the poll: most events are this process's own, already delivered)."""
+        many ids were read (the poll: most events are this process's own, already delivered).
+
+        ``new_work_only``: of the unseen events, fetch only those that put a job in the queue
+        (``JobEvent.signals_new_work``); every id is still read. A process whose only listener
+        is its worker pool's wake-up does not fetch and decode the rest."""
 
     async def events_after(self, after: int, limit: int = 1000) -> list[JobEvent]: ...
 

@@ -454,6 +454,14 @@ SELECT id FROM job_events WHERE id > %(after)s ORDER BY id LIMIT %(limit)s;
 -- The events whose ids are in %(ids)s, in order.
 SELECT * FROM job_events WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id;
 
+-- name: new_work_events_by_ids
+-- Of the events whose ids are in %(ids)s, those that put a job in the queue: the same test as
+-- JobEvent.signals_new_work (created, retried, requeued, or unblocked: a status event to queued).
+SELECT * FROM job_events
+WHERE id = ANY(%(ids)s::bigint[])
+  AND (kind IN ('created', 'retried', 'requeued') OR (kind = 'status' AND status = 'queued'))
+ORDER BY id;
+
 -- name: last_event_id
 -- The newest global event id (where a fresh poller starts).
 SELECT coalesce(max(id), 0) AS last_id FROM job_events;

@@ -657,7 +657,7 @@ class PostgresStore:
         return [event_from_row(r) for r in rows]
 
     async def unseen_events_after(
-        self, after: int, seen: Container[int], limit: int = 1000
+        self, after: int, seen: Container[int], limit: int = 1000, *, new_work_only: bool = False
     ) -> tuple[list[JobEvent], int, int]:
         rows = await self.db.fetch_all(QUERIES["event_ids_after"], {"after": after, "limit": limit})
         ids = [row["id"] for row in rows]
@@ -665,7 +665,8 @@ class PostgresStore:
         unseen = [i for i in ids if i not in seen]
         if not unseen:
             return [], last, len(ids)
-        rows = await self.db.fetch_all(QUERIES["events_by_ids"], {"ids": unseen})
+        query = QUERIES["new_work_events_by_ids" if new_work_only else "events_by_ids"]
+        rows = await self.db.fetch_all(query, {"ids": unseen})
         return [event_from_row(r) for r in rows], last, len(ids)
 
     async def events_after(self, after: int, limit: int = 1000) -> list[JobEvent]:

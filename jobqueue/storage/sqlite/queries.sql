@@ -530,6 +530,15 @@ SELECT id FROM job_events WHERE id > :after ORDER BY id LIMIT :limit;
 -- The events whose ids are in the JSON array :ids, in order.
 SELECT * FROM job_events WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
 
+-- name: new_work_events_by_ids
+-- Of the events whose ids are in the JSON array :ids, those that put a job in the queue: the
+-- same test as JobEvent.signals_new_work (created, retried, requeued, or unblocked: a status
+-- event to queued).
+SELECT * FROM job_events
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND (kind IN ('created', 'retried', 'requeued') OR (kind = 'status' AND status = 'queued'))
+ORDER BY id;
+
 -- name: last_event_id
 -- The newest global event id (where a fresh poller starts).
 SELECT coalesce(max(id), 0) FROM job_events;

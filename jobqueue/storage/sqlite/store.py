@@ -642,7 +642,7 @@ class SQLiteStore:
         return [event_from_row(r) for r in rows]
 
     async def unseen_events_after(
-        self, after: int, seen: Container[int], limit: int = 1000
+        self, after: int, seen: Container[int], limit: int = 1000, *, new_work_only: bool = False
     ) -> tuple[list[JobEvent], int, int]:
         """Events after a global id, reading only those whose id is not in ``seen``.
 
@@ -656,7 +656,8 @@ class SQLiteStore:
         unseen = [i for i in ids if i not in seen]
         if not unseen:
             return [], last, len(ids)
-        rows = await self.db.fetch_all(QUERIES["events_by_ids"], {"ids": _json_encode(unseen).decode()})
+        query = QUERIES["new_work_events_by_ids" if new_work_only else "events_by_ids"]
+        rows = await self.db.fetch_all(query, {"ids": _json_encode(unseen).decode()})
         return [event_from_row(r) for r in rows], last, len(ids)
 
     async def events_after(self, after: int, limit: int = 1000) -> list[JobEvent]:
