@@ -213,5 +213,9 @@ async def test_two_apis_and_two_workers_on_one_database_survive_sigkill(hosts: H
     sequence = [event_id for _, event_id in kinds]
     assert sequence == list(range(sequence[0], sequence[0] + len(sequence))), kinds
     assert sequence[-1] == watched_job["event_seq"]
-    assert {"status", "progress"} <= {name for name, _ in kinds}, kinds
+    names = {name for name, _ in kinds}
+    assert "progress" in names, kinds
+    # The claim's status event (seq 2, after created) is streamed, unless a worker claimed the
+    # job before the stream connected (a loaded machine): then the snapshot already holds it.
+    assert "status" in names or kinds[0][1] >= 2, kinds
 
