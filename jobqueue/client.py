@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from contextlib import aclosing
 import logging
 import os
 import time
+from contextlib import aclosing
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType

@@ -68,7 +68,8 @@ async def run(ctx: Context) -> Outcome:
                         await asyncio.sleep(0.05)
                     refused = [status for status in json.loads(ready.read_text()) if status != 200]
                     if refused:
-                        raise RuntimeError(f"{len(refused)} of {LISTENERS} SSE listeners were refused: {sorted(set(refused))}")
+                        statuses = sorted(set(refused))
+                        raise RuntimeError(f"{len(refused)} of {LISTENERS} SSE listeners were refused: {statuses}")
                     first_send = time.time()
                     for i in range(updates):
                         response = await client.post(

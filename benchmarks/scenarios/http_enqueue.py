@@ -121,8 +121,8 @@ async def run(ctx: Context) -> Outcome:
     outcome.add("enqueue, 2 processes / 1", two / one, "ratio")
     outcome.notes.append(
         f"{CONNECTIONS} connections, {seconds:g}s each, generator {results['enqueue']['generator']} "
-        f"(on the same cores); jobqueue: uvicorn uvloop+httptools (head bounded), access log off; the peers' endpoints "
-        f"uvicorn defaults (uvloop+httptools). serve --workers 1: "
+        f"(on the same cores); jobqueue: uvicorn uvloop+httptools (head bounded), access log off; "
+        f"the peers' endpoints uvicorn defaults (uvloop+httptools). serve --workers 1: "
         f"{', '.join(f'{r:,.0f}' for r in rates[1])}; --workers 2: {', '.join(f'{r:,.0f}' for r in rates[2])} req/s"
     )
     return outcome

@@ -3,14 +3,13 @@
 The body is counted while it arrives, on every route, before any endpoint sees it: a declared
 ``Content-Length`` above the limit is refused before a byte is read, and a body sent without one
 (chunked) is refused as soon as it passes the limit. The request head is bounded while it
-arrives, by the HTTP protocol uvicorn runs (jobqueue.api.protocol). JSON nesting is bounded before the
-body is decoded (``nested_too_deep``), and integers in it to what every JSON parser reads back
+arrives, by the HTTP protocol uvicorn runs (jobqueue.api.protocol). JSON nesting is bounded
+before the body is decoded (``nested_too_deep``), and integers in it to what every JSON parser reads back
 exactly, and text to what every backend stores (``unstorable_value``, in jobqueue.jsonlimits:
 the worker holds a handler's result to the same bounds).
 """
 
 from __future__ import annotations
-
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send

@@ -9,9 +9,10 @@ the head, at h11's speed.
 ``BoundedHttpToolsProtocol`` keeps httptools and adds the bound: the bytes received while a
 request's head is incomplete are counted before the parser sees them, the parser is never fed
 more of a head than ``MAX_HEADER_BYTES``, and a longer head is answered ``431`` in the API's
-error shape, and the connection closed. It is handed to uvicorn as its ``http`` protocol class (a documented
-setting) and overrides three methods of uvicorn's own class; a test sends such a head through
-a real server, so an uvicorn that changed them fails the suite rather than the bound.
+error shape, and the connection closed. It is handed to uvicorn as its ``http`` protocol class
+(a documented setting) and overrides three methods of uvicorn's own class; a test sends such a
+head through a real server, so an uvicorn that changed them fails the suite rather than the
+bound.
 """
 
 from __future__ import annotations
